@@ -1,0 +1,3 @@
+pub mod error;
+pub mod safetensors;
+pub use error::{Error, Result};

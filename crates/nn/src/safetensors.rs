@@ -1,0 +1,2150 @@
+//! Safetensors files, read and written from scratch (standard library only, no serde).
+//!
+//! # Format
+//!
+//! ```text
+//! [u64 little-endian N] [N bytes of UTF-8 JSON header, space padded] [raw little-endian data]
+//! ```
+//!
+//! The header is a JSON object mapping each tensor name to
+//! `{"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}` (offsets relative to the
+//! start of the data buffer), plus an optional `"__metadata__"` object of string -> string.
+//!
+//! # Writer
+//!
+//! The writer reproduces, byte for byte, the files of `make_reference.py` (which uses Python's
+//! `json.dumps(header, separators=(",", ":"))`), and those files load in PyTorch's
+//! `safetensors` library:
+//!
+//! * `"__metadata__"` first (left out when empty, as the library does), its keys sorted;
+//! * then the tensors in data order: 8-byte dtypes (F64 and I64 *together*, by name) first,
+//!   then F32 by name, so every tensor is aligned to its element size; offsets are contiguous
+//!   from 0 with no gaps;
+//! * per tensor the keys `dtype`, `shape`, `data_offsets`, in that order, no spaces;
+//! * strings escaped as Python's `json.dumps` does by default (`ensure_ascii=True`): `\"`,
+//!   `\\`, `\b \f \n \r \t`, every other character outside printable ASCII as lowercase
+//!   `\uXXXX` (a surrogate pair above U+FFFF). The output header is therefore pure ASCII;
+//! * the header padded with spaces to a multiple of 8 bytes, so the data starts 8-aligned.
+//!
+//! (The Rust core of the `safetensors` library sorts by dtype, I64 before F64, and writes the
+//! metadata in `HashMap` order, i.e. randomly; the reference writer exists to be
+//! deterministic, so we follow it.)
+//!
+//! # Reader
+//!
+//! Everything in a file is untrusted: every length, offset and shape is checked (with checked
+//! arithmetic) before it is used, no buffer is sized by an unchecked header value, and every
+//! problem is reported as [`Error::File`] naming the file, the field and what was expected.
+//! Like the reference implementation, the reader requires the tensors to cover the data
+//! buffer exactly: contiguous, non-overlapping, from offset 0 to the end of the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::error::{file_err, Error, Result};
+
+/// Largest header accepted (100 MB), the limit of the reference implementation. A larger
+/// header length means a corrupt file or not a safetensors file at all.
+pub const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// Maximum nesting of JSON arrays/objects. A valid header nests 3 deep; the limit only
+/// exists so that a hostile header cannot overflow the stack of the recursive parser.
+const MAX_JSON_DEPTH: usize = 64;
+
+/// The reserved header key holding the string metadata.
+const METADATA_KEY: &str = "__metadata__";
+
+/// The "path" reported by errors about in-memory data (`push_*`, `to_bytes`).
+const MEMORY_PATH: &str = "<memory>";
+
+/// The element types this crate stores. Other safetensors dtypes are rejected when reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    F32,
+    F64,
+    I64,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F64 | Dtype::I64 => 8,
+        }
+    }
+
+    /// The name used in the header ("F32", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "F32",
+            Dtype::F64 => "F64",
+            Dtype::I64 => "I64",
+        }
+    }
+
+    /// The dtype with this header name, if supported.
+    pub fn from_name(name: &str) -> Option<Dtype> {
+        match name {
+            "F32" => Some(Dtype::F32),
+            "F64" => Some(Dtype::F64),
+            "I64" => Some(Dtype::I64),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A tensor's elements, in row-major order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorData {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+}
+
+impl TensorData {
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            TensorData::F32(_) => Dtype::F32,
+            TensorData::F64(_) => Dtype::F64,
+            TensorData::I64(_) => Dtype::I64,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            TensorData::F32(v) => v.len(),
+            TensorData::F64(v) => v.len(),
+            TensorData::I64(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the elements as little-endian bytes. `to_le_bytes` keeps the exact bit
+    /// pattern, so NaN payloads and -0.0 survive a round trip.
+    fn extend_le_bytes(&self, out: &mut Vec<u8>) {
+        match self {
+            TensorData::F32(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+            TensorData::F64(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+            TensorData::I64(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+        }
+    }
+
+    /// Decodes little-endian elements. The caller has checked that `bytes.len()` is a
+    /// multiple of the element size (`chunks_exact` would silently drop a remainder).
+    fn from_le_bytes(dtype: Dtype, bytes: &[u8]) -> TensorData {
+        match dtype {
+            Dtype::F32 => TensorData::F32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            Dtype::F64 => TensorData::F64(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(le8(c)))
+                    .collect(),
+            ),
+            Dtype::I64 => TensorData::I64(
+                bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(le8(c)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The first 8 bytes of a chunk from `chunks_exact(8)`.
+fn le8(c: &[u8]) -> [u8; 8] {
+    [c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]
+}
+
+/// One named tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    /// Row-major shape; `[]` for a scalar (one element).
+    pub shape: Vec<usize>,
+    pub data: TensorData,
+}
+
+impl Entry {
+    pub fn dtype(&self) -> Dtype {
+        self.data.dtype()
+    }
+}
+
+/// Number of elements of a shape, or `None` on overflow. The empty shape (a scalar) has one.
+fn numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// The contents of a safetensors file: tensors plus string metadata.
+///
+/// `entries` keeps insertion order (file order after [`SafeTensors::read`]); the writer
+/// chooses its own canonical order, so the order here never affects the bytes written.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SafeTensors {
+    pub entries: Vec<Entry>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl SafeTensors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tensor. Errors (path `<memory>`) if `shape` does not hold `data.len()`
+    /// elements, if the name is taken, or if it is the reserved `__metadata__`.
+    pub fn push(&mut self, name: &str, shape: &[usize], data: TensorData) -> Result<()> {
+        let path = Path::new(MEMORY_PATH);
+        check_entry(name, shape, &data, path)?;
+        if self.get(name).is_some() {
+            return file_err(path, name, "a tensor with this name was already added");
+        }
+        self.entries.push(Entry {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+            data,
+        });
+        Ok(())
+    }
+
+    pub fn push_f32(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> Result<()> {
+        self.push(name, shape, TensorData::F32(data))
+    }
+
+    pub fn push_f64(&mut self, name: &str, shape: &[usize], data: Vec<f64>) -> Result<()> {
+        self.push(name, shape, TensorData::F64(data))
+    }
+
+    pub fn push_i64(&mut self, name: &str, shape: &[usize], data: Vec<i64>) -> Result<()> {
+        self.push(name, shape, TensorData::I64(data))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    /// Parses a whole file held in memory. `path` is only used in error messages.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<SafeTensors> {
+        let Some((prefix, rest)) = bytes.split_first_chunk::<8>() else {
+            return too_short(path, bytes.len() as u64);
+        };
+        let header_len = check_header_len(u64::from_le_bytes(*prefix), rest.len() as u64, path)?;
+        let (Some(header_bytes), Some(data)) = (rest.get(..header_len), rest.get(header_len..))
+        else {
+            return file_err(
+                path,
+                "header length",
+                "header runs past the end of the file",
+            );
+        };
+        let header = std::str::from_utf8(header_bytes).or_else(|e| {
+            file_err(
+                path,
+                "header",
+                format!(
+                    "not valid UTF-8 (invalid byte at header byte {})",
+                    e.valid_up_to()
+                ),
+            )
+        })?;
+        let json = parse_json(header).or_else(|e| {
+            file_err(
+                path,
+                "header",
+                format!("malformed JSON at header byte {}: {}", e.pos, e.msg),
+            )
+        })?;
+        let Json::Object(members) = json else {
+            return file_err(
+                path,
+                "header",
+                format!(
+                    "expected a JSON object at the top level, found {}",
+                    json.describe()
+                ),
+            );
+        };
+
+        let mut metadata = None;
+        let mut names = BTreeSet::new();
+        let mut infos = Vec::new();
+        for (key, value) in members {
+            if key == METADATA_KEY {
+                if metadata.is_some() {
+                    return file_err(path, METADATA_KEY, "appears twice in the header");
+                }
+                metadata = Some(parse_metadata(value, path)?);
+            } else {
+                if !names.insert(key.clone()) {
+                    return file_err(path, key, "duplicate tensor name in the header");
+                }
+                infos.push(parse_info(key, value, path)?);
+            }
+        }
+        drop(names);
+
+        // Each tensor on its own: the byte range fits the buffer and matches shape * dtype.
+        let data_len = data.len();
+        for t in &infos {
+            let nbytes = numel(&t.shape).and_then(|n| n.checked_mul(t.dtype.size()));
+            let Some(nbytes) = nbytes else {
+                return file_err(
+                    path,
+                    &t.name,
+                    format!(
+                        "shape {:?} of {}: the byte size overflows",
+                        t.shape, t.dtype
+                    ),
+                );
+            };
+            if t.begin > t.end {
+                return file_err(
+                    path,
+                    &t.name,
+                    format!("data_offsets [{}, {}]: begin is after end", t.begin, t.end),
+                );
+            }
+            if t.end > data_len {
+                return file_err(
+                    path,
+                    &t.name,
+                    format!(
+                        "data_offsets [{}, {}]: end is beyond the data buffer of {data_len} bytes \
+                         (truncated file?)",
+                        t.begin, t.end
+                    ),
+                );
+            }
+            if t.end - t.begin != nbytes {
+                return file_err(
+                    path,
+                    &t.name,
+                    format!(
+                        "data_offsets [{}, {}] span {} bytes, but shape {:?} of {} needs {nbytes}",
+                        t.begin,
+                        t.end,
+                        t.end - t.begin,
+                        t.shape,
+                        t.dtype
+                    ),
+                );
+            }
+        }
+
+        // Together: sorted by offset, the tensors must tile the buffer exactly, as the
+        // reference implementation requires. A stable sort keeps header order among
+        // zero-sized tensors sharing an offset.
+        infos.sort_by_key(|t| (t.begin, t.end));
+        let mut covered = 0usize;
+        let mut prev: Option<&TensorInfo> = None;
+        for t in &infos {
+            if t.begin != covered {
+                let what = if t.begin < covered {
+                    "overlap"
+                } else {
+                    "leave a gap after"
+                };
+                let problem = match prev {
+                    Some(p) => format!(
+                        "data_offsets [{}, {}] {what} tensor \"{}\" at [{}, {}]; tensors must be \
+                         contiguous",
+                        t.begin, t.end, p.name, p.begin, p.end
+                    ),
+                    None => format!(
+                        "data_offsets [{}, {}]: the first tensor must start at offset 0 (gap of {} \
+                         bytes)",
+                        t.begin, t.end, t.begin
+                    ),
+                };
+                return file_err(path, &t.name, problem);
+            }
+            covered = t.end;
+            prev = Some(t);
+        }
+        if covered != data_len {
+            return file_err(
+                path,
+                "data buffer",
+                format!(
+                    "the tensors cover {covered} bytes but {data_len} bytes follow the header: {} \
+                     trailing bytes",
+                    data_len - covered
+                ),
+            );
+        }
+
+        let mut entries = Vec::with_capacity(infos.len());
+        for t in infos {
+            let Some(raw) = data.get(t.begin..t.end) else {
+                return file_err(path, &t.name, "data_offsets outside the data buffer");
+            };
+            entries.push(Entry {
+                data: TensorData::from_le_bytes(t.dtype, raw),
+                name: t.name,
+                shape: t.shape,
+            });
+        }
+        Ok(SafeTensors {
+            entries,
+            metadata: metadata.unwrap_or_default(),
+        })
+    }
+
+    /// Reads and parses a file. The 8-byte header length is checked against the file size
+    /// before anything else is read, so a corrupt length cannot trigger a huge allocation.
+    pub fn read(path: &Path) -> Result<SafeTensors> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        if file_len < 8 {
+            return too_short(path, file_len);
+        }
+        let mut prefix = [0u8; 8];
+        file.read_exact(&mut prefix).map_err(io)?;
+        check_header_len(u64::from_le_bytes(prefix), file_len - 8, path)?;
+        // The file's real size (not a header value) bounds this allocation.
+        let Ok(capacity) = usize::try_from(file_len) else {
+            return file_err(
+                path,
+                "file",
+                format!("{file_len} bytes do not fit in memory"),
+            );
+        };
+        let mut bytes = Vec::with_capacity(capacity);
+        bytes.extend_from_slice(&prefix);
+        file.read_to_end(&mut bytes).map_err(io)?;
+        Self::parse(&bytes, path)
+    }
+
+    /// The file's bytes (see the module docs for the exact layout).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.serialize(Path::new(MEMORY_PATH))
+    }
+
+    /// Writes the file atomically: to `<name>.tmp` in the same directory, fsync, then
+    /// rename over `path`, so a reader (or a crash) never sees a half-written file.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let bytes = self.serialize(path)?;
+        let Some(file_name) = path.file_name() else {
+            return file_err(path, "path", "expected a file name, found none");
+        };
+        let mut tmp_name = file_name.to_os_string();
+        tmp_name.push(".tmp");
+        let tmp = path.with_file_name(tmp_name);
+        let result = write_synced(&tmp, &bytes).and_then(|()| {
+            fs::rename(&tmp, path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        });
+        if result.is_err() {
+            // Best effort: do not leave a stray temporary file behind.
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        sync_parent_dir(path);
+        Ok(())
+    }
+
+    /// The entry as f32 with the expected shape, or a clear error: missing tensor / wrong
+    /// dtype / wrong shape.
+    pub fn expect_f32(&self, name: &str, shape: &[usize], path: &Path) -> Result<&[f32]> {
+        let e = self.require(name, path)?;
+        let TensorData::F32(v) = &e.data else {
+            return wrong_dtype(e, Dtype::F32, path);
+        };
+        check_shape(e, shape, path)?;
+        Ok(v)
+    }
+
+    /// Like [`SafeTensors::expect_f32`] for F64.
+    pub fn expect_f64(&self, name: &str, shape: &[usize], path: &Path) -> Result<&[f64]> {
+        let e = self.require(name, path)?;
+        let TensorData::F64(v) = &e.data else {
+            return wrong_dtype(e, Dtype::F64, path);
+        };
+        check_shape(e, shape, path)?;
+        Ok(v)
+    }
+
+    /// Like [`SafeTensors::expect_f32`] for I64.
+    pub fn expect_i64(&self, name: &str, shape: &[usize], path: &Path) -> Result<&[i64]> {
+        let e = self.require(name, path)?;
+        let TensorData::I64(v) = &e.data else {
+            return wrong_dtype(e, Dtype::I64, path);
+        };
+        check_shape(e, shape, path)?;
+        Ok(v)
+    }
+
+    /// f32 data, converting F64 to f32 if needed, any shape; error if missing or I64.
+    /// (For reference files, whose `f64.*` tensors are compared in f32.)
+    pub fn f32_any(&self, name: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+        let e = self.require(name, path)?;
+        let data = match &e.data {
+            TensorData::F32(v) => v.clone(),
+            TensorData::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            TensorData::I64(_) => {
+                return file_err(
+                    path,
+                    name,
+                    "expected a float tensor (F32 or F64), found I64",
+                );
+            }
+        };
+        Ok((e.shape.clone(), data))
+    }
+
+    /// The entry, or a "missing tensor" error listing (some of) the names present.
+    fn require(&self, name: &str, path: &Path) -> Result<&Entry> {
+        if let Some(e) = self.get(name) {
+            return Ok(e);
+        }
+        const SHOWN: usize = 8;
+        let mut present: Vec<&str> = self
+            .entries
+            .iter()
+            .map(|e| e.name.as_str())
+            .take(SHOWN)
+            .collect();
+        if self.entries.len() > SHOWN {
+            present.push("...");
+        }
+        file_err(
+            path,
+            name,
+            format!(
+                "missing tensor (the file holds {} tensors: {})",
+                self.entries.len(),
+                present.join(", ")
+            ),
+        )
+    }
+
+    /// Serializes, reporting errors against `path`.
+    fn serialize(&self, path: &Path) -> Result<Vec<u8>> {
+        let mut names = BTreeSet::new();
+        for e in &self.entries {
+            check_entry(&e.name, &e.shape, &e.data, path)?;
+            if !names.insert(e.name.as_str()) {
+                return file_err(path, &e.name, "duplicate tensor name");
+            }
+        }
+
+        // 8-byte dtypes first, then by name: every tensor starts at a multiple of its element
+        // size (the header is padded to 8, and sizes within a group are multiples of it).
+        let mut order: Vec<&Entry> = self.entries.iter().collect();
+        order.sort_by(|a, b| {
+            b.dtype()
+                .size()
+                .cmp(&a.dtype().size())
+                .then_with(|| a.name.cmp(&b.name))
+        });
+
+        let mut header = String::from("{");
+        if !self.metadata.is_empty() {
+            push_json_string(&mut header, METADATA_KEY);
+            header.push_str(":{");
+            for (i, (k, v)) in self.metadata.iter().enumerate() {
+                if i > 0 {
+                    header.push(',');
+                }
+                push_json_string(&mut header, k);
+                header.push(':');
+                push_json_string(&mut header, v);
+            }
+            header.push('}');
+        }
+        let mut offset = 0usize;
+        for (i, e) in order.iter().enumerate() {
+            let end = e
+                .data
+                .len()
+                .checked_mul(e.dtype().size())
+                .and_then(|n| n.checked_add(offset));
+            let Some(end) = end else {
+                return file_err(path, &e.name, "total data size overflows");
+            };
+            if i > 0 || !self.metadata.is_empty() {
+                header.push(',');
+            }
+            push_json_string(&mut header, &e.name);
+            header.push_str(":{\"dtype\":\"");
+            header.push_str(e.dtype().name());
+            header.push_str("\",\"shape\":[");
+            let dims: Vec<String> = e.shape.iter().map(|d| d.to_string()).collect();
+            header.push_str(&dims.join(","));
+            header.push_str(&format!("],\"data_offsets\":[{offset},{end}]}}"));
+            offset = end;
+        }
+        header.push('}');
+        while header.len() % 8 != 0 {
+            header.push(' ');
+        }
+        if header.len() as u64 > MAX_HEADER_LEN {
+            return file_err(
+                path,
+                "header",
+                format!(
+                    "{} bytes, more than the {MAX_HEADER_LEN}-byte limit readers accept",
+                    header.len()
+                ),
+            );
+        }
+
+        let Some(total) = offset.checked_add(8 + header.len()) else {
+            return file_err(path, "data buffer", "total file size overflows");
+        };
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        for e in order {
+            e.data.extend_le_bytes(&mut out);
+        }
+        debug_assert_eq!(out.len(), total);
+        Ok(out)
+    }
+}
+
+/// Checks a tensor before it is stored or written.
+fn check_entry(name: &str, shape: &[usize], data: &TensorData, path: &Path) -> Result<()> {
+    if name == METADATA_KEY {
+        return file_err(path, name, "this name is reserved for the metadata");
+    }
+    match numel(shape) {
+        Some(n) if n == data.len() => Ok(()),
+        Some(n) => file_err(
+            path,
+            name,
+            format!(
+                "shape {shape:?} holds {n} elements but the {} data has {}",
+                data.dtype(),
+                data.len()
+            ),
+        ),
+        None => file_err(
+            path,
+            name,
+            format!("shape {shape:?}: element count overflows"),
+        ),
+    }
+}
+
+fn check_shape(e: &Entry, shape: &[usize], path: &Path) -> Result<()> {
+    if e.shape == shape {
+        Ok(())
+    } else {
+        file_err(
+            path,
+            &e.name,
+            format!("expected shape {shape:?}, found {:?}", e.shape),
+        )
+    }
+}
+
+fn wrong_dtype<T>(e: &Entry, expected: Dtype, path: &Path) -> Result<T> {
+    file_err(
+        path,
+        &e.name,
+        format!("expected dtype {expected}, found {}", e.dtype()),
+    )
+}
+
+fn too_short<T>(path: &Path, len: u64) -> Result<T> {
+    file_err(
+        path,
+        "header length",
+        format!("the file is {len} bytes, shorter than the 8-byte header length (empty or truncated file?)"),
+    )
+}
+
+/// Validates the header length `n` against the bytes available after the 8-byte prefix.
+fn check_header_len(n: u64, available: u64, path: &Path) -> Result<usize> {
+    if n > MAX_HEADER_LEN {
+        return file_err(
+            path,
+            "header length",
+            format!(
+                "{n} bytes, more than the {MAX_HEADER_LEN}-byte limit (corrupt, or not a safetensors file)"
+            ),
+        );
+    }
+    if n > available {
+        return file_err(
+            path,
+            "header length",
+            format!(
+                "{n} bytes, but only {available} bytes follow the 8-byte length (truncated file?)"
+            ),
+        );
+    }
+    // n <= 100 MB fits in usize on every supported platform.
+    usize::try_from(n)
+        .or_else(|_| file_err(path, "header length", format!("{n} does not fit in usize")))
+}
+
+/// Creates (truncating) `path`, writes `bytes` and fsyncs them to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = File::create(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)
+}
+
+/// Best effort: fsync the directory so the rename itself is durable. Opening a directory
+/// fails on some platforms (Windows), in which case there is nothing more we can do.
+fn sync_parent_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Header interpretation
+// ---------------------------------------------------------------------------------------
+
+/// One header entry, checked for JSON types but not yet against the data buffer.
+struct TensorInfo {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    begin: usize,
+    end: usize,
+}
+
+fn parse_metadata(value: Json, path: &Path) -> Result<BTreeMap<String, String>> {
+    let members = match value {
+        Json::Object(m) => m,
+        // serde (and hence the reference implementation) reads `null` as "no metadata".
+        Json::Null => return Ok(BTreeMap::new()),
+        other => {
+            return file_err(
+                path,
+                METADATA_KEY,
+                format!(
+                    "expected an object of string values, found {}",
+                    other.describe()
+                ),
+            )
+        }
+    };
+    let mut map = BTreeMap::new();
+    for (k, v) in members {
+        let Json::String(s) = v else {
+            return file_err(
+                path,
+                METADATA_KEY,
+                format!(
+                    "value of \"{k}\": expected a string, found {}",
+                    v.describe()
+                ),
+            );
+        };
+        if map.contains_key(&k) {
+            return file_err(path, METADATA_KEY, format!("duplicate key \"{k}\""));
+        }
+        map.insert(k, s);
+    }
+    Ok(map)
+}
+
+fn parse_info(name: String, value: Json, path: &Path) -> Result<TensorInfo> {
+    let Json::Object(fields) = value else {
+        return file_err(
+            path,
+            name,
+            format!(
+                "expected an object with dtype, shape and data_offsets, found {}",
+                value.describe()
+            ),
+        );
+    };
+    let mut dtype = None;
+    let mut shape = None;
+    let mut offsets = None;
+    for (key, v) in fields {
+        let field_err = |p: String| Error::File {
+            path: path.to_path_buf(),
+            field: name.clone(),
+            problem: p,
+        };
+        match key.as_str() {
+            "dtype" if dtype.is_none() => dtype = Some(parse_dtype(&v).map_err(field_err)?),
+            "shape" if shape.is_none() => {
+                shape = Some(parse_uint_array(&v, "shape", None).map_err(field_err)?);
+            }
+            "data_offsets" if offsets.is_none() => {
+                offsets = Some(parse_uint_array(&v, "data_offsets", Some(2)).map_err(field_err)?);
+            }
+            "dtype" | "shape" | "data_offsets" => {
+                return file_err(path, &name, format!("key \"{key}\" appears twice"));
+            }
+            other => {
+                return file_err(
+                    path,
+                    &name,
+                    format!("unexpected key \"{other}\" (expected dtype, shape and data_offsets)"),
+                )
+            }
+        }
+    }
+    let missing = |key: &str| {
+        file_err(
+            path,
+            &name,
+            format!("missing \"{key}\" (each tensor needs dtype, shape and data_offsets)"),
+        )
+    };
+    let Some(dtype) = dtype else {
+        return missing("dtype");
+    };
+    let Some(shape) = shape else {
+        return missing("shape");
+    };
+    let Some(offsets) = offsets else {
+        return missing("data_offsets");
+    };
+    let [begin, end] = offsets[..] else {
+        return missing("data_offsets");
+    };
+    Ok(TensorInfo {
+        name,
+        dtype,
+        shape,
+        begin,
+        end,
+    })
+}
+
+/// The dtype, or a message saying what was found and what is supported.
+fn parse_dtype(v: &Json) -> std::result::Result<Dtype, String> {
+    match v {
+        Json::String(s) => Dtype::from_name(s).ok_or_else(|| {
+            format!(
+                "dtype: unsupported dtype {}; this reader supports F32, F64 and I64",
+                v.describe()
+            )
+        }),
+        other => Err(format!(
+            "dtype: expected a string such as \"F32\", found {}",
+            other.describe()
+        )),
+    }
+}
+
+/// An array of non-negative integers (of exactly `len` items if given).
+fn parse_uint_array(
+    v: &Json,
+    what: &str,
+    len: Option<usize>,
+) -> std::result::Result<Vec<usize>, String> {
+    let Json::Array(items) = v else {
+        return Err(format!(
+            "{what}: expected an array of non-negative integers, found {}",
+            v.describe()
+        ));
+    };
+    if let Some(n) = len {
+        if items.len() != n {
+            return Err(format!(
+                "{what}: expected {n} integers [begin, end], found {} items",
+                items.len()
+            ));
+        }
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let n = json_uint(item).map_err(|p| format!("{what}[{i}]: {p}"))?;
+            usize::try_from(n).map_err(|_| format!("{what}[{i}]: {n} does not fit in usize"))
+        })
+        .collect()
+}
+
+/// A JSON number that is a non-negative integer. Floats (even `2.0`), negatives and values
+/// beyond u64 are rejected: shapes and offsets are exact counts.
+fn json_uint(v: &Json) -> std::result::Result<u64, String> {
+    let Json::Number(lex) = v else {
+        return Err(format!(
+            "expected a non-negative integer, found {}",
+            v.describe()
+        ));
+    };
+    if lex.contains(['.', 'e', 'E']) {
+        return Err(format!(
+            "expected a non-negative integer, found the non-integer number {lex}"
+        ));
+    }
+    if let Some(digits) = lex.strip_prefix('-') {
+        if digits.bytes().all(|b| b == b'0') {
+            return Ok(0); // "-0" is zero
+        }
+        return Err(format!(
+            "expected a non-negative integer, found the negative number {lex}"
+        ));
+    }
+    lex.parse::<u64>().map_err(|_| {
+        format!("expected a non-negative integer, found {lex}, which does not fit in 64 bits")
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON
+// ---------------------------------------------------------------------------------------
+
+/// A parsed JSON value. Objects keep their members in order, duplicates included, so the
+/// caller can report duplicates with a precise field name. Numbers keep their text: the
+/// caller decides which numbers it accepts (only non-negative integers, here).
+#[derive(Debug, Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    Number(String),
+    String(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// A short description for error messages: the value itself when small.
+    fn describe(&self) -> String {
+        match self {
+            Json::Null => "null".to_string(),
+            Json::Bool(b) => b.to_string(),
+            Json::Number(n) => format!("the number {n}"),
+            Json::String(s) => {
+                let short: String = s.chars().take(40).collect();
+                let dots = if short.len() < s.len() { "..." } else { "" };
+                format!("the string {short:?}{dots}")
+            }
+            Json::Array(_) => "an array".to_string(),
+            Json::Object(_) => "an object".to_string(),
+        }
+    }
+}
+
+/// A JSON syntax error at byte `pos` of the header.
+#[derive(Debug)]
+struct JsonError {
+    pos: usize,
+    msg: String,
+}
+
+/// Parses one JSON value (RFC 8259) surrounded by optional whitespace.
+fn parse_json(text: &str) -> std::result::Result<Json, JsonError> {
+    let mut p = JsonParser {
+        text,
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
+    p.skip_ws();
+    let value = p.value(0)?;
+    p.skip_ws();
+    if p.pos < p.bytes.len() {
+        return Err(p.err("unexpected characters after the JSON value"));
+    }
+    Ok(value)
+}
+
+/// A recursive-descent parser over a `&str` (already checked to be UTF-8). All structural
+/// characters are ASCII, so every position where the parser stops is a char boundary.
+struct JsonParser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl JsonParser<'_> {
+    fn err(&self, msg: impl Into<String>) -> JsonError {
+        JsonError {
+            pos: self.pos,
+            msg: msg.into(),
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Describes the byte at the current position for an error message.
+    fn found(&self) -> String {
+        match self.peek() {
+            None => "the end of the header".to_string(),
+            Some(c) if c.is_ascii_graphic() => format!("'{}'", c as char),
+            Some(c) => format!("byte 0x{c:02x}"),
+        }
+    }
+
+    /// `depth` counts the arrays/objects enclosing this value.
+    fn value(&mut self, depth: usize) -> std::result::Result<Json, JsonError> {
+        match self.peek() {
+            Some(b'{') => self.object(depth + 1),
+            Some(b'[') => self.array(depth + 1),
+            Some(b'"') => Ok(Json::String(self.string()?)),
+            Some(b't') => self.literal("true", Json::Bool(true)),
+            Some(b'f') => self.literal("false", Json::Bool(false)),
+            Some(b'n') => self.literal("null", Json::Null),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => Err(self.err(format!("expected a JSON value, found {}", self.found()))),
+        }
+    }
+
+    fn check_depth(&self, depth: usize) -> std::result::Result<(), JsonError> {
+        if depth > MAX_JSON_DEPTH {
+            Err(self.err(format!(
+                "arrays/objects nested more than {MAX_JSON_DEPTH} deep"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Json) -> std::result::Result<Json, JsonError> {
+        let end = self.pos.saturating_add(word.len());
+        if self.bytes.get(self.pos..end) == Some(word.as_bytes()) {
+            self.pos = end;
+            Ok(value)
+        } else {
+            Err(self.err(format!("expected '{word}'")))
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> std::result::Result<Json, JsonError> {
+        self.check_depth(depth)?;
+        self.pos += 1; // '{'
+        let mut members = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(Json::Object(members));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.err(format!("expected a string key, found {}", self.found())));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.err(format!(
+                    "expected ':' after an object key, found {}",
+                    self.found()
+                )));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let value = self.value(depth)?;
+            members.push((key, value));
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(Json::Object(members));
+                }
+                _ => {
+                    return Err(self.err(format!(
+                        "expected ',' or '}}' in an object, found {}",
+                        self.found()
+                    )))
+                }
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> std::result::Result<Json, JsonError> {
+        self.check_depth(depth)?;
+        self.pos += 1; // '['
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(Json::Array(items));
+        }
+        loop {
+            self.skip_ws();
+            items.push(self.value(depth)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Json::Array(items));
+                }
+                _ => {
+                    return Err(self.err(format!(
+                        "expected ',' or ']' in an array, found {}",
+                        self.found()
+                    )))
+                }
+            }
+        }
+    }
+
+    fn string(&mut self) -> std::result::Result<String, JsonError> {
+        let open = self.pos;
+        self.pos += 1; // '"'
+        let mut out = String::new();
+        loop {
+            // Copy the run up to the next quote, backslash or control character. Those are
+            // ASCII, so the run ends on a char boundary and `get` cannot fail.
+            let run = self.pos;
+            while matches!(self.peek(), Some(c) if c != b'"' && c != b'\\' && c >= 0x20) {
+                self.pos += 1;
+            }
+            out.push_str(self.text.get(run..self.pos).unwrap_or_default());
+            match self.peek() {
+                None => {
+                    return Err(JsonError {
+                        pos: open,
+                        msg: "unterminated string".to_string(),
+                    })
+                }
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => self.escape(&mut out)?,
+                Some(c) => {
+                    return Err(self.err(format!(
+                        "control character 0x{c:02x} inside a string must be escaped"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Decodes the escape sequence at the current backslash into `out`.
+    fn escape(&mut self, out: &mut String) -> std::result::Result<(), JsonError> {
+        let start = self.pos;
+        self.pos += 1; // '\\'
+        let Some(c) = self.peek() else {
+            return Err(self.err("unterminated escape sequence"));
+        };
+        self.pos += 1;
+        let decoded = match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let first = self.hex4()?;
+                let code = match first {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        if self.bytes.get(self.pos..self.pos.saturating_add(2)) != Some(b"\\u") {
+                            return Err(JsonError {
+                                pos: start,
+                                msg: format!("\\u{first:04x} is a high surrogate without a following low surrogate"),
+                            });
+                        }
+                        self.pos += 2;
+                        let second = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&second) {
+                            return Err(JsonError {
+                                pos: start,
+                                msg: format!("\\u{first:04x} is a high surrogate followed by \\u{second:04x}, not a low surrogate"),
+                            });
+                        }
+                        0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => {
+                        return Err(JsonError {
+                            pos: start,
+                            msg: format!("\\u{first:04x} is an unpaired low surrogate"),
+                        })
+                    }
+                    _ => first,
+                };
+                char::from_u32(code).ok_or_else(|| JsonError {
+                    pos: start,
+                    msg: format!("invalid code point U+{code:X}"),
+                })?
+            }
+            _ => {
+                return Err(JsonError {
+                    pos: start,
+                    msg: format!("invalid escape sequence \\{}", (c as char).escape_default()),
+                })
+            }
+        };
+        out.push(decoded);
+        Ok(())
+    }
+
+    /// Four hex digits of a `\u` escape.
+    fn hex4(&mut self) -> std::result::Result<u32, JsonError> {
+        let mut code = 0u32;
+        for _ in 0..4 {
+            let digit = self.peek().and_then(|c| (c as char).to_digit(16));
+            let Some(digit) = digit else {
+                return Err(self.err(format!(
+                    "expected 4 hex digits after \\u, found {}",
+                    self.found()
+                )));
+            };
+            code = code * 16 + digit;
+            self.pos += 1;
+        }
+        Ok(code)
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, kept as text.
+    fn number(&mut self) -> std::result::Result<Json, JsonError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.err(format!("expected a digit, found {}", self.found()))),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.require_digits()?;
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.require_digits()?;
+        }
+        Ok(Json::Number(
+            self.text
+                .get(start..self.pos)
+                .unwrap_or_default()
+                .to_string(),
+        ))
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+    }
+
+    fn require_digits(&mut self) -> std::result::Result<(), JsonError> {
+        if !matches!(self.peek(), Some(b'0'..=b'9')) {
+            return Err(self.err(format!("expected a digit, found {}", self.found())));
+        }
+        self.digits();
+        Ok(())
+    }
+}
+
+/// Appends `s` as a JSON string literal, escaped exactly like Python's `json.dumps` with
+/// its default `ensure_ascii=True` (the writer of the reference files): printable ASCII
+/// as is except `"` and `\`, short escapes for `\b \f \n \r \t`, and everything else
+/// (other control characters, DEL, non-ASCII) as lowercase `\uXXXX`, using a surrogate
+/// pair above U+FFFF.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, unique per process and call.
+    fn temp_dir(tag: &str) -> PathBuf {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("rcc-safetensors-{}-{tag}-{n}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Bit patterns, so that NaN payloads and -0.0 compare exactly.
+    fn bits(d: &TensorData) -> (Dtype, Vec<u64>) {
+        let v = match d {
+            TensorData::F32(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
+            TensorData::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as u64).collect(),
+        };
+        (d.dtype(), v)
+    }
+
+    fn assert_bit_identical(a: &SafeTensors, b: &SafeTensors) {
+        assert_eq!(a.metadata, b.metadata);
+        assert_eq!(a.entries.len(), b.entries.len());
+        for e in &a.entries {
+            let f = b
+                .get(&e.name)
+                .unwrap_or_else(|| panic!("{} missing", e.name));
+            assert_eq!(e.shape, f.shape, "{}", e.name);
+            assert_eq!(bits(&e.data), bits(&f.data), "{}", e.name);
+        }
+    }
+
+    fn sample() -> SafeTensors {
+        let mut st = SafeTensors::new();
+        let f32s = vec![
+            1.5,
+            -0.0,
+            0.0,
+            f32::from_bits(0x7fc0_1234), // quiet NaN with payload
+            f32::from_bits(0xff80_0001), // signalling NaN, sign bit set
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::from_bits(1), // smallest subnormal
+        ];
+        st.push_f32("w.weight", &[2, 4], f32s).unwrap();
+        st.push_f32("b", &[3], vec![1.0, 2.0, 3.0]).unwrap();
+        st.push_f32("loss", &[], vec![0.25]).unwrap();
+        st.push_f32("empty", &[0, 3], vec![]).unwrap();
+        st.push_f64(
+            "f64.x",
+            &[2, 2],
+            vec![
+                -0.0,
+                f64::from_bits(0x7ff8_dead_beef_0001),
+                f64::MIN_POSITIVE,
+                1e300,
+            ],
+        )
+        .unwrap();
+        st.push_f64("f64.loss", &[], vec![std::f64::consts::PI])
+            .unwrap();
+        st.push_i64("labels", &[5], vec![i64::MIN, -1, 0, 7, i64::MAX])
+            .unwrap();
+        st.push_i64("argmax", &[1, 1], vec![42]).unwrap();
+        let meta = [
+            ("format", "rcc-test"),
+            ("quote\"key", "a \"quoted\" \\ value"),
+            ("unicode", "héllo wörld ∑ 😀"),
+            ("controls", "tab\tnl\ncr\r\u{1}\u{1f}\u{7f}\u{8}\u{c}/"),
+            ("empty", ""),
+        ];
+        for (k, v) in meta {
+            st.metadata.insert(k.to_string(), v.to_string());
+        }
+        st
+    }
+
+    /// Header length and header text of a file.
+    fn split_header(bytes: &[u8]) -> (usize, &str) {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        (n, std::str::from_utf8(&bytes[8..8 + n]).unwrap())
+    }
+
+    /// A file with the given header text (unpadded) and `data_len` zero bytes of data.
+    fn file_with(header: &str, data_len: usize) -> Vec<u8> {
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.resize(out.len() + data_len, 0);
+        out
+    }
+
+    fn bad_path() -> &'static Path {
+        Path::new("bad.safetensors")
+    }
+
+    /// Asserts a file error on `field` whose problem mentions every needle.
+    fn assert_file_err<T: fmt::Debug>(r: Result<T>, field: &str, needles: &[&str]) {
+        match r {
+            Err(Error::File {
+                path,
+                field: f,
+                problem,
+            }) => {
+                let shown = format!("{}: {f}: {problem}", path.display());
+                assert_eq!(f, field, "wrong field in: {shown}");
+                for n in needles {
+                    assert!(problem.contains(n), "{n:?} not in: {shown}");
+                }
+            }
+            other => panic!("expected Error::File on {field}, got {other:?}"),
+        }
+    }
+
+    fn parse_err(header: &str, data_len: usize, field: &str, needles: &[&str]) {
+        assert_file_err(
+            SafeTensors::parse(&file_with(header, data_len), bad_path()),
+            field,
+            needles,
+        );
+    }
+
+    fn reference(name: &str) -> Option<PathBuf> {
+        let path = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/reference"
+        ))
+        .join(name);
+        if path.exists() {
+            Some(path)
+        } else {
+            eprintln!("skipping: reference file {} is absent", path.display());
+            None
+        }
+    }
+
+    // --- Round trip and layout ----------------------------------------------------------
+
+    #[test]
+    fn round_trip_is_bit_identical() {
+        let st = sample();
+        let dir = temp_dir("roundtrip");
+        let path = dir.join("model.safetensors");
+        st.write(&path).unwrap();
+        assert!(
+            !dir.join("model.safetensors.tmp").exists(),
+            "temp file left behind"
+        );
+        let back = SafeTensors::read(&path).unwrap();
+        assert_bit_identical(&st, &back);
+        // The file is exactly to_bytes, and re-serialising is a fixed point.
+        let on_disk = fs::read(&path).unwrap();
+        assert_eq!(on_disk, st.to_bytes().unwrap());
+        assert_eq!(back.to_bytes().unwrap(), on_disk);
+        // Scalars keep shape [], empty tensors keep their shape.
+        assert_eq!(back.get("loss").unwrap().shape, Vec::<usize>::new());
+        assert_eq!(
+            back.expect_f64("f64.loss", &[], &path).unwrap(),
+            &[std::f64::consts::PI]
+        );
+        assert_eq!(back.get("empty").unwrap().shape, vec![0, 3]);
+        // Writing again replaces the file atomically.
+        let mut st2 = st.clone();
+        st2.metadata.insert("format".into(), "v2".into());
+        st2.write(&path).unwrap();
+        assert_eq!(SafeTensors::read(&path).unwrap().metadata["format"], "v2");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn header_layout_matches_safetensors() {
+        let bytes = sample().to_bytes().unwrap();
+        let (n, header) = split_header(&bytes);
+        assert_eq!(n % 8, 0, "header must be padded to a multiple of 8");
+        assert!(header.is_ascii(), "ensure_ascii style header");
+        let trimmed = header.trim_end_matches(' ');
+        assert!(trimmed.ends_with('}') && header.len() - trimmed.len() < 8);
+        assert!(header.starts_with("{\"__metadata__\":{\"controls\":"));
+        // Python json.dumps escapes, exactly.
+        assert!(header.contains(r#""controls":"tab\tnl\ncr\r\u0001\u001f\u007f\b\f/""#));
+        assert!(header.contains(r#""quote\"key":"a \"quoted\" \\ value""#));
+        assert!(header.contains(r#""unicode":"h\u00e9llo w\u00f6rld \u2211 \ud83d\ude00""#));
+        assert!(header.contains(r#""argmax":{"dtype":"I64","shape":[1,1],"data_offsets":[0,8]}"#));
+        assert!(header.contains(r#""loss":{"dtype":"F32","shape":[],"data_offsets":"#));
+
+        let Json::Object(members) = parse_json(header).unwrap() else {
+            panic!("not an object")
+        };
+        assert_eq!(members[0].0, "__metadata__");
+        let mut prev_end = 0;
+        let mut seen_f32 = false;
+        let mut names = Vec::new();
+        for (name, info) in &members[1..] {
+            let Json::Object(fields) = info else { panic!() };
+            let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keys, ["dtype", "shape", "data_offsets"]);
+            let Json::String(dtype) = &fields[0].1 else {
+                panic!()
+            };
+            let offs = parse_uint_array(&fields[2].1, "data_offsets", Some(2)).unwrap();
+            assert_eq!(offs[0], prev_end, "{name}: offsets must be contiguous");
+            prev_end = offs[1];
+            let size = Dtype::from_name(dtype).unwrap().size();
+            assert_eq!((8 + n + offs[0]) % size, 0, "{name} misaligned");
+            if dtype == "F32" {
+                seen_f32 = true;
+            } else {
+                assert!(!seen_f32, "{name}: 8-byte dtypes must come before F32");
+            }
+            names.push((size, name.as_str()));
+        }
+        assert_eq!(prev_end, bytes.len() - 8 - n, "tensors must cover the data");
+        let mut sorted = names.clone();
+        sorted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        assert_eq!(names, sorted);
+        assert_eq!(
+            names.iter().map(|x| x.1).collect::<Vec<_>>(),
+            ["argmax", "f64.loss", "f64.x", "labels", "b", "empty", "loss", "w.weight"]
+        );
+    }
+
+    #[test]
+    fn empty_file_layout() {
+        let bytes = SafeTensors::new().to_bytes().unwrap();
+        assert_eq!(bytes, b"\x08\0\0\0\0\0\0\0{}      ");
+        assert_eq!(
+            SafeTensors::parse(&bytes, bad_path()).unwrap(),
+            SafeTensors::new()
+        );
+    }
+
+    // --- Reference files ----------------------------------------------------------------
+
+    #[test]
+    fn reads_reference_conv2d() {
+        let Some(path) = reference("conv2d_s2_p1.safetensors") else {
+            return;
+        };
+        let st = SafeTensors::read(&path).unwrap();
+        let expected: [(&str, &[usize]); 8] = [
+            ("input", &[3, 4, 9, 7]),
+            ("weight", &[5, 4, 3, 3]),
+            ("bias", &[5]),
+            ("output", &[3, 5, 5, 4]),
+            ("grad_output", &[3, 5, 5, 4]),
+            ("grad.input", &[3, 4, 9, 7]),
+            ("grad.weight", &[5, 4, 3, 3]),
+            ("grad.bias", &[5]),
+        ];
+        for (name, shape) in expected {
+            let v = st.expect_f32(name, shape, &path).unwrap();
+            assert!(v.iter().all(|x| x.is_finite()), "{name}");
+            let f64_name = format!("f64.{name}");
+            if let Some(e) = st.get(&f64_name) {
+                assert_eq!(e.dtype(), Dtype::F64);
+                assert_eq!(e.shape, shape);
+            }
+        }
+        st.expect_f64("f64.output", &[3, 5, 5, 4], &path).unwrap();
+        assert_eq!(st.entries.len(), 12);
+        assert_eq!(st.metadata["op"], "conv2d");
+        assert_eq!(st.metadata["stride"], "2");
+        assert_eq!(st.metadata["kind"], "op");
+        assert_eq!(st.metadata["format"], "rcc-reference-v1");
+        // f32_any converts f64 results.
+        let (shape, out64) = st.f32_any("f64.output", &path).unwrap();
+        assert_eq!(shape, [3, 5, 5, 4]);
+        let out32 = st.expect_f32("output", &[3, 5, 5, 4], &path).unwrap();
+        let max_abs = out64.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (a, b) in out32.iter().zip(&out64) {
+            assert!((a - b).abs() <= 1e-5 * max_abs);
+        }
+    }
+
+    #[test]
+    fn reference_files_reserialise_byte_identically() {
+        let Some(first) = reference("conv2d_s2_p1.safetensors") else {
+            return;
+        };
+        let dir = first.parent().unwrap();
+        let mut count = 0;
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+                continue;
+            }
+            let original = fs::read(&path).unwrap();
+            let st = SafeTensors::parse(&original, &path).unwrap();
+            let again = st.to_bytes().unwrap();
+            if again != original {
+                let (_, h1) = split_header(&original);
+                let (_, h2) = split_header(&again);
+                panic!("{} differs:\n{h1}\n{h2}", path.display());
+            }
+            count += 1;
+        }
+        assert!(count >= 1);
+    }
+
+    #[test]
+    fn reference_maxpool_mixes_f64_and_i64_by_name() {
+        let Some(path) = reference("maxpool_k3_s2.safetensors") else {
+            return;
+        };
+        let st = SafeTensors::read(&path).unwrap();
+        // File order: "argmax" (I64) before "f64.*" (F64), i.e. 8-byte types sorted together.
+        assert_eq!(st.entries[0].name, "argmax");
+        let argmax = st.expect_i64("argmax", &[2, 3, 5, 4], &path).unwrap();
+        assert!(argmax.iter().all(|&i| (0..110).contains(&i)));
+        st.expect_f32("input", &[2, 3, 11, 10], &path).unwrap();
+    }
+
+    // --- Accessors ----------------------------------------------------------------------
+
+    #[test]
+    fn expect_errors_are_clear() {
+        let st = sample();
+        let p = bad_path();
+        assert_file_err(
+            st.expect_f32("nope", &[1], p),
+            "nope",
+            &["missing tensor", "w.weight"],
+        );
+        assert_file_err(
+            st.expect_f32("labels", &[5], p),
+            "labels",
+            &["expected dtype F32", "found I64"],
+        );
+        assert_file_err(
+            st.expect_i64("b", &[3], p),
+            "b",
+            &["expected dtype I64", "found F32"],
+        );
+        assert_file_err(
+            st.expect_f64("b", &[3], p),
+            "b",
+            &["expected dtype F64", "found F32"],
+        );
+        assert_file_err(
+            st.expect_f32("b", &[1, 3], p),
+            "b",
+            &["expected shape [1, 3]", "found [3]"],
+        );
+        assert_file_err(st.f32_any("labels", p), "labels", &["F32 or F64", "I64"]);
+        assert_file_err(st.f32_any("nope", p), "nope", &["missing"]);
+        assert_eq!(st.f32_any("b", p).unwrap(), (vec![3], vec![1.0, 2.0, 3.0]));
+        assert_eq!(st.expect_i64("argmax", &[1, 1], p).unwrap(), &[42]);
+    }
+
+    #[test]
+    fn push_rejects_bad_tensors() {
+        let mut st = SafeTensors::new();
+        assert_file_err(
+            st.push_f32("a", &[2, 2], vec![1.0; 3]),
+            "a",
+            &["[2, 2]", "4 elements", "3"],
+        );
+        assert_file_err(
+            st.push_f32("a", &[usize::MAX, 2], vec![]),
+            "a",
+            &["overflows"],
+        );
+        assert_file_err(
+            st.push_f32("__metadata__", &[], vec![1.0]),
+            "__metadata__",
+            &["reserved"],
+        );
+        st.push_f32("a", &[1], vec![1.0]).unwrap();
+        assert_file_err(st.push_i64("a", &[1], vec![1]), "a", &["already"]);
+        // Public fields can still be made inconsistent: the writer checks again.
+        st.entries.push(st.entries[0].clone());
+        assert_file_err(st.to_bytes(), "a", &["duplicate"]);
+        st.entries[1].shape = vec![2];
+        assert_file_err(st.to_bytes(), "a", &["2 elements"]);
+    }
+
+    #[test]
+    fn write_errors_name_the_path() {
+        let dir = temp_dir("writeerr");
+        let path = dir.join("no-such-dir").join("x.safetensors");
+        match sample().write(&path) {
+            Err(Error::Io { path: p, .. }) => assert!(p.ends_with("x.safetensors.tmp")),
+            other => panic!("expected Io error, got {other:?}"),
+        }
+        match SafeTensors::read(&dir.join("missing.safetensors")) {
+            Err(Error::Io { path: p, .. }) => assert!(p.ends_with("missing.safetensors")),
+            other => panic!("expected Io error, got {other:?}"),
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    // --- Malformed files: one test per case ---------------------------------------------
+
+    const F32_4: &str = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+
+    #[test]
+    fn valid_minimal_file_parses() {
+        let st = SafeTensors::parse(&file_with(F32_4, 16), bad_path()).unwrap();
+        assert_eq!(st.expect_f32("a", &[4], bad_path()).unwrap(), &[0.0; 4]);
+        // Whitespace anywhere, tabs/newlines in padding, "-0", keys in any order.
+        let h = " {\n\t\"a\" : { \"shape\" : [ 4 ] , \"data_offsets\":[-0, 16],\"dtype\":\"F32\" } }\r\n  ";
+        SafeTensors::parse(&file_with(h, 16), bad_path()).unwrap();
+        // __metadata__: null is read as "no metadata" (as serde does).
+        let h = r#"{"__metadata__":null,"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+        assert!(SafeTensors::parse(&file_with(h, 16), bad_path())
+            .unwrap()
+            .metadata
+            .is_empty());
+    }
+
+    #[test]
+    fn err_file_shorter_than_8_bytes() {
+        for len in 0..8 {
+            let r = SafeTensors::parse(&[0u8; 8][..len], bad_path());
+            assert_file_err(r, "header length", &["8-byte", &format!("{len} bytes")]);
+        }
+        let dir = temp_dir("short");
+        let path = dir.join("short.safetensors");
+        fs::write(&path, b"abc").unwrap();
+        assert_file_err(
+            SafeTensors::read(&path),
+            "header length",
+            &["3 bytes", "8-byte"],
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn err_header_length_beyond_file() {
+        let mut bytes = file_with(F32_4, 16);
+        let n = (F32_4.len() + 17) as u64;
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+        assert_file_err(
+            SafeTensors::parse(&bytes, bad_path()),
+            "header length",
+            &[&n.to_string(), "only", "truncated"],
+        );
+        // Through read(): checked before the header is read.
+        let dir = temp_dir("hdrlen");
+        let path = dir.join("h.safetensors");
+        fs::write(&path, &bytes).unwrap();
+        assert_file_err(SafeTensors::read(&path), "header length", &["only"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn err_header_length_absurd() {
+        for n in [MAX_HEADER_LEN + 1, u64::MAX] {
+            let mut bytes = n.to_le_bytes().to_vec();
+            bytes.extend_from_slice(b"{}");
+            assert_file_err(
+                SafeTensors::parse(&bytes, bad_path()),
+                "header length",
+                &["limit"],
+            );
+        }
+    }
+
+    #[test]
+    fn err_header_not_utf8() {
+        let mut bytes = file_with(F32_4, 16);
+        bytes[8 + 3] = 0xff;
+        assert_file_err(
+            SafeTensors::parse(&bytes, bad_path()),
+            "header",
+            &["UTF-8", "byte 3"],
+        );
+    }
+
+    #[test]
+    fn err_json_malformed_with_position() {
+        parse_err(
+            r#"{"a":"#,
+            0,
+            "header",
+            &["malformed JSON", "byte 5", "expected a JSON value"],
+        );
+        parse_err(r#"{"a" 1}"#, 0, "header", &["byte 5", "expected ':'"]);
+        parse_err(
+            r#"{"a":1,}"#,
+            0,
+            "header",
+            &["byte 7", "expected a string key"],
+        );
+        parse_err(r#"{"a":[1 2]}"#, 0, "header", &["byte 8", "',' or ']'"]);
+        parse_err(r#"{"a":tru}"#, 0, "header", &["byte 5", "'true'"]);
+        parse_err(r#"{"a":01}"#, 0, "header", &["byte 6"]);
+        parse_err(r#"{"a":1.}"#, 0, "header", &["byte 7", "digit"]);
+        parse_err(
+            r#"{"a":"x}"#,
+            0,
+            "header",
+            &["byte 5", "unterminated string"],
+        );
+        parse_err("{\"a\":\"x\ny\"}", 0, "header", &["control character 0x0a"]);
+        parse_err(r#"{"a":"\q"}"#, 0, "header", &["invalid escape", "\\q"]);
+        parse_err(r#"{"a":"\u12G4"}"#, 0, "header", &["hex digits"]);
+        parse_err(r#"{"a":"\ud83d"}"#, 0, "header", &["high surrogate"]);
+        parse_err(
+            r#"{"a":"\ud83d\u0041"}"#,
+            0,
+            "header",
+            &["not a low surrogate"],
+        );
+        parse_err(
+            r#"{"a":"\ude00"}"#,
+            0,
+            "header",
+            &["unpaired low surrogate"],
+        );
+        parse_err("{} x", 0, "header", &["byte 3", "after the JSON value"]);
+        parse_err("{}\0", 0, "header", &["after the JSON value"]);
+        parse_err("", 0, "header", &["byte 0", "end of the header"]);
+    }
+
+    #[test]
+    fn err_json_too_deep() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        parse_err(&deep, 0, "header", &["nested more than 64"]);
+        // 60 levels is fine for the parser (then rejected as a tensor entry).
+        let ok = format!("{{\"a\":{}{}}}", "[".repeat(60), "]".repeat(60));
+        parse_err(&ok, 0, "a", &["found an array"]);
+    }
+
+    #[test]
+    fn json_escapes_decode() {
+        let j = parse_json(r#""a\"b\\c\/d\b\f\n\r\t\u00e9\u2211\ud83d\ude00\u0000""#).unwrap();
+        assert_eq!(
+            j,
+            Json::String("a\"b\\c/d\u{8}\u{c}\n\r\té∑😀\0".to_string())
+        );
+        // The writer's escaping reads back to the same string, for every kind of char.
+        let s: String = (0u32..0x300)
+            .chain([0x2028, 0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff])
+            .filter_map(char::from_u32)
+            .collect();
+        let mut lit = String::new();
+        push_json_string(&mut lit, &s);
+        assert!(lit.is_ascii());
+        assert_eq!(parse_json(&lit).unwrap(), Json::String(s));
+        // Raw (unescaped) UTF-8 is read too, as the Rust safetensors library writes it.
+        let h = "{\"__metadata__\":{\"k\":\"é😀\"}}";
+        assert_eq!(
+            SafeTensors::parse(&file_with(h, 0), bad_path())
+                .unwrap()
+                .metadata["k"],
+            "é😀"
+        );
+    }
+
+    #[test]
+    fn err_top_level_not_object() {
+        parse_err("[1,2]", 0, "header", &["top level", "an array"]);
+        parse_err("\"x\"", 0, "header", &["top level", "string"]);
+        parse_err("42", 0, "header", &["top level", "number 42"]);
+    }
+
+    #[test]
+    fn err_entry_missing_fields() {
+        parse_err(
+            r#"{"a":{"shape":[4],"data_offsets":[0,16]}}"#,
+            16,
+            "a",
+            &["missing \"dtype\""],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","data_offsets":[0,16]}}"#,
+            16,
+            "a",
+            &["missing \"shape\""],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4]}}"#,
+            16,
+            "a",
+            &["missing \"data_offsets\""],
+        );
+    }
+
+    #[test]
+    fn err_entry_wrong_json_types() {
+        parse_err(r#"{"a":"F32"}"#, 0, "a", &["expected an object", "string"]);
+        parse_err(
+            r#"{"a":{"dtype":32,"shape":[4],"data_offsets":[0,16]}}"#,
+            16,
+            "a",
+            &["dtype", "expected a string", "number 32"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":"4","data_offsets":[0,16]}}"#,
+            16,
+            "a",
+            &["shape", "expected an array"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":{"b":0}}}"#,
+            16,
+            "a",
+            &["data_offsets", "expected an array"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16,2]}}"#,
+            16,
+            "a",
+            &["data_offsets", "2 integers", "3 items"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0]}}"#,
+            16,
+            "a",
+            &["data_offsets", "1 items"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[null],"data_offsets":[0,16]}}"#,
+            16,
+            "a",
+            &["shape[0]", "null"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,"16"]}}"#,
+            16,
+            "a",
+            &["data_offsets[1]", "string"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#,
+            16,
+            "a",
+            &["\"dtype\" appears twice"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16],"extra":1}}"#,
+            16,
+            "a",
+            &["unexpected key \"extra\""],
+        );
+    }
+
+    #[test]
+    fn err_unknown_dtype() {
+        for d in ["F16", "BF16", "U8", "f32", ""] {
+            let h = format!(r#"{{"a":{{"dtype":"{d}","shape":[4],"data_offsets":[0,16]}}}}"#);
+            parse_err(
+                &h,
+                16,
+                "a",
+                &["unsupported dtype", &format!("\"{d}\""), "F32, F64 and I64"],
+            );
+        }
+    }
+
+    #[test]
+    fn err_bad_shape_dims() {
+        let h = |shape: &str| {
+            format!(r#"{{"a":{{"dtype":"F32","shape":{shape},"data_offsets":[0,16]}}}}"#)
+        };
+        parse_err(&h("[-4]"), 16, "a", &["shape[0]", "negative number -4"]);
+        parse_err(
+            &h("[4.0]"),
+            16,
+            "a",
+            &["shape[0]", "non-integer number 4.0"],
+        );
+        parse_err(&h("[2,2e0]"), 16, "a", &["shape[1]", "non-integer"]);
+        parse_err(
+            &h("[18446744073709551616]"),
+            16,
+            "a",
+            &["shape[0]", "64 bits"],
+        );
+        parse_err(
+            &h("[4294967296,4294967296,2]"),
+            16,
+            "a",
+            &["shape", "overflows"],
+        );
+        // The element count fits but the byte size does not.
+        parse_err(&h("[4611686018427387904]"), 16, "a", &["overflows"]);
+    }
+
+    #[test]
+    fn err_offsets_begin_after_end() {
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[16,0]}}"#,
+            16,
+            "a",
+            &["[16, 0]", "begin is after end"],
+        );
+    }
+
+    #[test]
+    fn err_offsets_end_beyond_data() {
+        parse_err(
+            F32_4,
+            12,
+            "a",
+            &["[0, 16]", "beyond the data buffer of 12 bytes"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,18446744073709551615]}}"#,
+            16,
+            "a",
+            &["beyond"],
+        );
+    }
+
+    #[test]
+    fn err_byte_length_mismatch() {
+        parse_err(
+            r#"{"a":{"dtype":"F64","shape":[4],"data_offsets":[0,16]}}"#,
+            16,
+            "a",
+            &["span 16 bytes", "[4] of F64 needs 32"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[],"data_offsets":[0,8]}}"#,
+            8,
+            "a",
+            &["span 8 bytes", "needs 4"],
+        );
+    }
+
+    #[test]
+    fn err_offsets_overlap() {
+        let h = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#;
+        parse_err(h, 16, "b", &["[8, 16]", "overlap", "\"a\" at [0, 16]"]);
+        // The same range twice.
+        let h = r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#;
+        assert!(matches!(
+            SafeTensors::parse(&file_with(h, 16), bad_path()),
+            Err(Error::File { ref problem, .. }) if problem.contains("overlap")
+        ));
+    }
+
+    #[test]
+    fn err_offsets_gap() {
+        let h = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#;
+        parse_err(h, 20, "b", &["[12, 20]", "gap", "\"a\" at [0, 8]"]);
+        parse_err(
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#,
+            16,
+            "a",
+            &["must start at offset 0"],
+        );
+    }
+
+    #[test]
+    fn err_duplicate_tensor_names() {
+        let h = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+        parse_err(h, 8, "a", &["duplicate tensor name"]);
+        let h = r#"{"__metadata__":{},"__metadata__":{}}"#;
+        parse_err(h, 0, "__metadata__", &["twice"]);
+    }
+
+    #[test]
+    fn err_metadata_not_strings() {
+        parse_err(
+            r#"{"__metadata__":{"k":1}}"#,
+            0,
+            "__metadata__",
+            &["\"k\"", "expected a string", "number 1"],
+        );
+        parse_err(
+            r#"{"__metadata__":{"k":{"x":"y"}}}"#,
+            0,
+            "__metadata__",
+            &["\"k\"", "an object"],
+        );
+        parse_err(
+            r#"{"__metadata__":["k"]}"#,
+            0,
+            "__metadata__",
+            &["expected an object", "an array"],
+        );
+        parse_err(
+            r#"{"__metadata__":{"k":"a","k":"b"}}"#,
+            0,
+            "__metadata__",
+            &["duplicate key \"k\""],
+        );
+    }
+
+    #[test]
+    fn err_trailing_bytes() {
+        parse_err(
+            F32_4,
+            20,
+            "data buffer",
+            &["cover 16 bytes", "20 bytes", "4 trailing"],
+        );
+        parse_err("{}", 3, "data buffer", &["3 trailing"]);
+    }
+
+    // --- Robustness ---------------------------------------------------------------------
+
+    /// Truncations and single-byte corruptions of a valid file never panic.
+    #[test]
+    fn corrupted_files_never_panic() {
+        let bytes = sample().to_bytes().unwrap();
+        let (n, _) = split_header(&bytes);
+        let mut ok = 0usize;
+        let mut err = 0usize;
+        let mut count = |r: Result<SafeTensors>| match r {
+            Ok(_) => ok += 1,
+            Err(Error::File { .. }) => err += 1,
+            Err(e) => panic!("unexpected error kind {e:?}"),
+        };
+        for len in 0..bytes.len() {
+            count(SafeTensors::parse(&bytes[..len], bad_path()));
+        }
+        // Every byte of the prefix and header, and a sample of the data, with several
+        // flips (deterministic), plus a few replacement bytes that matter to JSON.
+        let mut corrupt = bytes.clone();
+        for pos in (0..8 + n).chain((8 + n..bytes.len()).step_by(7)) {
+            for x in [0x01u8, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff] {
+                corrupt[pos] ^= x;
+                count(SafeTensors::parse(&corrupt, bad_path()));
+                corrupt[pos] ^= x;
+            }
+            for b in [
+                b'"', b'\\', b'{', b'}', b'[', b']', b',', b':', b'-', b'9', b' ', 0,
+            ] {
+                let orig = corrupt[pos];
+                corrupt[pos] = b;
+                count(SafeTensors::parse(&corrupt, bad_path()));
+                corrupt[pos] = orig;
+            }
+        }
+        // Header length off by small amounts.
+        for delta in [-9i64, -8, -1, 1, 8, 9] {
+            let mut c = bytes.clone();
+            let m = (n as i64 + delta) as u64;
+            c[..8].copy_from_slice(&m.to_le_bytes());
+            count(SafeTensors::parse(&c, bad_path()));
+        }
+        assert!(ok > 0 && err > 0, "ok {ok}, err {err}");
+    }
+}

@@ -1,0 +1,59 @@
+//! Reductions to a scalar: `sum` and `mean` of all elements. The derivative of each is a
+//! constant (1 or 1/n) broadcast back over the input.
+
+use crate::error::Result;
+use crate::tape::{GradStore, Op, Tape, Values, Var};
+
+pub(crate) struct Saved {
+    x: Var,
+    scale: f32,
+}
+
+/// Sum of all elements, accumulated in f64 (so it does not depend on blocking).
+pub fn sum(x: &[f32]) -> f32 {
+    x.iter().map(|&v| v as f64).sum::<f64>() as f32
+}
+
+impl Tape<'_> {
+    pub fn sum(&mut self, x: Var) -> Result<Var> {
+        self.reduce(x, 1.0)
+    }
+
+    pub fn mean(&mut self, x: Var) -> Result<Var> {
+        let n = self.value(x).len().max(1);
+        self.reduce(x, 1.0 / n as f32)
+    }
+
+    fn reduce(&mut self, x: Var, scale: f32) -> Result<Var> {
+        let y = (self.value(x).iter().map(|&v| v as f64).sum::<f64>() * scale as f64) as f32;
+        Ok(self.record(vec![], vec![y], &[x], || Op::Sum(Saved { x, scale })))
+    }
+}
+
+pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], v: Values, g: &mut GradStore) {
+    let d = dy[0] * s.scale;
+    if v.requires_grad(s.x) {
+        for a in g.acc(s.x) {
+            *a += d;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{check_grads, rand_tensor};
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        check_grads(&[rand_tensor(&[4, 5], 1)], |t, v| t.sum(v[0]));
+        check_grads(&[rand_tensor(&[4, 5], 2)], |t, v| t.mean(v[0]));
+    }
+
+    #[test]
+    fn values() {
+        let mut t = crate::Tape::new(&[], crate::Mode::InputGrad);
+        let x = t.input(crate::Tensor::new(&[4], vec![1., 2., 3., 6.]).unwrap(), false);
+        let (s, m) = (t.sum(x).unwrap(), t.mean(x).unwrap());
+        assert_eq!((t.scalar(s), t.scalar(m)), (12.0, 3.0));
+    }
+}
