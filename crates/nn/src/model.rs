@@ -1,0 +1,371 @@
+//! Models by arch string: the layer list, the parameter layout (PyTorch names, shapes and
+//! `named_parameters()` order) and the values, in one contiguous buffer.
+
+use crate::arch::Arch;
+use crate::error::{file_err, Error, Result};
+use crate::layers::{Layer, Pass};
+use crate::params::ParamLayout;
+use crate::safetensors::SafeTensors;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rcc_tensor::{DistillCfg, Mode, Tape, Tensor, Var};
+use std::path::Path;
+
+/// A network's structure: layers and where each parameter lives. Holds no values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    pub arch: Arch,
+    pub layers: Vec<Layer>,
+    /// Trainable parameters, in `named_parameters()` order.
+    pub params: ParamLayout,
+    /// Non-trainable state: batch-norm running means and variances.
+    pub buffers: ParamLayout,
+}
+
+/// Builds the layer list while laying the parameters out contiguously.
+struct Builder {
+    layers: Vec<Layer>,
+    params: ParamLayout,
+    buffers: ParamLayout,
+}
+
+impl Builder {
+    fn conv(&mut self, name: &str, cin: usize, cout: usize, k: usize, padding: usize, bias: bool) {
+        let weight = self.params.push(&format!("{name}.weight"), &[cout, cin, k, k]);
+        let bias = bias.then(|| self.params.push(&format!("{name}.bias"), &[cout]));
+        self.layers.push(Layer::Conv2d { weight, bias, stride: 1, padding });
+    }
+    fn linear(&mut self, name: &str, fin: usize, fout: usize) {
+        let weight = self.params.push(&format!("{name}.weight"), &[fout, fin]);
+        let bias = Some(self.params.push(&format!("{name}.bias"), &[fout]));
+        self.layers.push(Layer::Linear { weight, bias });
+    }
+    fn bn(&mut self, name: &str, c: usize) {
+        let weight = self.params.push(&format!("{name}.weight"), &[c]);
+        let bias = self.params.push(&format!("{name}.bias"), &[c]);
+        let running_mean = self.buffers.push(&format!("{name}.running_mean"), &[c]);
+        let running_var = self.buffers.push(&format!("{name}.running_var"), &[c]);
+        self.layers.push(Layer::BatchNorm2d { weight, bias, running_mean, running_var, eps: 1e-5, momentum: 0.1 });
+    }
+    fn pool(&mut self) {
+        self.layers.push(Layer::MaxPool2d { kernel: 2, stride: 2 });
+    }
+    fn relu(&mut self) {
+        self.layers.push(Layer::Relu);
+    }
+}
+
+impl Network {
+    /// The architecture exactly as ../shared/reference/README.md defines it.
+    pub fn new(arch: Arch) -> Network {
+        let mut b = Builder { layers: vec![], params: ParamLayout::default(), buffers: ParamLayout::default() };
+        match arch {
+            Arch::LenetAdv(w) => {
+                b.conv("conv1", 1, 2 * w, 5, 2, true);
+                b.relu();
+                b.pool();
+                b.conv("conv2", 2 * w, 4 * w, 5, 2, true);
+                b.relu();
+                b.pool();
+                b.layers.push(Layer::Flatten);
+                b.linear("fc1", 4 * w * 7 * 7, 64 * w);
+                b.relu();
+                b.linear("fc2", 64 * w, 10);
+            }
+            Arch::Lenet5 => {
+                b.conv("conv1", 1, 20, 5, 0, true);
+                b.relu();
+                b.pool();
+                b.conv("conv2", 20, 50, 5, 0, true);
+                b.relu();
+                b.pool();
+                b.layers.push(Layer::Flatten);
+                b.linear("fc1", 800, 500);
+                b.relu();
+                b.linear("fc2", 500, 10);
+            }
+            Arch::Mlp => {
+                b.layers.push(Layer::Flatten);
+                b.linear("fc1", 784, 300);
+                b.relu();
+                b.linear("fc2", 300, 100);
+                b.relu();
+                b.linear("fc3", 100, 10);
+            }
+            Arch::Vgg16(w) => {
+                // 64,64,M,128,128,M,256x3,M,512x3,M,512x3,M scaled by W/16.
+                const PLAN: [usize; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+                let (mut cin, mut k) = (3, 1);
+                for c in PLAN {
+                    if c == 0 {
+                        b.pool();
+                        continue;
+                    }
+                    let cout = c / 16 * w;
+                    b.conv(&format!("conv{k}"), cin, cout, 3, 1, false);
+                    b.bn(&format!("bn{k}"), cout);
+                    b.relu();
+                    (cin, k) = (cout, k + 1);
+                }
+                b.layers.push(Layer::Flatten);
+                b.linear("fc", cin, 10);
+            }
+        }
+        Network { arch, layers: b.layers, params: b.params, buffers: b.buffers }
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Records the whole network on the tape: `x [N, C, H, W]` -> logits `[N, 10]`.
+    pub fn forward(&self, t: &mut Tape, mut x: Var, pass: &mut Pass) -> Result<Var> {
+        for layer in &self.layers {
+            x = layer.forward(t, x, &self.params, &self.buffers, pass)?;
+        }
+        Ok(x)
+    }
+
+    fn check_input(&self, shape: &[usize]) -> Result<()> {
+        if shape.len() != 4 || shape[1..] != self.arch.input_shape() {
+            let [c, h, w] = self.arch.input_shape();
+            return Err(Error::Tensor(rcc_tensor::Error::Shape {
+                op: "model input",
+                expected: format!("[N, {c}, {h}, {w}] for {}", self.arch),
+                got: format!("{shape:?}"),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// The training loss: cross-entropy, or the distillation loss against fixed teacher
+/// logits (method.md section 1).
+#[derive(Clone, Copy, Debug)]
+pub enum Loss<'a> {
+    CrossEntropy,
+    Distill { teacher_logits: &'a [f32], cfg: DistillCfg },
+}
+
+impl Loss<'_> {
+    fn record(&self, t: &mut Tape, logits: Var, labels: &[usize]) -> Result<Var> {
+        Ok(match self {
+            Loss::CrossEntropy => t.cross_entropy(logits, labels)?,
+            Loss::Distill { teacher_logits, cfg } => t.distill_loss(logits, labels, teacher_logits, *cfg)?,
+        })
+    }
+}
+
+/// What a training-mode pass returns.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    pub loss: f32,
+    /// Logits `[N, 10]`, row-major.
+    pub logits: Vec<f32>,
+}
+
+/// A network with its values: all trainable parameters in one buffer, all buffers
+/// (running statistics) in another.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    pub net: Network,
+    pub params: Vec<f32>,
+    pub buffers: Vec<f32>,
+}
+
+impl Model {
+    /// PyTorch's default initialisation, seeded: conv and linear weights kaiming-uniform
+    /// with a = sqrt(5), i.e. U(+-1/sqrt(fan_in)); biases U(+-1/sqrt(fan_in)); batch-norm
+    /// weight 1, bias 0, running mean 0, running variance 1.
+    pub fn new(arch: Arch, seed: u64) -> Model {
+        let net = Network::new(arch);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut params = vec![0.0; net.params.len()];
+        let mut buffers = vec![0.0; net.buffers.len()];
+        for layer in &net.layers {
+            match *layer {
+                Layer::Conv2d { weight, bias, .. } | Layer::Linear { weight, bias } => {
+                    let wv = net.params.view(weight);
+                    let fan_in: usize = wv.shape[1..].iter().product();
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    for v in &mut params[wv.range()] {
+                        *v = rng.gen_range(-bound..bound);
+                    }
+                    if let Some(b) = bias {
+                        for v in &mut params[net.params.view(b).range()] {
+                            *v = rng.gen_range(-bound..bound);
+                        }
+                    }
+                }
+                Layer::BatchNorm2d { weight, running_var, .. } => {
+                    params[net.params.view(weight).range()].fill(1.0);
+                    buffers[net.buffers.view(running_var).range()].fill(1.0);
+                }
+                _ => {}
+            }
+        }
+        Model { net, params, buffers }
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.net.arch
+    }
+
+    /// Inference: logits for a batch, no tape, batch norm on running statistics.
+    pub fn infer(&self, x: &Tensor) -> Result<Tensor> {
+        self.net.check_input(x.shape())?;
+        let mut h = x.clone();
+        for layer in &self.net.layers {
+            h = layer.infer(h, &self.net.params, &self.params, &self.net.buffers, &self.buffers)?;
+        }
+        Ok(h)
+    }
+
+    /// The loss and its gradient with respect to the input (what an attack step needs),
+    /// in evaluation mode: no parameter gradients are computed or stored.
+    pub fn input_grad(&self, x: &Tensor, labels: &[usize], loss: &Loss) -> Result<(StepOutput, Tensor)> {
+        self.net.check_input(x.shape())?;
+        let mut t = Tape::new(&self.params, Mode::InputGrad);
+        let xv = t.input(x.clone(), true);
+        let logits = self.net.forward(&mut t, xv, &mut Pass::Eval { buffers: &self.buffers })?;
+        let l = loss.record(&mut t, logits, labels)?;
+        let mut grads = t.backward(l, None)?;
+        let g = grads.take(xv).unwrap_or_else(|| vec![0.0; x.numel()]);
+        let out = StepOutput { loss: t.scalar(l), logits: t.value(logits).to_vec() };
+        Ok((out, Tensor::new(x.shape(), g)?))
+    }
+
+    /// A training-mode pass: batch statistics (running statistics updated), dropout on,
+    /// parameter gradients *added* into `grads` (the caller zeroes it between steps).
+    pub fn train_grad(&mut self, x: &Tensor, labels: &[usize], loss: &Loss, grads: &mut [f32], rng: &mut StdRng) -> Result<StepOutput> {
+        self.net.check_input(x.shape())?;
+        let mut t = Tape::new(&self.params, Mode::Train);
+        let xv = t.input(x.clone(), false);
+        let logits = self.net.forward(&mut t, xv, &mut Pass::Train { buffers: &mut self.buffers, rng })?;
+        let l = loss.record(&mut t, logits, labels)?;
+        t.backward(l, Some(grads))?;
+        Ok(StepOutput { loss: t.scalar(l), logits: t.value(logits).to_vec() })
+    }
+
+    /// All parameters and buffers under their PyTorch names, the arch in the metadata.
+    pub fn to_safetensors(&self, metadata: &[(&str, &str)]) -> Result<SafeTensors> {
+        let mut st = SafeTensors::new();
+        for (layout, values) in [(&self.net.params, &self.params), (&self.net.buffers, &self.buffers)] {
+            for v in layout.views() {
+                st.push_f32(&v.name, &v.shape, values[v.range()].to_vec())?;
+            }
+        }
+        st.metadata.insert("format".into(), "rcc-model-v1".into());
+        st.metadata.insert("arch".into(), self.arch().to_string());
+        st.metadata.insert("num_params".into(), self.net.num_params().to_string());
+        for (k, v) in metadata {
+            st.metadata.insert(k.to_string(), v.to_string());
+        }
+        Ok(st)
+    }
+
+    /// Writes the model atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path, metadata: &[(&str, &str)]) -> Result<()> {
+        self.to_safetensors(metadata)?.write(path)
+    }
+
+    /// Reads a model file. The arch comes from the file's metadata, or from `arch` for
+    /// files written elsewhere (a PyTorch `state_dict` saved with safetensors).
+    pub fn load(path: &Path, arch: Option<Arch>) -> Result<Model> {
+        let st = SafeTensors::read(path)?;
+        let arch = match (arch, st.metadata.get("arch")) {
+            (Some(a), _) => a,
+            (None, Some(s)) => s.parse().map_err(|e| Error::File { path: path.into(), field: "__metadata__.arch".into(), problem: format!("{e}") })?,
+            (None, None) => return file_err(path, "__metadata__.arch", "no architecture in the file's metadata; name one (e.g. --arch lenet_adv:4)"),
+        };
+        Model::from_safetensors(&st, path, arch, true)
+    }
+
+    /// The model of `arch` with every parameter (and buffer) taken from `st` by name,
+    /// shape checked. F64 values are rounded to f32. With `strict`, a tensor the arch does
+    /// not have is an error (except PyTorch's `*.num_batches_tracked` counters).
+    pub fn from_safetensors(st: &SafeTensors, path: &Path, arch: Arch, strict: bool) -> Result<Model> {
+        let net = Network::new(arch);
+        let mut model = Model { params: vec![0.0; net.params.len()], buffers: vec![0.0; net.buffers.len()], net };
+        for (layout, values) in [(&model.net.params, &mut model.params), (&model.net.buffers, &mut model.buffers)] {
+            for v in layout.views() {
+                let (shape, data) = st.f32_any(&v.name, path)?;
+                if shape != v.shape {
+                    return file_err(path, &v.name, format!("{arch} expects shape {:?}, the file has {shape:?}", v.shape));
+                }
+                values[v.range()].copy_from_slice(&data);
+            }
+        }
+        if strict {
+            let known = |n: &str| model.net.params.find(n).is_some() || model.net.buffers.find(n).is_some() || n.ends_with(".num_batches_tracked");
+            if let Some(e) = st.entries.iter().find(|e| !known(&e.name)) {
+                return file_err(path, &e.name, format!("{arch} has no tensor of this name"));
+            }
+        }
+        Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_match_method_md() {
+        for (arch, n) in [
+            ("lenet_adv:1", 13_514),
+            ("lenet_adv:2", 52_506),
+            ("lenet_adv:4", 206_954),
+            ("lenet_adv:8", 821_706),
+            ("lenet_adv:16", 3_274_634),
+            ("lenet5", 431_080),
+            ("mlp", 266_610),
+            ("vgg16:1", 58_422),
+            ("vgg16:2", 231_746),
+            ("vgg16:4", 923_130),
+            ("vgg16:16", 14_724_042),
+        ] {
+            assert_eq!(Network::new(arch.parse().unwrap()).num_params(), n, "{arch}");
+        }
+        assert_eq!(Network::new(Arch::Vgg16(1)).buffers.len(), 528);
+    }
+
+    #[test]
+    fn init_is_seeded_and_bounded() {
+        let (a, b, c) = (Model::new(Arch::Lenet5, 1), Model::new(Arch::Lenet5, 1), Model::new(Arch::Lenet5, 2));
+        assert_eq!(a, b);
+        assert_ne!(a.params, c.params);
+        let fc1 = a.net.params.find("fc1.weight").unwrap();
+        let bound = 1.0 / 800f32.sqrt();
+        let vals = &a.params[fc1.range()];
+        assert!(vals.iter().all(|v| v.abs() <= bound));
+        // U(-b, b) has standard deviation b/sqrt(3).
+        let sd = (vals.iter().map(|v| v * v).sum::<f32>() / vals.len() as f32).sqrt();
+        assert!((sd - bound / 3f32.sqrt()).abs() < 0.01 * bound, "{sd}");
+    }
+
+    #[test]
+    fn wrong_input_shape_is_an_error() {
+        let m = Model::new(Arch::LenetAdv(1), 0);
+        assert!(m.infer(&Tensor::zeros(&[2, 1, 32, 32])).is_err());
+        assert!(m.infer(&Tensor::zeros(&[2, 1, 28, 28])).is_ok());
+    }
+
+    #[test]
+    fn tape_forward_equals_inference() {
+        for arch in [Arch::LenetAdv(2), Arch::Lenet5, Arch::Mlp, Arch::Vgg16(1)] {
+            let mut m = Model::new(arch, 3);
+            // Non-trivial running statistics so eval-mode BN is exercised.
+            for (i, v) in m.buffers.iter_mut().enumerate() {
+                *v = 0.5 + (i % 7) as f32 * 0.1;
+            }
+            let [c, h, w] = arch.input_shape();
+            let x = Tensor::from_fn(&[3, c, h, w], |i| ((i * 31) % 97) as f32 / 97.0);
+            let logits = m.infer(&x).unwrap();
+            let (out, g) = m.input_grad(&x, &[1, 2, 3], &Loss::CrossEntropy).unwrap();
+            assert_eq!(logits.data(), &out.logits[..], "{arch}");
+            assert_eq!(g.shape(), x.shape());
+        }
+    }
+}
