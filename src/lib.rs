@@ -1,1 +1,2 @@
-pub use rcc_nn as nn; pub use rcc_tensor as tensor;
+pub use rcc_nn as nn;
+pub use rcc_tensor as tensor;

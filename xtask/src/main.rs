@@ -1,1 +1,63 @@
-fn main(){}
+//! `cargo xtask <command>`: the project's user-facing commands.
+//!
+//! - `check-reference FILE... [--tol 1e-4]`: the engine against PyTorch reference vectors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod check_reference;
+
+const USAGE: &str = "usage: cargo xtask <command> [options]
+
+commands:
+  check-reference FILE... [--tol T]   check the engine against PyTorch reference files
+                                      (../shared/reference/*.safetensors); exits non-zero
+                                      if any tensor's relative error exceeds T (default 1e-4)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("check-reference") => check_reference::run(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Positional arguments and `--flag value` options of one command line.
+pub(crate) type Args = (Vec<PathBuf>, Vec<(String, String)>);
+
+/// Splits `args` into positional values and `--flag value` options.
+pub(crate) fn split_args(args: &[String], flags: &[&str]) -> Result<Args, String> {
+    let (mut pos, mut opts) = (vec![], vec![]);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some(name) = a.strip_prefix("--") {
+            if !flags.contains(&name) {
+                return Err(format!(
+                    "unknown option --{name} (expected one of: {})",
+                    flags
+                        .iter()
+                        .map(|f| format!("--{f}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            let v = it.next().ok_or(format!("--{name} needs a value"))?;
+            opts.push((name.to_string(), v.clone()));
+        } else {
+            pos.push(PathBuf::from(a));
+        }
+    }
+    Ok((pos, opts))
+}

@@ -37,7 +37,9 @@ impl FromStr for Arch {
         let width = |w: &str, max: usize| -> Result<usize> {
             match w.parse::<usize>() {
                 Ok(w) if (1..=max).contains(&w) => Ok(w),
-                _ => Err(Error::Arch(format!("in {s:?}: width must be an integer from 1 to {max}"))),
+                _ => Err(Error::Arch(format!(
+                    "in {s:?}: width must be an integer from 1 to {max}"
+                ))),
             }
         };
         match s.split_once(':') {
@@ -69,10 +71,25 @@ mod tests {
 
     #[test]
     fn parse_and_display_round_trip() {
-        for s in ["lenet_adv:1", "lenet_adv:16", "lenet5", "mlp", "vgg16:1", "vgg16:16"] {
+        for s in [
+            "lenet_adv:1",
+            "lenet_adv:16",
+            "lenet5",
+            "mlp",
+            "vgg16:1",
+            "vgg16:16",
+        ] {
             assert_eq!(s.parse::<Arch>().unwrap().to_string(), s);
         }
-        for bad in ["lenet_adv:0", "lenet_adv:17", "lenet_adv:x", "vgg16", "resnet", "lenet5:2", ""] {
+        for bad in [
+            "lenet_adv:0",
+            "lenet_adv:17",
+            "lenet_adv:x",
+            "vgg16",
+            "resnet",
+            "lenet5:2",
+            "",
+        ] {
             assert!(bad.parse::<Arch>().is_err(), "{bad}");
         }
     }

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub enum Error {
     /// The operating system refused a read or write.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A file is malformed or does not match what the model expects.
     File {
         path: PathBuf,

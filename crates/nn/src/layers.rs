@@ -53,35 +53,70 @@ pub enum Pass<'a> {
     Eval { buffers: &'a [f32] },
     /// Batch statistics whose running update is written into `buffers`; dropout masks
     /// drawn from `rng`.
-    Train { buffers: &'a mut [f32], rng: &'a mut StdRng },
+    Train {
+        buffers: &'a mut [f32],
+        rng: &'a mut StdRng,
+    },
 }
 
 impl Layer {
-    /// Records this layer on the tape.
-    pub fn forward(&self, t: &mut Tape, x: Var, params: &ParamLayout, buffers: &ParamLayout, pass: &mut Pass) -> Result<Var> {
+    /// Whether this layer can absorb a following ReLU into its own kernel.
+    pub fn fuses_relu(&self) -> bool {
+        matches!(self, Layer::Conv2d { .. } | Layer::Linear { .. })
+    }
+
+    /// Records this layer on the tape; `relu` applies a fused ReLU (only for layers
+    /// where [`Layer::fuses_relu`]).
+    pub fn forward(
+        &self,
+        t: &mut Tape,
+        x: Var,
+        relu: bool,
+        params: &ParamLayout,
+        buffers: &ParamLayout,
+        pass: &mut Pass,
+    ) -> Result<Var> {
         let p = |t: &mut Tape, id: ViewId| t.param(params.view(id).offset, &params.view(id).shape);
         Ok(match *self {
-            Layer::Conv2d { weight, bias, stride, padding } => {
+            Layer::Conv2d {
+                weight,
+                bias,
+                stride,
+                padding,
+            } => {
                 let w = p(t, weight)?;
                 let b = bias.map(|b| p(t, b)).transpose()?;
-                t.conv2d(x, w, b, stride, padding)?
+                t.conv2d_act(x, w, b, stride, padding, relu)?
             }
             Layer::Linear { weight, bias } => {
                 let w = p(t, weight)?;
                 let b = bias.map(|b| p(t, b)).transpose()?;
-                t.linear(x, w, b)?
+                t.linear_act(x, w, b, relu)?
             }
             Layer::MaxPool2d { kernel, stride } => t.max_pool2d(x, kernel, stride)?,
             Layer::AvgPool2d { kernel, stride } => t.avg_pool2d(x, kernel, stride)?,
-            Layer::BatchNorm2d { weight, bias, running_mean, running_var, eps, momentum } => {
+            Layer::BatchNorm2d {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                eps,
+                momentum,
+            } => {
                 let (g, b) = (p(t, weight)?, p(t, bias)?);
-                let (rm, rv) = (buffers.view(running_mean).range(), buffers.view(running_var).range());
+                let (rm, rv) = (
+                    buffers.view(running_mean).range(),
+                    buffers.view(running_var).range(),
+                );
                 match pass {
-                    Pass::Train { buffers: running, .. } => {
+                    Pass::Train {
+                        buffers: running, ..
+                    } => {
                         let (y, stats) = t.batch_norm2d(x, g, b, BnMode::Train, eps)?;
                         let stats = stats.expect("train mode returns batch statistics");
                         // PyTorch's update: running = (1 - momentum) * running + momentum * batch.
-                        for (i, (&m, &v)) in stats.mean.iter().zip(&stats.var_unbiased).enumerate() {
+                        for (i, (&m, &v)) in stats.mean.iter().zip(&stats.var_unbiased).enumerate()
+                        {
                             let (a, b) = (rm.start + i, rv.start + i);
                             running[a] = (1.0 - momentum) * running[a] + momentum * m;
                             running[b] = (1.0 - momentum) * running[b] + momentum * v;
@@ -89,7 +124,10 @@ impl Layer {
                         y
                     }
                     Pass::Eval { buffers: bufs } => {
-                        let mode = BnMode::Eval { mean: &bufs[rm], var: &bufs[rv] };
+                        let mode = BnMode::Eval {
+                            mean: &bufs[rm],
+                            var: &bufs[rv],
+                        };
                         t.batch_norm2d(x, g, b, mode, eps)?.0
                     }
                 }
@@ -105,21 +143,48 @@ impl Layer {
 
     /// Inference: the plain forward kernels, no tape, batch norm on running statistics,
     /// dropout off.
-    pub fn infer(&self, x: Tensor, params: &ParamLayout, values: &[f32], buffers: &ParamLayout, bufs: &[f32]) -> Result<Tensor> {
+    pub fn infer(
+        &self,
+        x: Tensor,
+        relu: bool,
+        params: &ParamLayout,
+        values: &[f32],
+        buffers: &ParamLayout,
+        bufs: &[f32],
+    ) -> Result<Tensor> {
         let val = |id: ViewId| &values[params.view(id).range()];
         let shape = x.shape().to_vec();
         Ok(match *self {
-            Layer::Conv2d { weight, bias, stride, padding } => {
-                let g = conv2d::Conv2dGeom::new(&shape, &params.view(weight).shape, stride, padding)?;
-                let y = conv2d::forward(&g, x.data(), val(weight), bias.map(val), None);
+            Layer::Conv2d {
+                weight,
+                bias,
+                stride,
+                padding,
+            } => {
+                let g =
+                    conv2d::Conv2dGeom::new(&shape, &params.view(weight).shape, stride, padding)?;
+                let y = conv2d::forward(&g, x.data(), val(weight), bias.map(val), relu);
                 Tensor::new(&g.out_shape(), y)?
             }
             Layer::Linear { weight, bias } => {
                 let ws = &params.view(weight).shape;
                 if shape.len() != 2 || shape[1] != ws[1] {
-                    return Err(rcc_tensor::Error::Shape { op: "linear", expected: format!("x [N, {}]", ws[1]), got: format!("{shape:?}") }.into());
+                    return Err(rcc_tensor::Error::Shape {
+                        op: "linear",
+                        expected: format!("x [N, {}]", ws[1]),
+                        got: format!("{shape:?}"),
+                    }
+                    .into());
                 }
-                let y = linear::forward(x.data(), val(weight), bias.map(val), shape[0], ws[1], ws[0]);
+                let y = linear::forward(
+                    x.data(),
+                    val(weight),
+                    bias.map(val),
+                    relu,
+                    shape[0],
+                    ws[1],
+                    ws[0],
+                );
                 Tensor::new(&[shape[0], ws[0]], y)?
             }
             Layer::MaxPool2d { kernel, stride } => {
@@ -130,9 +195,20 @@ impl Layer {
                 let g = max_pool2d::PoolGeom::new("avg_pool2d", &shape, kernel, stride)?;
                 Tensor::new(&g.out_shape(&shape), avg_pool2d::forward(&g, x.data()))?
             }
-            Layer::BatchNorm2d { weight, bias, running_mean, running_var, eps, .. } => {
-                let mode = BnMode::Eval { mean: &bufs[buffers.view(running_mean).range()], var: &bufs[buffers.view(running_var).range()] };
-                let (y, ..) = batch_norm2d::forward(x.data(), &shape, val(weight), val(bias), mode, eps)?;
+            Layer::BatchNorm2d {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                eps,
+                ..
+            } => {
+                let mode = BnMode::Eval {
+                    mean: &bufs[buffers.view(running_mean).range()],
+                    var: &bufs[buffers.view(running_var).range()],
+                };
+                let (y, ..) =
+                    batch_norm2d::forward(x.data(), &shape, val(weight), val(bias), mode, eps)?;
                 Tensor::new(&shape, y)?
             }
             Layer::Relu => {

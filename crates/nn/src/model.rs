@@ -31,9 +31,16 @@ struct Builder {
 
 impl Builder {
     fn conv(&mut self, name: &str, cin: usize, cout: usize, k: usize, padding: usize, bias: bool) {
-        let weight = self.params.push(&format!("{name}.weight"), &[cout, cin, k, k]);
+        let weight = self
+            .params
+            .push(&format!("{name}.weight"), &[cout, cin, k, k]);
         let bias = bias.then(|| self.params.push(&format!("{name}.bias"), &[cout]));
-        self.layers.push(Layer::Conv2d { weight, bias, stride: 1, padding });
+        self.layers.push(Layer::Conv2d {
+            weight,
+            bias,
+            stride: 1,
+            padding,
+        });
     }
     fn linear(&mut self, name: &str, fin: usize, fout: usize) {
         let weight = self.params.push(&format!("{name}.weight"), &[fout, fin]);
@@ -45,10 +52,20 @@ impl Builder {
         let bias = self.params.push(&format!("{name}.bias"), &[c]);
         let running_mean = self.buffers.push(&format!("{name}.running_mean"), &[c]);
         let running_var = self.buffers.push(&format!("{name}.running_var"), &[c]);
-        self.layers.push(Layer::BatchNorm2d { weight, bias, running_mean, running_var, eps: 1e-5, momentum: 0.1 });
+        self.layers.push(Layer::BatchNorm2d {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps: 1e-5,
+            momentum: 0.1,
+        });
     }
     fn pool(&mut self) {
-        self.layers.push(Layer::MaxPool2d { kernel: 2, stride: 2 });
+        self.layers.push(Layer::MaxPool2d {
+            kernel: 2,
+            stride: 2,
+        });
     }
     fn relu(&mut self) {
         self.layers.push(Layer::Relu);
@@ -58,7 +75,11 @@ impl Builder {
 impl Network {
     /// The architecture exactly as ../shared/reference/README.md defines it.
     pub fn new(arch: Arch) -> Network {
-        let mut b = Builder { layers: vec![], params: ParamLayout::default(), buffers: ParamLayout::default() };
+        let mut b = Builder {
+            layers: vec![],
+            params: ParamLayout::default(),
+            buffers: ParamLayout::default(),
+        };
         match arch {
             Arch::LenetAdv(w) => {
                 b.conv("conv1", 1, 2 * w, 5, 2, true);
@@ -94,7 +115,9 @@ impl Network {
             }
             Arch::Vgg16(w) => {
                 // 64,64,M,128,128,M,256x3,M,512x3,M,512x3,M scaled by W/16.
-                const PLAN: [usize; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+                const PLAN: [usize; 18] = [
+                    64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+                ];
                 let (mut cin, mut k) = (3, 1);
                 for c in PLAN {
                     if c == 0 {
@@ -111,7 +134,12 @@ impl Network {
                 b.linear("fc", cin, 10);
             }
         }
-        Network { arch, layers: b.layers, params: b.params, buffers: b.buffers }
+        Network {
+            arch,
+            layers: b.layers,
+            params: b.params,
+            buffers: b.buffers,
+        }
     }
 
     /// Number of trainable parameters.
@@ -119,10 +147,22 @@ impl Network {
         self.params.len()
     }
 
+    /// The layers to run, with each ReLU that directly follows a conv or linear layer
+    /// folded into it: (layer, fused relu).
+    fn plan(&self) -> impl Iterator<Item = (&Layer, bool)> {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            let layer = self.layers.get(i)?;
+            let fuse = layer.fuses_relu() && self.layers.get(i + 1) == Some(&Layer::Relu);
+            i += 1 + usize::from(fuse);
+            Some((layer, fuse))
+        })
+    }
+
     /// Records the whole network on the tape: `x [N, C, H, W]` -> logits `[N, 10]`.
     pub fn forward(&self, t: &mut Tape, mut x: Var, pass: &mut Pass) -> Result<Var> {
-        for layer in &self.layers {
-            x = layer.forward(t, x, &self.params, &self.buffers, pass)?;
+        for (layer, relu) in self.plan() {
+            x = layer.forward(t, x, relu, &self.params, &self.buffers, pass)?;
         }
         Ok(x)
     }
@@ -145,14 +185,20 @@ impl Network {
 #[derive(Clone, Copy, Debug)]
 pub enum Loss<'a> {
     CrossEntropy,
-    Distill { teacher_logits: &'a [f32], cfg: DistillCfg },
+    Distill {
+        teacher_logits: &'a [f32],
+        cfg: DistillCfg,
+    },
 }
 
 impl Loss<'_> {
     fn record(&self, t: &mut Tape, logits: Var, labels: &[usize]) -> Result<Var> {
         Ok(match self {
             Loss::CrossEntropy => t.cross_entropy(logits, labels)?,
-            Loss::Distill { teacher_logits, cfg } => t.distill_loss(logits, labels, teacher_logits, *cfg)?,
+            Loss::Distill {
+                teacher_logits,
+                cfg,
+            } => t.distill_loss(logits, labels, teacher_logits, *cfg)?,
         })
     }
 }
@@ -198,14 +244,22 @@ impl Model {
                         }
                     }
                 }
-                Layer::BatchNorm2d { weight, running_var, .. } => {
+                Layer::BatchNorm2d {
+                    weight,
+                    running_var,
+                    ..
+                } => {
                     params[net.params.view(weight).range()].fill(1.0);
                     buffers[net.buffers.view(running_var).range()].fill(1.0);
                 }
                 _ => {}
             }
         }
-        Model { net, params, buffers }
+        Model {
+            net,
+            params,
+            buffers,
+        }
     }
 
     pub fn arch(&self) -> Arch {
@@ -216,49 +270,91 @@ impl Model {
     pub fn infer(&self, x: &Tensor) -> Result<Tensor> {
         self.net.check_input(x.shape())?;
         let mut h = x.clone();
-        for layer in &self.net.layers {
-            h = layer.infer(h, &self.net.params, &self.params, &self.net.buffers, &self.buffers)?;
+        for (layer, relu) in self.net.plan() {
+            h = layer.infer(
+                h,
+                relu,
+                &self.net.params,
+                &self.params,
+                &self.net.buffers,
+                &self.buffers,
+            )?;
         }
         Ok(h)
     }
 
     /// The loss and its gradient with respect to the input (what an attack step needs),
     /// in evaluation mode: no parameter gradients are computed or stored.
-    pub fn input_grad(&self, x: &Tensor, labels: &[usize], loss: &Loss) -> Result<(StepOutput, Tensor)> {
+    pub fn input_grad(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+        loss: &Loss,
+    ) -> Result<(StepOutput, Tensor)> {
         self.net.check_input(x.shape())?;
         let mut t = Tape::new(&self.params, Mode::InputGrad);
         let xv = t.input(x.clone(), true);
-        let logits = self.net.forward(&mut t, xv, &mut Pass::Eval { buffers: &self.buffers })?;
+        let logits = self.net.forward(
+            &mut t,
+            xv,
+            &mut Pass::Eval {
+                buffers: &self.buffers,
+            },
+        )?;
         let l = loss.record(&mut t, logits, labels)?;
         let mut grads = t.backward(l, None)?;
         let g = grads.take(xv).unwrap_or_else(|| vec![0.0; x.numel()]);
-        let out = StepOutput { loss: t.scalar(l), logits: t.value(logits).to_vec() };
+        let out = StepOutput {
+            loss: t.scalar(l),
+            logits: t.value(logits).to_vec(),
+        };
         Ok((out, Tensor::new(x.shape(), g)?))
     }
 
     /// A training-mode pass: batch statistics (running statistics updated), dropout on,
     /// parameter gradients *added* into `grads` (the caller zeroes it between steps).
-    pub fn train_grad(&mut self, x: &Tensor, labels: &[usize], loss: &Loss, grads: &mut [f32], rng: &mut StdRng) -> Result<StepOutput> {
+    pub fn train_grad(
+        &mut self,
+        x: &Tensor,
+        labels: &[usize],
+        loss: &Loss,
+        grads: &mut [f32],
+        rng: &mut StdRng,
+    ) -> Result<StepOutput> {
         self.net.check_input(x.shape())?;
         let mut t = Tape::new(&self.params, Mode::Train);
         let xv = t.input(x.clone(), false);
-        let logits = self.net.forward(&mut t, xv, &mut Pass::Train { buffers: &mut self.buffers, rng })?;
+        let logits = self.net.forward(
+            &mut t,
+            xv,
+            &mut Pass::Train {
+                buffers: &mut self.buffers,
+                rng,
+            },
+        )?;
         let l = loss.record(&mut t, logits, labels)?;
         t.backward(l, Some(grads))?;
-        Ok(StepOutput { loss: t.scalar(l), logits: t.value(logits).to_vec() })
+        Ok(StepOutput {
+            loss: t.scalar(l),
+            logits: t.value(logits).to_vec(),
+        })
     }
 
     /// All parameters and buffers under their PyTorch names, the arch in the metadata.
     pub fn to_safetensors(&self, metadata: &[(&str, &str)]) -> Result<SafeTensors> {
         let mut st = SafeTensors::new();
-        for (layout, values) in [(&self.net.params, &self.params), (&self.net.buffers, &self.buffers)] {
+        for (layout, values) in [
+            (&self.net.params, &self.params),
+            (&self.net.buffers, &self.buffers),
+        ] {
             for v in layout.views() {
                 st.push_f32(&v.name, &v.shape, values[v.range()].to_vec())?;
             }
         }
         st.metadata.insert("format".into(), "rcc-model-v1".into());
         st.metadata.insert("arch".into(), self.arch().to_string());
-        st.metadata.insert("num_params".into(), self.net.num_params().to_string());
+        st.metadata
+            .insert("num_params".into(), self.net.num_params().to_string());
         for (k, v) in metadata {
             st.metadata.insert(k.to_string(), v.to_string());
         }
@@ -274,31 +370,60 @@ impl Model {
     /// files written elsewhere (a PyTorch `state_dict` saved with safetensors).
     pub fn load(path: &Path, arch: Option<Arch>) -> Result<Model> {
         let st = SafeTensors::read(path)?;
-        let arch = match (arch, st.metadata.get("arch")) {
-            (Some(a), _) => a,
-            (None, Some(s)) => s.parse().map_err(|e| Error::File { path: path.into(), field: "__metadata__.arch".into(), problem: format!("{e}") })?,
-            (None, None) => return file_err(path, "__metadata__.arch", "no architecture in the file's metadata; name one (e.g. --arch lenet_adv:4)"),
-        };
+        let arch =
+            match (arch, st.metadata.get("arch")) {
+                (Some(a), _) => a,
+                (None, Some(s)) => s.parse().map_err(|e| Error::File {
+                    path: path.into(),
+                    field: "__metadata__.arch".into(),
+                    problem: format!("{e}"),
+                })?,
+                (None, None) => return file_err(
+                    path,
+                    "__metadata__.arch",
+                    "no architecture in the file's metadata; name one (e.g. --arch lenet_adv:4)",
+                ),
+            };
         Model::from_safetensors(&st, path, arch, true)
     }
 
     /// The model of `arch` with every parameter (and buffer) taken from `st` by name,
     /// shape checked. F64 values are rounded to f32. With `strict`, a tensor the arch does
     /// not have is an error (except PyTorch's `*.num_batches_tracked` counters).
-    pub fn from_safetensors(st: &SafeTensors, path: &Path, arch: Arch, strict: bool) -> Result<Model> {
+    pub fn from_safetensors(
+        st: &SafeTensors,
+        path: &Path,
+        arch: Arch,
+        strict: bool,
+    ) -> Result<Model> {
         let net = Network::new(arch);
-        let mut model = Model { params: vec![0.0; net.params.len()], buffers: vec![0.0; net.buffers.len()], net };
-        for (layout, values) in [(&model.net.params, &mut model.params), (&model.net.buffers, &mut model.buffers)] {
+        let mut model = Model {
+            params: vec![0.0; net.params.len()],
+            buffers: vec![0.0; net.buffers.len()],
+            net,
+        };
+        for (layout, values) in [
+            (&model.net.params, &mut model.params),
+            (&model.net.buffers, &mut model.buffers),
+        ] {
             for v in layout.views() {
                 let (shape, data) = st.f32_any(&v.name, path)?;
                 if shape != v.shape {
-                    return file_err(path, &v.name, format!("{arch} expects shape {:?}, the file has {shape:?}", v.shape));
+                    return file_err(
+                        path,
+                        &v.name,
+                        format!("{arch} expects shape {:?}, the file has {shape:?}", v.shape),
+                    );
                 }
                 values[v.range()].copy_from_slice(&data);
             }
         }
         if strict {
-            let known = |n: &str| model.net.params.find(n).is_some() || model.net.buffers.find(n).is_some() || n.ends_with(".num_batches_tracked");
+            let known = |n: &str| {
+                model.net.params.find(n).is_some()
+                    || model.net.buffers.find(n).is_some()
+                    || n.ends_with(".num_batches_tracked")
+            };
             if let Some(e) = st.entries.iter().find(|e| !known(&e.name)) {
                 return file_err(path, &e.name, format!("{arch} has no tensor of this name"));
             }
@@ -326,14 +451,22 @@ mod tests {
             ("vgg16:4", 923_130),
             ("vgg16:16", 14_724_042),
         ] {
-            assert_eq!(Network::new(arch.parse().unwrap()).num_params(), n, "{arch}");
+            assert_eq!(
+                Network::new(arch.parse().unwrap()).num_params(),
+                n,
+                "{arch}"
+            );
         }
         assert_eq!(Network::new(Arch::Vgg16(1)).buffers.len(), 528);
     }
 
     #[test]
     fn init_is_seeded_and_bounded() {
-        let (a, b, c) = (Model::new(Arch::Lenet5, 1), Model::new(Arch::Lenet5, 1), Model::new(Arch::Lenet5, 2));
+        let (a, b, c) = (
+            Model::new(Arch::Lenet5, 1),
+            Model::new(Arch::Lenet5, 1),
+            Model::new(Arch::Lenet5, 2),
+        );
         assert_eq!(a, b);
         assert_ne!(a.params, c.params);
         let fc1 = a.net.params.find("fc1.weight").unwrap();

@@ -22,7 +22,12 @@ impl Sgd {
                 "SGD needs 0 <= momentum < 1 (> 0 for Nesterov) and weight decay >= 0, got momentum {momentum}, weight decay {weight_decay}"
             )));
         }
-        Ok(Sgd { momentum, nesterov, weight_decay, velocity: vec![0.0; n] })
+        Ok(Sgd {
+            momentum,
+            nesterov,
+            weight_decay,
+            velocity: vec![0.0; n],
+        })
     }
 
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) {
@@ -61,12 +66,24 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(n: usize, beta1: f32, beta2: f32, eps: f32, weight_decay: f32) -> Result<Adam> {
-        if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) || eps <= 0.0 || weight_decay < 0.0 {
+        if !(0.0..1.0).contains(&beta1)
+            || !(0.0..1.0).contains(&beta2)
+            || eps <= 0.0
+            || weight_decay < 0.0
+        {
             return Err(Error::Config(format!(
                 "Adam needs betas in [0, 1), eps > 0, weight decay >= 0; got {beta1}, {beta2}, {eps}, {weight_decay}"
             )));
         }
-        Ok(Adam { beta1, beta2, eps, weight_decay, m: vec![0.0; n], v: vec![0.0; n], t: 0 })
+        Ok(Adam {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        })
     }
 
     pub fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f32) {
@@ -76,7 +93,12 @@ impl Adam {
         let bc2 = 1.0 - (b2 as f64).powf(self.t as f64);
         let step = (lr as f64 / bc1) as f32;
         let sbc2 = bc2.sqrt() as f32;
-        for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+        for (((p, &g), m), v) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
             let g = g + wd * *p;
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
@@ -122,10 +144,15 @@ impl Optimizer {
 pub enum LrSchedule {
     Constant,
     /// Multiply by `gamma` every `every` units (PyTorch's `StepLR`).
-    Step { every: usize, gamma: f32 },
+    Step {
+        every: usize,
+        gamma: f32,
+    },
     /// Half a cosine from the base rate down to `min_lr` at `total`
     /// (PyTorch's `CosineAnnealingLR` with `T_max = total`).
-    Cosine { min_lr: f32 },
+    Cosine {
+        min_lr: f32,
+    },
 }
 
 impl LrSchedule {
@@ -135,20 +162,31 @@ impl LrSchedule {
             LrSchedule::Step { every, gamma } => base * gamma.powi((t / every.max(1)) as i32),
             LrSchedule::Cosine { min_lr } => {
                 let frac = t.min(total) as f64 / total.max(1) as f64;
-                (min_lr as f64 + (base - min_lr) as f64 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())) as f32
+                (min_lr as f64
+                    + (base - min_lr) as f64 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos()))
+                    as f32
             }
         }
     }
 
     /// `constant`, `step:EVERY:GAMMA` or `cosine[:MIN_LR]`.
     pub fn parse(s: &str) -> Result<LrSchedule> {
-        let bad = || Error::Config(format!("unknown schedule {s:?}; expected constant, step:EVERY:GAMMA or cosine[:MIN_LR]"));
+        let bad = || {
+            Error::Config(format!(
+                "unknown schedule {s:?}; expected constant, step:EVERY:GAMMA or cosine[:MIN_LR]"
+            ))
+        };
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["constant"] => Ok(LrSchedule::Constant),
             ["cosine"] => Ok(LrSchedule::Cosine { min_lr: 0.0 }),
-            ["cosine", m] => Ok(LrSchedule::Cosine { min_lr: m.parse().map_err(|_| bad())? }),
-            ["step", e, g] => Ok(LrSchedule::Step { every: e.parse().map_err(|_| bad())?, gamma: g.parse().map_err(|_| bad())? }),
+            ["cosine", m] => Ok(LrSchedule::Cosine {
+                min_lr: m.parse().map_err(|_| bad())?,
+            }),
+            ["step", e, g] => Ok(LrSchedule::Step {
+                every: e.parse().map_err(|_| bad())?,
+                gamma: g.parse().map_err(|_| bad())?,
+            }),
             _ => Err(bad()),
         }
     }
@@ -196,7 +234,10 @@ mod tests {
     fn schedules() {
         assert_eq!(LrSchedule::Constant.lr(0.1, 5, 10), 0.1);
         let s = LrSchedule::parse("step:3:0.5").unwrap();
-        assert_eq!((s.lr(1.0, 2, 10), s.lr(1.0, 3, 10), s.lr(1.0, 7, 10)), (1.0, 0.5, 0.25));
+        assert_eq!(
+            (s.lr(1.0, 2, 10), s.lr(1.0, 3, 10), s.lr(1.0, 7, 10)),
+            (1.0, 0.5, 0.25)
+        );
         let c = LrSchedule::parse("cosine").unwrap();
         assert_eq!(c.lr(1.0, 0, 10), 1.0);
         assert!((c.lr(1.0, 5, 10) - 0.5).abs() < 1e-6 && c.lr(1.0, 10, 10).abs() < 1e-6);

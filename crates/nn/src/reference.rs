@@ -48,7 +48,10 @@ impl Report {
 /// `max |ours - theirs| / max |theirs|` (absolute error when `theirs` is all zero).
 pub fn rel_err(ours: &[f32], theirs: &[f64]) -> f64 {
     let scale = theirs.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let diff = ours.iter().zip(theirs).fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
+    let diff = ours
+        .iter()
+        .zip(theirs)
+        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b).abs()));
     if ours.len() != theirs.len() {
         f64::INFINITY
     } else if scale > 0.0 {
@@ -73,7 +76,11 @@ impl Case<'_> {
     }
     fn meta_num<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
         let v = self.meta(key)?;
-        v.trim().parse().map_err(|_| Error::File { path: self.path.into(), field: format!("__metadata__.{key}"), problem: format!("{v:?} is not a number") })
+        v.trim().parse().map_err(|_| Error::File {
+            path: self.path.into(),
+            field: format!("__metadata__.{key}"),
+            problem: format!("{v:?} is not a number"),
+        })
     }
     fn f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         self.st.f32_any(name, self.path)
@@ -84,13 +91,21 @@ impl Case<'_> {
     }
     /// Compares `ours` (with its shape) against `f64.<name>`, or `<name>` if absent.
     fn compare(&mut self, name: &str, shape: &[usize], ours: &[f32]) -> Result<()> {
-        let against = if self.st.get(&format!("f64.{name}")).is_some() { format!("f64.{name}") } else { name.to_string() };
+        let against = if self.st.get(&format!("f64.{name}")).is_some() {
+            format!("f64.{name}")
+        } else {
+            name.to_string()
+        };
         let entry = match self.st.get(&against) {
             Some(e) => e,
             None => return file_err(self.path, name, "expected result tensor is missing"),
         };
         if entry.shape != shape {
-            return file_err(self.path, &against, format!("shape {:?}, but the engine computed {shape:?}", entry.shape));
+            return file_err(
+                self.path,
+                &against,
+                format!("shape {:?}, but the engine computed {shape:?}", entry.shape),
+            );
         }
         let theirs: Vec<f64> = match &entry.data {
             crate::safetensors::TensorData::F64(v) => v.clone(),
@@ -98,7 +113,13 @@ impl Case<'_> {
             crate::safetensors::TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
         };
         let max_abs_ref = theirs.iter().fold(0f64, |m, v| m.max(v.abs()));
-        self.rows.push(Row { name: name.to_string(), against, rel_err: rel_err(ours, &theirs), max_abs_ref, numel: ours.len() });
+        self.rows.push(Row {
+            name: name.to_string(),
+            against,
+            rel_err: rel_err(ours, &theirs),
+            max_abs_ref,
+            numel: ours.len(),
+        });
         Ok(())
     }
 }
@@ -106,9 +127,17 @@ impl Case<'_> {
 /// Runs one reference file and returns the comparison rows.
 pub fn check_file(path: &Path) -> Result<Report> {
     let st = SafeTensors::read(path)?;
-    let mut case = Case { st: &st, path, rows: vec![] };
+    let mut case = Case {
+        st: &st,
+        path,
+        rows: vec![],
+    };
     if case.meta("format")? != "rcc-reference-v1" {
-        return file_err(path, "__metadata__.format", format!("expected rcc-reference-v1, got {:?}", case.meta("format")?));
+        return file_err(
+            path,
+            "__metadata__.format",
+            format!("expected rcc-reference-v1, got {:?}", case.meta("format")?),
+        );
     }
     let name = case.meta("case").unwrap_or("?").to_string();
     let description = match case.meta("kind")? {
@@ -116,11 +145,27 @@ pub fn check_file(path: &Path) -> Result<Report> {
         "op" => match case.meta("op")? {
             "conv2d" => run_conv2d(&mut case)?,
             "max_pool2d" => run_max_pool2d(&mut case)?,
-            other => return file_err(path, "__metadata__.op", format!("unsupported op {other:?} (conv2d, max_pool2d)")),
+            other => {
+                return file_err(
+                    path,
+                    "__metadata__.op",
+                    format!("unsupported op {other:?} (conv2d, max_pool2d)"),
+                )
+            }
         },
-        other => return file_err(path, "__metadata__.kind", format!("expected model or op, got {other:?}")),
+        other => {
+            return file_err(
+                path,
+                "__metadata__.kind",
+                format!("expected model or op, got {other:?}"),
+            )
+        }
     };
-    Ok(Report { case: name, description, rows: case.rows })
+    Ok(Report {
+        case: name,
+        description,
+        rows: case.rows,
+    })
 }
 
 fn run_model(case: &mut Case) -> Result<String> {
@@ -129,7 +174,9 @@ fn run_model(case: &mut Case) -> Result<String> {
     let x = case.tensor("input")?;
     let labels: Vec<usize> = match case.st.get("labels") {
         Some(e) => match &e.data {
-            crate::safetensors::TensorData::I64(v) if v.iter().all(|&l| (0..10).contains(&l)) => v.iter().map(|&l| l as usize).collect(),
+            crate::safetensors::TensorData::I64(v) if v.iter().all(|&l| (0..10).contains(&l)) => {
+                v.iter().map(|&l| l as usize).collect()
+            }
             _ => return file_err(case.path, "labels", "expected I64 labels in 0..10"),
         },
         None => return file_err(case.path, "labels", "missing"),
@@ -140,28 +187,60 @@ fn run_model(case: &mut Case) -> Result<String> {
         "cross_entropy" => Loss::CrossEntropy,
         "distill" => {
             teacher = case.f32("teacher_logits")?.1;
-            let cfg = DistillCfg { alpha: case.meta_num("alpha")?, temperature: case.meta_num("temperature")? };
-            Loss::Distill { teacher_logits: &teacher, cfg }
+            let cfg = DistillCfg {
+                alpha: case.meta_num("alpha")?,
+                temperature: case.meta_num("temperature")?,
+            };
+            Loss::Distill {
+                teacher_logits: &teacher,
+                cfg,
+            }
         }
-        other => return file_err(case.path, "__metadata__.loss", format!("expected cross_entropy or distill, got {other:?}")),
+        other => {
+            return file_err(
+                case.path,
+                "__metadata__.loss",
+                format!("expected cross_entropy or distill, got {other:?}"),
+            )
+        }
     };
     let mode = case.meta("mode").unwrap_or("train").to_string();
     let train = match mode.as_str() {
         "train" => true,
         "eval" => false,
-        other => return file_err(case.path, "__metadata__.mode", format!("expected train or eval, got {other:?}")),
+        other => {
+            return file_err(
+                case.path,
+                "__metadata__.mode",
+                format!("expected train or eval, got {other:?}"),
+            )
+        }
     };
 
     // Full training tape, with the input's gradient asked for as well.
-    let Model { net, params, buffers } = &mut model;
+    let Model {
+        net,
+        params,
+        buffers,
+    } = &mut model;
     let mut t = Tape::new(params, Mode::Train);
     let xv = t.input(x.clone(), true);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let mut pass = if train { Pass::Train { buffers, rng: &mut rng } } else { Pass::Eval { buffers } };
+    let mut pass = if train {
+        Pass::Train {
+            buffers,
+            rng: &mut rng,
+        }
+    } else {
+        Pass::Eval { buffers }
+    };
     let logits = net.forward(&mut t, xv, &mut pass)?;
     let l = match loss {
         Loss::CrossEntropy => t.cross_entropy(logits, &labels)?,
-        Loss::Distill { teacher_logits, cfg } => t.distill_loss(logits, &labels, teacher_logits, cfg)?,
+        Loss::Distill {
+            teacher_logits,
+            cfg,
+        } => t.distill_loss(logits, &labels, teacher_logits, cfg)?,
     };
     let mut pgrads = vec![0.0; net.params.len()];
     let grads = t.backward(l, Some(&mut pgrads))?;
@@ -171,7 +250,11 @@ fn run_model(case: &mut Case) -> Result<String> {
     for v in net.params.views() {
         case.compare(&format!("grad.{}", v.name), &v.shape, &pgrads[v.range()])?;
     }
-    case.compare("grad.input", x.shape(), grads.get(xv).expect("input requires grad"))?;
+    case.compare(
+        "grad.input",
+        x.shape(),
+        grads.get(xv).expect("input requires grad"),
+    )?;
     if train {
         for v in net.buffers.views() {
             case.compare(&format!("after.{}", v.name), &v.shape, &buffers[v.range()])?;
@@ -183,7 +266,11 @@ fn run_model(case: &mut Case) -> Result<String> {
 /// Refuses op settings the engine does not implement, naming the field.
 fn require(case: &Case, key: &str, allowed: &[&str]) -> Result<()> {
     match case.st.metadata.get(key) {
-        Some(v) if !allowed.contains(&v.as_str()) => file_err(case.path, format!("__metadata__.{key}"), format!("{v:?} is not supported (supported: {allowed:?})")),
+        Some(v) if !allowed.contains(&v.as_str()) => file_err(
+            case.path,
+            format!("__metadata__.{key}"),
+            format!("{v:?} is not supported (supported: {allowed:?})"),
+        ),
         _ => Ok(()),
     }
 }
@@ -193,7 +280,11 @@ fn run_conv2d(case: &mut Case) -> Result<String> {
     require(case, "groups", &["1"])?;
     let (stride, padding): (usize, usize) = (case.meta_num("stride")?, case.meta_num("padding")?);
     let (x, w) = (case.tensor("input")?, case.tensor("weight")?);
-    let b = case.st.get("bias").map(|_| case.tensor("bias")).transpose()?;
+    let b = case
+        .st
+        .get("bias")
+        .map(|_| case.tensor("bias"))
+        .transpose()?;
     let g = conv2d::Conv2dGeom::new(x.shape(), w.shape(), stride, padding)?;
     let mut t = Tape::new(&[], Mode::InputGrad);
     let (xv, wv) = (t.input(x.clone(), true), t.input(w.clone(), true));
@@ -240,14 +331,24 @@ mod tests {
     /// Every file in ../shared/reference passes at the README's recommended bounds.
     #[test]
     fn every_reference_case_matches_pytorch() {
-        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/reference"));
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/reference"
+        ));
         let Ok(entries) = std::fs::read_dir(dir) else {
             println!("skipped: no reference directory at {}", dir.display());
             return;
         };
-        let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
         files.sort();
-        assert!(files.len() >= 9, "expected the 9 reference files, found {}", files.len());
+        assert!(
+            files.len() >= 9,
+            "expected the 9 reference files, found {}",
+            files.len()
+        );
         for f in files {
             let r = check_file(&f).unwrap_or_else(|e| panic!("{e}"));
             for row in &r.rows {
@@ -262,9 +363,20 @@ mod tests {
                 } else {
                     1e-4
                 };
-                assert!(row.rel_err <= tol, "{}: {} rel err {:.3e} > {tol:e}", r.case, row.name, row.rel_err);
+                assert!(
+                    row.rel_err <= tol,
+                    "{}: {} rel err {:.3e} > {tol:e}",
+                    r.case,
+                    row.name,
+                    row.rel_err
+                );
             }
-            println!("{}: {} tensors, worst {:.2e}", r.case, r.rows.len(), r.worst());
+            println!(
+                "{}: {} tensors, worst {:.2e}",
+                r.case,
+                r.rows.len(),
+                r.worst()
+            );
         }
     }
 

@@ -37,7 +37,11 @@ impl std::error::Error for Error {}
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Shorthand for a shape error.
-pub(crate) fn shape_err<T>(op: &'static str, expected: impl Into<String>, got: impl fmt::Debug) -> Result<T> {
+pub(crate) fn shape_err<T>(
+    op: &'static str,
+    expected: impl Into<String>,
+    got: impl fmt::Debug,
+) -> Result<T> {
     Err(Error::Shape {
         op,
         expected: expected.into(),

@@ -171,7 +171,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
-        a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
+        a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + y.abs()))
     }
 
     proptest! {
@@ -196,15 +198,30 @@ mod tests {
 
     #[test]
     fn par_sgemm_is_bit_identical_to_sequential() {
-        for &(m, k, n) in &[(50, 500, 640), (20, 25, 5000), (700, 64, 30), (3, 1000, 2000)] {
-            let ad: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 997.0 - 0.5).collect();
-            let bd: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 / 991.0 - 0.5).collect();
+        for &(m, k, n) in &[
+            (50, 500, 640),
+            (20, 25, 5000),
+            (700, 64, 30),
+            (3, 1000, 2000),
+        ] {
+            let ad: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919) % 1000) as f32 / 997.0 - 0.5)
+                .collect();
+            let bd: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 104729) % 1000) as f32 / 991.0 - 0.5)
+                .collect();
             let mut c1 = vec![0.25; m * n];
             let mut c2 = c1.clone();
             sgemm(1.0, Mat::rm(&ad, m, k), Mat::rm(&bd, k, n), 1.0, &mut c1, n);
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .unwrap();
             pool.install(|| par_sgemm(1.0, Mat::rm(&ad, m, k), Mat::rm(&bd, k, n), 1.0, &mut c2));
-            assert!(c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
+            assert!(
+                c1.iter().zip(&c2).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}x{k}x{n}"
+            );
         }
     }
 }

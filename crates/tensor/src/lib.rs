@@ -13,6 +13,7 @@
 pub mod error;
 pub mod gemm;
 pub mod ops;
+pub mod scratch;
 pub mod tape;
 pub mod tensor;
 pub mod threads;
@@ -24,5 +25,5 @@ pub use error::{Error, Result};
 pub use ops::batch_norm2d::{BatchStats, BnMode};
 pub use ops::distill::DistillCfg;
 pub use ops::elementwise::BinaryOp;
-pub use tape::{Grads, Mode, Tape, Var};
+pub use tape::{Grads, Mode, OpTime, Tape, Var};
 pub use tensor::{numel, Tensor};

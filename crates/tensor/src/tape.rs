@@ -40,10 +40,14 @@ pub enum Mode {
 pub(crate) enum Value {
     Owned(Vec<f32>),
     /// A view into the tape's parameter buffer.
-    Param { offset: usize },
+    Param {
+        offset: usize,
+    },
 }
 
 pub(crate) struct Node {
+    /// The op's name ("input", "param", "conv2d", ...), for profiles and errors.
+    pub name: &'static str,
     pub shape: Vec<usize>,
     pub value: Value,
     pub op: Op,
@@ -73,6 +77,18 @@ pub struct Tape<'p> {
     params: &'p [f32],
     mode: Mode,
     nodes: Vec<Node>,
+    /// When profiling: the time each node's forward took (time since the previous push).
+    forward_times: Option<(std::time::Instant, Vec<std::time::Duration>)>,
+}
+
+/// One row of a per-op profile.
+#[derive(Clone, Debug)]
+pub struct OpTime {
+    pub node: usize,
+    pub op: &'static str,
+    pub shape: Vec<usize>,
+    pub forward: std::time::Duration,
+    pub backward: std::time::Duration,
 }
 
 /// Read access to node values during backward (separate from the gradient store so an
@@ -124,7 +140,7 @@ impl GradStore<'_> {
                     .expect("checked in backward: Train mode has a gradient buffer");
                 &mut pg[offset..offset + n]
             }
-            Value::Owned(_) => self.grads[v.0].get_or_insert_with(|| vec![0.0; n]),
+            Value::Owned(_) => self.grads[v.0].get_or_insert_with(|| crate::scratch::zeroed(n)),
         }
     }
 }
@@ -132,6 +148,8 @@ impl GradStore<'_> {
 /// The gradients of a backward pass for the non-parameter nodes that require them.
 pub struct Grads {
     grads: Vec<Option<Vec<f32>>>,
+    /// Per-node backward time, when the tape was profiling.
+    backward_times: Vec<std::time::Duration>,
 }
 
 impl Grads {
@@ -145,6 +163,17 @@ impl Grads {
     }
 }
 
+/// Node values go back to the buffer pool for the next step's tape.
+impl Drop for Tape<'_> {
+    fn drop(&mut self) {
+        for node in self.nodes.drain(..) {
+            if let Value::Owned(v) = node.value {
+                crate::scratch::give(v);
+            }
+        }
+    }
+}
+
 impl<'p> Tape<'p> {
     /// A tape over the model's parameter buffer.
     pub fn new(params: &'p [f32], mode: Mode) -> Tape<'p> {
@@ -152,6 +181,40 @@ impl<'p> Tape<'p> {
             params,
             mode,
             nodes: Vec::with_capacity(64),
+            forward_times: None,
+        }
+    }
+
+    /// Starts timing each op (forward here, backward in [`Tape::backward`]'s [`Grads`]).
+    pub fn enable_profiling(&mut self) {
+        self.forward_times = Some((std::time::Instant::now(), Vec::new()));
+    }
+
+    /// Per-node forward and backward times, when profiling was enabled before recording.
+    pub fn profile(&self, grads: Option<&Grads>) -> Vec<OpTime> {
+        let Some((_, fwd)) = &self.forward_times else {
+            return vec![];
+        };
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| OpTime {
+                node: i,
+                op: n.name,
+                shape: n.shape.clone(),
+                forward: fwd.get(i).copied().unwrap_or_default(),
+                backward: grads
+                    .and_then(|g| g.backward_times.get(i).copied())
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    fn lap(&mut self) {
+        if let Some((last, times)) = &mut self.forward_times {
+            let now = std::time::Instant::now();
+            times.push(now - *last);
+            *last = now;
         }
     }
 
@@ -171,7 +234,7 @@ impl<'p> Tape<'p> {
     /// A data leaf. `requires_grad` asks for d(loss)/d(this) (an attack's input gradient).
     pub fn input(&mut self, t: Tensor, requires_grad: bool) -> Var {
         let shape = t.shape().to_vec();
-        self.push(shape, t.into_data(), Op::Leaf, requires_grad)
+        self.push("input", shape, t.into_data(), Op::Leaf, requires_grad)
     }
 
     /// A view of `numel(shape)` values of the parameter buffer starting at `offset`.
@@ -187,7 +250,9 @@ impl<'p> Tape<'p> {
                 ),
             });
         }
+        self.lap();
         self.nodes.push(Node {
+            name: "param",
             shape: shape.to_vec(),
             value: Value::Param { offset },
             op: Op::Leaf,
@@ -196,9 +261,18 @@ impl<'p> Tape<'p> {
         Ok(Var(self.nodes.len() - 1))
     }
 
-    pub(crate) fn push(&mut self, shape: Vec<usize>, data: Vec<f32>, op: Op, requires_grad: bool) -> Var {
+    pub(crate) fn push(
+        &mut self,
+        name: &'static str,
+        shape: Vec<usize>,
+        data: Vec<f32>,
+        op: Op,
+        requires_grad: bool,
+    ) -> Var {
         debug_assert_eq!(numel(&shape), data.len());
+        self.lap();
         self.nodes.push(Node {
+            name,
             shape,
             value: Value::Owned(data),
             op,
@@ -209,10 +283,17 @@ impl<'p> Tape<'p> {
 
     /// Records an op whose output requires a gradient iff one of `inputs` does; if none
     /// does, the saved state is dropped (nothing will ever read it).
-    pub(crate) fn record(&mut self, shape: Vec<usize>, data: Vec<f32>, inputs: &[Var], saved: impl FnOnce() -> Op) -> Var {
+    pub(crate) fn record(
+        &mut self,
+        name: &'static str,
+        shape: Vec<usize>,
+        data: Vec<f32>,
+        inputs: &[Var],
+        saved: impl FnOnce() -> Op,
+    ) -> Var {
         let rg = inputs.iter().any(|&v| self.requires_grad(v));
         let op = if rg { saved() } else { Op::Leaf };
-        self.push(shape, data, op, rg)
+        self.push(name, shape, data, op, rg)
     }
 
     pub fn value(&self, v: Var) -> &[f32] {
@@ -254,7 +335,12 @@ impl<'p> Tape<'p> {
 
     /// Like [`Tape::backward`] from any node `out`, seeded with d(objective)/d(out) =
     /// `seed` (the objective `sum(out * seed)`, as in the reference op cases).
-    pub fn backward_seeded(&self, out: Var, seed: &[f32], param_grads: Option<&mut [f32]>) -> Result<Grads> {
+    pub fn backward_seeded(
+        &self,
+        out: Var,
+        seed: &[f32],
+        param_grads: Option<&mut [f32]>,
+    ) -> Result<Grads> {
         let loss = out;
         if loss.0 >= self.nodes.len() || numel(self.shape(loss)) != seed.len() {
             return Err(Error::Backward(format!(
@@ -266,7 +352,9 @@ impl<'p> Tape<'p> {
         }
         match (&param_grads, self.mode) {
             (None, Mode::Train) => {
-                return Err(Error::Backward("Train mode needs a parameter gradient buffer".into()))
+                return Err(Error::Backward(
+                    "Train mode needs a parameter gradient buffer".into(),
+                ))
             }
             (Some(g), Mode::Train) if g.len() != self.params.len() => {
                 return Err(Error::Backward(format!(
@@ -284,20 +372,33 @@ impl<'p> Tape<'p> {
         let mut store = GradStore {
             nodes: &self.nodes,
             grads: (0..self.nodes.len()).map(|_| None).collect(),
-            param_grads: if self.mode == Mode::Train { param_grads } else { None },
+            param_grads: if self.mode == Mode::Train {
+                param_grads
+            } else {
+                None
+            },
         };
         if !self.nodes[loss.0].requires_grad {
-            return Ok(Grads { grads: store.grads });
+            return Ok(Grads {
+                grads: store.grads,
+                backward_times: vec![],
+            });
         }
         store.grads[loss.0] = Some(seed.to_vec());
+        let profiling = self.forward_times.is_some();
+        let mut backward_times =
+            vec![std::time::Duration::ZERO; if profiling { self.nodes.len() } else { 0 }];
         for id in (0..=loss.0).rev() {
+            let start = profiling.then(std::time::Instant::now);
             let node = &self.nodes[id];
             if !node.requires_grad || matches!(node.op, Op::Leaf) {
                 continue;
             }
             // The output gradient is taken out (an op node's gradient is not needed
             // after its own backward), so the op can write its inputs' accumulators.
-            let Some(dy) = store.grads[id].take() else { continue };
+            let Some(dy) = store.grads[id].take() else {
+                continue;
+            };
             let out = Var(id);
             match &node.op {
                 Op::Leaf => {}
@@ -307,7 +408,7 @@ impl<'p> Tape<'p> {
                 Op::Sum(s) => ops::reduce::backward(s, out, &dy, vals, &mut store),
                 Op::Reshape(s) => ops::reshape::backward(s, out, &dy, vals, &mut store),
                 Op::Relu(s) => ops::relu::backward(s, out, &dy, vals, &mut store),
-                Op::Conv2d(s) => ops::conv2d::backward(s, out, &dy, vals, &mut store),
+                Op::Conv2d(s) => ops::conv2d::backward_op(s, out, &dy, vals, &mut store),
                 Op::MaxPool2d(s) => ops::max_pool2d::backward(s, out, &dy, vals, &mut store),
                 Op::AvgPool2d(s) => ops::avg_pool2d::backward(s, out, &dy, vals, &mut store),
                 Op::BatchNorm2d(s) => ops::batch_norm2d::backward(s, out, &dy, vals, &mut store),
@@ -316,8 +417,15 @@ impl<'p> Tape<'p> {
                 Op::Distill(s) => ops::distill::backward(s, out, &dy, vals, &mut store),
                 Op::Dropout(s) => ops::dropout::backward(s, out, &dy, vals, &mut store),
             }
+            crate::scratch::give(dy);
+            if let Some(start) = start {
+                backward_times[id] = start.elapsed();
+            }
         }
         // Keep only leaf gradients that were asked for: intermediate ones were consumed.
-        Ok(Grads { grads: store.grads })
+        Ok(Grads {
+            grads: store.grads,
+            backward_times,
+        })
     }
 }

@@ -26,7 +26,10 @@ impl Tensor {
         if n != data.len() {
             return invalid(
                 "Tensor::new",
-                format!("shape {shape:?} needs {n} elements, data has {}", data.len()),
+                format!(
+                    "shape {shape:?} needs {n} elements, data has {}",
+                    data.len()
+                ),
             );
         }
         Ok(Tensor {

@@ -36,7 +36,10 @@ pub fn distinct(shape: &[usize], seed: u64) -> Tensor {
 /// max |a - b| <= tol * (1 + max |b|): a norm-wise relative comparison.
 pub fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= tol * (1.0 + scale))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= tol * (1.0 + scale))
 }
 
 /// Checks every input gradient of `f` against central differences of
@@ -50,7 +53,11 @@ pub fn check_grads(inputs: &[Tensor], f: impl Fn(&mut Tape, &[Var]) -> Result<Va
         let mut t = Tape::new(&[], Mode::InputGrad);
         let vars: Vec<Var> = ins.iter().map(|x| t.input(x.clone(), false)).collect();
         let y = f(&mut t, &vars).unwrap();
-        t.value(y).iter().zip(g).map(|(&a, &b)| a as f64 * b as f64).sum()
+        t.value(y)
+            .iter()
+            .zip(g)
+            .map(|(&a, &b)| a as f64 * b as f64)
+            .sum()
     };
     // Analytic gradients, seeded with G.
     let mut t = Tape::new(&[], Mode::InputGrad);
@@ -59,16 +66,20 @@ pub fn check_grads(inputs: &[Tensor], f: impl Fn(&mut Tape, &[Var]) -> Result<Va
     let g = rand_tensor(t.shape(y), 99).into_data();
     let grads = t.backward_seeded(y, &g, None).unwrap();
     for (k, x) in inputs.iter().enumerate() {
-        let analytic = grads.get(vars[k]).map(|s| s.to_vec()).unwrap_or_else(|| vec![0.0; x.numel()]);
-        let mut numeric = vec![0.0f32; x.numel()];
-        for i in 0..x.numel() {
-            let mut ins = inputs.to_vec();
-            ins[k].data_mut()[i] += eps;
-            let up = objective(&ins, &g);
-            ins[k].data_mut()[i] -= 2.0 * eps;
-            let down = objective(&ins, &g);
-            numeric[i] = ((up - down) / (2.0 * eps as f64)) as f32;
-        }
+        let analytic = grads
+            .get(vars[k])
+            .map(|s| s.to_vec())
+            .unwrap_or_else(|| vec![0.0; x.numel()]);
+        let numeric: Vec<f32> = (0..x.numel())
+            .map(|i| {
+                let mut ins = inputs.to_vec();
+                ins[k].data_mut()[i] += eps;
+                let up = objective(&ins, &g);
+                ins[k].data_mut()[i] -= 2.0 * eps;
+                let down = objective(&ins, &g);
+                ((up - down) / (2.0 * eps as f64)) as f32
+            })
+            .collect();
         assert!(
             close(&analytic, &numeric, 2e-3),
             "input {k}: analytic {analytic:?}\n numeric {numeric:?}"

@@ -10,22 +10,24 @@ use rayon::prelude::*;
 pub fn forward(g: &PoolGeom, x: &[f32]) -> Vec<f32> {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let scale = 1.0 / (g.kernel * g.kernel) as f32;
-    let mut y = vec![0.0; g.planes * ohw];
+    let mut y = crate::scratch::take(g.planes * ohw);
     if ohw == 0 {
         return y;
     }
-    y.par_chunks_mut(ohw).zip(x.par_chunks(hw)).for_each(|(yp, xp)| {
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let mut s = 0.0;
-                for i in oy * g.stride..oy * g.stride + g.kernel {
-                    let row = &xp[i * g.w + ox * g.stride..][..g.kernel];
-                    s += row.iter().sum::<f32>();
+    y.par_chunks_mut(ohw)
+        .zip(x.par_chunks(hw))
+        .for_each(|(yp, xp)| {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut s = 0.0;
+                    for i in oy * g.stride..oy * g.stride + g.kernel {
+                        let row = &xp[i * g.w + ox * g.stride..][..g.kernel];
+                        s += row.iter().sum::<f32>();
+                    }
+                    yp[oy * g.ow + ox] = s * scale;
                 }
-                yp[oy * g.ow + ox] = s * scale;
             }
-        }
-    });
+        });
     y
 }
 
@@ -36,18 +38,20 @@ pub fn backward_input(g: &PoolGeom, dy: &[f32], dx: &mut [f32]) {
     if ohw == 0 {
         return;
     }
-    dx.par_chunks_mut(hw).zip(dy.par_chunks(ohw)).for_each(|(dxp, dyp)| {
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let d = dyp[oy * g.ow + ox] * scale;
-                for i in oy * g.stride..oy * g.stride + g.kernel {
-                    for v in &mut dxp[i * g.w + ox * g.stride..][..g.kernel] {
-                        *v += d;
+    dx.par_chunks_mut(hw)
+        .zip(dy.par_chunks(ohw))
+        .for_each(|(dxp, dyp)| {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let d = dyp[oy * g.ow + ox] * scale;
+                    for i in oy * g.stride..oy * g.stride + g.kernel {
+                        for v in &mut dxp[i * g.w + ox * g.stride..][..g.kernel] {
+                            *v += d;
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 pub(crate) struct Saved {
@@ -60,7 +64,9 @@ impl Tape<'_> {
         let g = PoolGeom::new("avg_pool2d", self.shape(x), kernel, stride)?;
         let y = forward(&g, self.value(x));
         let shape = g.out_shape(self.shape(x));
-        Ok(self.record(shape, y, &[x], || Op::AvgPool2d(Saved { x, geom: g })))
+        Ok(self.record("avg_pool2d", shape, y, &[x], || {
+            Op::AvgPool2d(Saved { x, geom: g })
+        }))
     }
 }
 
@@ -107,7 +113,11 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        check_grads(&[rand_tensor(&[2, 2, 5, 7], 3)], |t, v| t.avg_pool2d(v[0], 3, 2));
-        check_grads(&[rand_tensor(&[1, 3, 4, 4], 4)], |t, v| t.avg_pool2d(v[0], 2, 2));
+        check_grads(&[rand_tensor(&[2, 2, 5, 7], 3)], |t, v| {
+            t.avg_pool2d(v[0], 3, 2)
+        });
+        check_grads(&[rand_tensor(&[1, 3, 4, 4], 4)], |t, v| {
+            t.avg_pool2d(v[0], 2, 2)
+        });
     }
 }

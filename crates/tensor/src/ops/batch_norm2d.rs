@@ -61,20 +61,30 @@ pub fn forward(
 ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Option<BatchStats>)> {
     let (n, c, hw) = dims(shape)?;
     if gamma.len() != c || beta.len() != c {
-        return shape_err("batch_norm2d", format!("gamma and beta [{c}]"), (gamma.len(), beta.len()));
+        return shape_err(
+            "batch_norm2d",
+            format!("gamma and beta [{c}]"),
+            (gamma.len(), beta.len()),
+        );
     }
     let (mean, invstd, stats) = match mode {
         BnMode::Train => {
             let m = n * hw;
             if m < 2 {
-                return invalid("batch_norm2d", "train mode needs more than one value per channel");
+                return invalid(
+                    "batch_norm2d",
+                    "train mode needs more than one value per channel",
+                );
             }
             let per_channel: Vec<(f64, f64)> = (0..c)
                 .into_par_iter()
                 .map(|ch| {
                     let planes = || (0..n).map(move |i| &x[(i * c + ch) * hw..][..hw]);
                     let mean = planes().flatten().map(|&v| v as f64).sum::<f64>() / m as f64;
-                    let ss = planes().flatten().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>();
+                    let ss = planes()
+                        .flatten()
+                        .map(|&v| (v as f64 - mean).powi(2))
+                        .sum::<f64>();
                     (mean, ss)
                 })
                 .collect();
@@ -83,7 +93,10 @@ pub fn forward(
                 .iter()
                 .map(|p| (1.0 / (p.1 / m as f64 + eps as f64).sqrt()) as f32)
                 .collect();
-            let var_unbiased = per_channel.iter().map(|p| (p.1 / (m - 1) as f64) as f32).collect();
+            let var_unbiased = per_channel
+                .iter()
+                .map(|p| (p.1 / (m - 1) as f64) as f32)
+                .collect();
             (
                 mean.clone(),
                 invstd,
@@ -92,21 +105,31 @@ pub fn forward(
         }
         BnMode::Eval { mean, var } => {
             if mean.len() != c || var.len() != c {
-                return shape_err("batch_norm2d", format!("running stats [{c}]"), (mean.len(), var.len()));
+                return shape_err(
+                    "batch_norm2d",
+                    format!("running stats [{c}]"),
+                    (mean.len(), var.len()),
+                );
             }
-            let invstd: Vec<f32> = var.iter().map(|&v| (1.0 / (v as f64 + eps as f64).sqrt()) as f32).collect();
+            let invstd: Vec<f32> = var
+                .iter()
+                .map(|&v| (1.0 / (v as f64 + eps as f64).sqrt()) as f32)
+                .collect();
             (mean.to_vec(), invstd, None)
         }
     };
-    let mut y = vec![0.0; x.len()];
+    let mut y = crate::scratch::take(x.len());
     if hw > 0 {
-        y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(p, (yp, xp))| {
-            let ch = p % c;
-            let (scale, mu) = (invstd[ch] * gamma[ch], mean[ch]);
-            for (o, &v) in yp.iter_mut().zip(xp) {
-                *o = (v - mu) * scale + beta[ch];
-            }
-        });
+        y.par_chunks_mut(hw)
+            .zip(x.par_chunks(hw))
+            .enumerate()
+            .for_each(|(p, (yp, xp))| {
+                let ch = p % c;
+                let (scale, mu) = (invstd[ch] * gamma[ch], mean[ch]);
+                for (o, &v) in yp.iter_mut().zip(xp) {
+                    *o = (v - mu) * scale + beta[ch];
+                }
+            });
     }
     Ok((y, mean, invstd, stats))
 }
@@ -123,11 +146,25 @@ pub(crate) struct Saved {
 impl Tape<'_> {
     /// Batch norm of `x [N, C, H, W]` with affine `gamma`, `beta` (`[C]`). In train mode
     /// the batch statistics come back for the caller's running-statistics update.
-    pub fn batch_norm2d(&mut self, x: Var, gamma: Var, beta: Var, mode: BnMode, eps: f32) -> Result<(Var, Option<BatchStats>)> {
-        let (y, mean, invstd, stats) = forward(self.value(x), self.shape(x), self.value(gamma), self.value(beta), mode, eps)?;
+    pub fn batch_norm2d(
+        &mut self,
+        x: Var,
+        gamma: Var,
+        beta: Var,
+        mode: BnMode,
+        eps: f32,
+    ) -> Result<(Var, Option<BatchStats>)> {
+        let (y, mean, invstd, stats) = forward(
+            self.value(x),
+            self.shape(x),
+            self.value(gamma),
+            self.value(beta),
+            mode,
+            eps,
+        )?;
         let train = matches!(mode, BnMode::Train);
         let shape = self.shape(x).to_vec();
-        let out = self.record(shape, y, &[x, gamma, beta], || {
+        let out = self.record("batch_norm2d", shape, y, &[x, gamma, beta], || {
             Op::BatchNorm2d(Saved {
                 x,
                 gamma,
@@ -201,7 +238,10 @@ mod tests {
     use crate::Tensor;
 
     fn affine(c: usize) -> (Tensor, Tensor) {
-        (Tensor::from_fn(&[c], |i| 0.5 + 0.3 * i as f32), Tensor::from_fn(&[c], |i| 0.1 * i as f32 - 0.1))
+        (
+            Tensor::from_fn(&[c], |i| 0.5 + 0.3 * i as f32),
+            Tensor::from_fn(&[c], |i| 0.1 * i as f32 - 0.1),
+        )
     }
 
     #[test]
@@ -217,7 +257,17 @@ mod tests {
         let (gm, bt) = affine(3);
         let (mean, var) = ([0.1, -0.2, 0.3], [0.5, 1.5, 2.0]);
         check_grads(&[rand_tensor(&[2, 3, 2, 2], 1), gm, bt], |t, v| {
-            Ok(t.batch_norm2d(v[0], v[1], v[2], BnMode::Eval { mean: &mean, var: &var }, 1e-5)?.0)
+            Ok(t.batch_norm2d(
+                v[0],
+                v[1],
+                v[2],
+                BnMode::Eval {
+                    mean: &mean,
+                    var: &var,
+                },
+                1e-5,
+            )?
+            .0)
         });
     }
 
@@ -227,10 +277,21 @@ mod tests {
         let (n, c, hw) = (3, 2, 5);
         let x = rand_tensor(&[n, c, 1, hw], 4);
         let (gm, bt) = affine(c);
-        let (y, _, _, stats) = forward(x.data(), x.shape(), gm.data(), bt.data(), BnMode::Train, 1e-5).unwrap();
+        let (y, _, _, stats) = forward(
+            x.data(),
+            x.shape(),
+            gm.data(),
+            bt.data(),
+            BnMode::Train,
+            1e-5,
+        )
+        .unwrap();
         let stats = stats.unwrap();
         for ch in 0..c {
-            let vals: Vec<f64> = (0..n).flat_map(|i| (0..hw).map(move |j| (i, j))).map(|(i, j)| x.data()[(i * c + ch) * hw + j] as f64).collect();
+            let vals: Vec<f64> = (0..n)
+                .flat_map(|i| (0..hw).map(move |j| (i, j)))
+                .map(|(i, j)| x.data()[(i * c + ch) * hw + j] as f64)
+                .collect();
             let m = vals.len() as f64;
             let mean = vals.iter().sum::<f64>() / m;
             let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
@@ -239,7 +300,9 @@ mod tests {
             for i in 0..n {
                 for j in 0..hw {
                     let k = (i * c + ch) * hw + j;
-                    let want = (x.data()[k] as f64 - mean) / (var + 1e-5).sqrt() * gm.data()[ch] as f64 + bt.data()[ch] as f64;
+                    let want = (x.data()[k] as f64 - mean) / (var + 1e-5).sqrt()
+                        * gm.data()[ch] as f64
+                        + bt.data()[ch] as f64;
                     assert!(close(&[y[k]], &[want as f32], 1e-5));
                 }
             }
@@ -254,6 +317,14 @@ mod tests {
     fn a_single_value_per_channel_is_an_error_in_train_mode() {
         let x = rand_tensor(&[1, 2, 1, 1], 0);
         let (gm, bt) = affine(2);
-        assert!(forward(x.data(), x.shape(), gm.data(), bt.data(), BnMode::Train, 1e-5).is_err());
+        assert!(forward(
+            x.data(),
+            x.shape(),
+            gm.data(),
+            bt.data(),
+            BnMode::Train,
+            1e-5
+        )
+        .is_err());
     }
 }

@@ -1,19 +1,33 @@
 //! 2-D convolution (PyTorch's cross-correlation, no kernel flip), NCHW input, OIHW
-//! weight, symmetric zero padding, equal strides.
+//! weight, symmetric zero padding, equal strides, optionally with a fused ReLU.
 //!
-//! im2col + GEMM, parallel over the batch: for sample n, `cols_n [K, P]` holds the input
-//! patch of every output position (K = C*KH*KW, P = OH*OW) and `y_n [O, P] = W [O, K] @
-//! cols_n + b`. The local derivatives, per sample:
-//! `dcols_n = W^T @ dy_n` (scattered back by col2im), `dW += dy_n @ cols_n^T`,
-//! `db += row sums of dy_n`.
+//! im2col + GEMM over chunks of the batch. For a chunk of S samples the patch matrix
+//! `cols [K, S*P]` (K = C*KH*KW, P = OH*OW) holds, in column `s*P + p`, the input patch
+//! under output position p of sample s; `Yt [O, S*P] = W [O, K] @ cols` is one GEMM, and a
+//! scatter writes `y[n, o, p] = act(Yt[o, s*P + p] + b[o])` in NCHW. S is chosen so that
+//! `cols` is about 1 MB and stays in L2 (whole-batch patch matrices of 16 MB made the
+//! im2col and col2im traffic cost as much as the arithmetic); per-sample GEMMs were too
+//! small to run fast.
 //!
-//! The im2col buffers are kept for the backward only when the weight needs a gradient
-//! (Train mode); in input-gradient mode dx needs only W.
+//! Local derivatives, with `dYt` the chunk's output gradient gathered to `[O, S*P]` (and
+//! masked by `y > 0` when the ReLU is fused):
+//! `dW += dYt @ cols^T`, `db += row sums of dYt`, `dcols = W^T @ dYt`, scattered back onto
+//! the input by col2im. The backward recomputes each chunk's patch matrix instead of
+//! keeping it from the forward: cheaper than a round trip through memory, and the tape
+//! holds no patch matrices at all. In input-gradient mode only `dcols` is computed.
+//!
+//! Threads: chunks run in parallel. The chunk size depends on the shapes only, each
+//! chunk's weight and bias gradients are partial sums added in chunk order, so results
+//! are bit-identical for any thread count.
 
 use crate::error::{invalid, shape_err, Result};
 use crate::gemm::{sgemm, Mat};
+use crate::scratch;
 use crate::tape::{GradStore, Op, Tape, Values, Var};
 use rayon::prelude::*;
+
+/// Target size of one chunk's patch matrix, in f32 values (1 MB).
+const CHUNK_VALUES: usize = 1 << 18;
 
 /// Shapes of one convolution, validated once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +58,11 @@ impl Conv2dGeom {
         if kh == 0 || kw == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
             return shape_err(
                 "conv2d",
-                format!("a kernel no larger than the padded input ({} x {})", h + 2 * pad, wd + 2 * pad),
+                format!(
+                    "a kernel no larger than the padded input ({} x {})",
+                    h + 2 * pad,
+                    wd + 2 * pad
+                ),
                 (kh, kw),
             );
         }
@@ -62,13 +80,17 @@ impl Conv2dGeom {
             ow: (wd + 2 * pad - kw) / stride + 1,
         })
     }
-    /// Rows of a patch matrix: C*KH*KW.
+    /// Rows of the patch matrix: C*KH*KW.
     pub fn k(&self) -> usize {
         self.c * self.kh * self.kw
     }
     /// Output positions per channel: OH*OW.
     pub fn p(&self) -> usize {
         self.oh * self.ow
+    }
+    /// Columns of the patch matrix: N*OH*OW.
+    pub fn cols(&self) -> usize {
+        self.n * self.p()
     }
     pub fn out_shape(&self) -> Vec<usize> {
         vec![self.n, self.o, self.oh, self.ow]
@@ -88,152 +110,242 @@ impl Conv2dGeom {
         };
         (lo.min(hi), hi)
     }
-}
-
-/// Patch matrix of one sample: `x_n [C, H, W]` -> `cols [K, P]`.
-pub fn im2col(g: &Conv2dGeom, x: &[f32], cols: &mut [f32]) {
-    let (p, s) = (g.p(), g.stride);
-    let mut rows = cols.chunks_exact_mut(p);
-    for c in 0..g.c {
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = rows.next().expect("cols has K rows");
-                let (lo, hi) = g.valid_ox(kj);
-                for (oy, out) in row.chunks_exact_mut(g.ow).enumerate() {
-                    let iy = (oy * s + ki) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize || lo >= hi {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    let x0 = lo * s + kj - g.pad;
-                    if s == 1 {
-                        out[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
-                    } else {
-                        for (o, ix) in out[lo..hi].iter_mut().zip((x0..).step_by(s)) {
-                            *o = src[ix];
-                        }
-                    }
-                }
-            }
-        }
+    /// Input row of output row `oy` under kernel row `ki`, if inside.
+    fn input_row(&self, oy: usize, ki: usize) -> Option<usize> {
+        (oy * self.stride + ki)
+            .checked_sub(self.pad)
+            .filter(|&iy| iy < self.h)
     }
 }
 
-/// Adjoint of [`im2col`]: adds each patch entry back onto the input pixel it came from.
-pub fn col2im_add(g: &Conv2dGeom, cols: &[f32], dx: &mut [f32]) {
-    let (p, s) = (g.p(), g.stride);
-    let mut rows = cols.chunks_exact(p);
-    for c in 0..g.c {
-        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row = rows.next().expect("cols has K rows");
-                let (lo, hi) = g.valid_ox(kj);
-                for (oy, src) in row.chunks_exact(g.ow).enumerate() {
-                    let iy = (oy * s + ki) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize || lo >= hi {
-                        continue;
-                    }
-                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                    let x0 = lo * s + kj - g.pad;
-                    for (v, ix) in src[lo..hi].iter().zip((x0..).step_by(s)) {
-                        dst[ix] += v;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Forward kernel. When `cols` is given (`N * K * P` values) the patch matrices are left
-/// there for the weight gradient.
-pub fn forward(g: &Conv2dGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, cols: Option<&mut [f32]>) -> Vec<f32> {
-    let (k, p, o) = (g.k(), g.p(), g.o);
-    let xs = g.c * g.h * g.w;
-    let mut y = vec![0.0; g.n * o * p];
-    let sample = |n: usize, yn: &mut [f32], cn: &mut [f32]| {
-        im2col(g, &x[n * xs..(n + 1) * xs], cn);
-        let beta = match b {
-            Some(b) => {
-                for (row, &bv) in yn.chunks_exact_mut(p).zip(b) {
-                    row.fill(bv);
-                }
-                1.0
-            }
-            None => 0.0,
+/// Fills patch row `r = (c, ki, kj)` of sample `n`: `row [P]` from `x_n [C, H, W]`.
+fn im2col_row(g: &Conv2dGeom, x: &[f32], r: usize, row: &mut [f32]) {
+    let (c, ki, kj) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+    let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+    let (lo, hi) = g.valid_ox(kj);
+    for (oy, out) in row.chunks_exact_mut(g.ow).enumerate() {
+        let Some(iy) = g.input_row(oy, ki).filter(|_| lo < hi) else {
+            out.fill(0.0);
+            continue;
         };
-        sgemm(1.0, Mat::rm(w, o, k), Mat::rm(cn, k, p), beta, yn, p);
-    };
+        let src = &plane[iy * g.w..(iy + 1) * g.w];
+        out[..lo].fill(0.0);
+        out[hi..].fill(0.0);
+        let x0 = lo * g.stride + kj - g.pad;
+        if g.stride == 1 {
+            out[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
+        } else {
+            for (o, ix) in out[lo..hi].iter_mut().zip((x0..).step_by(g.stride)) {
+                *o = src[ix];
+            }
+        }
+    }
+}
+
+/// Adjoint of [`im2col_row`]: adds patch row `r` of one sample back onto `dx_n`.
+fn col2im_row(g: &Conv2dGeom, row: &[f32], r: usize, dx: &mut [f32]) {
+    let (c, ki, kj) = (r / (g.kh * g.kw), (r / g.kw) % g.kh, r % g.kw);
+    let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+    let (lo, hi) = g.valid_ox(kj);
+    if lo >= hi {
+        return;
+    }
+    for (oy, src) in row.chunks_exact(g.ow).enumerate() {
+        let Some(iy) = g.input_row(oy, ki) else {
+            continue;
+        };
+        let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+        let x0 = lo * g.stride + kj - g.pad;
+        if g.stride == 1 {
+            for (d, v) in dst[x0..x0 + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                *d += v;
+            }
+        } else {
+            for (v, ix) in src[lo..hi].iter().zip((x0..).step_by(g.stride)) {
+                dst[ix] += v;
+            }
+        }
+    }
+}
+
+/// Patch matrix of `S` consecutive samples: `x [S, C, H, W]` -> `cols [K, S*P]`.
+pub fn im2col(g: &Conv2dGeom, x: &[f32], samples: usize, cols: &mut [f32]) {
+    let (p, xs) = (g.p(), g.c * g.h * g.w);
+    if p == 0 {
+        return;
+    }
+    for (r, row) in cols[..g.k() * samples * p]
+        .chunks_exact_mut(samples * p)
+        .enumerate()
+    {
+        for (s, seg) in row.chunks_exact_mut(p).enumerate() {
+            im2col_row(g, &x[s * xs..(s + 1) * xs], r, seg);
+        }
+    }
+}
+
+/// Adjoint of [`im2col`]: `dx [S, C, H, W] += col2im(dcols [K, S*P])`.
+pub fn col2im_add(g: &Conv2dGeom, dcols: &[f32], samples: usize, dx: &mut [f32]) {
+    let (p, xs) = (g.p(), g.c * g.h * g.w);
+    if p == 0 || xs == 0 {
+        return;
+    }
+    for (s, dxs) in dx.chunks_exact_mut(xs).take(samples).enumerate() {
+        for r in 0..g.k() {
+            col2im_row(g, &dcols[r * samples * p + s * p..][..p], r, dxs);
+        }
+    }
+}
+
+impl Conv2dGeom {
+    /// Samples per chunk: a function of the shapes only (never of the thread count).
+    pub fn chunk(&self) -> usize {
+        (CHUNK_VALUES / (self.k() * self.p()).max(1)).clamp(1, self.n.max(1))
+    }
+}
+
+/// Forward kernel: `y [N, O, OH, OW] = act(conv(x, w) + b)`.
+pub fn forward(g: &Conv2dGeom, x: &[f32], w: &[f32], b: Option<&[f32]>, relu: bool) -> Vec<f32> {
+    let (k, p, o) = (g.k(), g.p(), g.o);
+    let mut y = scratch::take(g.n * o * p);
     if o * p == 0 {
         return y;
     }
-    match cols {
-        Some(cols) => y
-            .par_chunks_mut(o * p)
-            .zip(cols.par_chunks_mut(k * p))
-            .enumerate()
-            .for_each(|(n, (yn, cn))| sample(n, yn, cn)),
-        None => y
-            .par_chunks_mut(o * p)
-            .enumerate()
-            .for_each_init(|| vec![0.0; k * p], |cn, (n, yn)| sample(n, yn, cn)),
-    }
+    let cs = g.chunk();
+    let xs = g.c * g.h * g.w;
+    y.par_chunks_mut(cs * o * p)
+        .zip(x.par_chunks(cs * xs.max(1)))
+        .for_each(|(yc, xc)| {
+            let s = yc.len() / (o * p);
+            let mut cols = scratch::take(k * s * p);
+            let mut yt = scratch::take(o * s * p);
+            im2col(g, xc, s, &mut cols);
+            sgemm(
+                1.0,
+                Mat::rm(w, o, k),
+                Mat::rm(&cols, k, s * p),
+                0.0,
+                &mut yt,
+                s * p,
+            );
+            // Scatter [O, S*P] -> [S, O, P] with the bias and the activation fused in.
+            for (si, ys) in yc.chunks_exact_mut(o * p).enumerate() {
+                for (oc, dst) in ys.chunks_exact_mut(p).enumerate() {
+                    let src = &yt[oc * s * p + si * p..][..p];
+                    let bias = b.map_or(0.0, |b| b[oc]);
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        let v = v + bias;
+                        *d = if relu { v.max(0.0) } else { v };
+                    }
+                }
+            }
+            scratch::give(cols);
+            scratch::give(yt);
+        });
     y
 }
 
-/// Input gradient: `dx_n += col2im(W^T @ dy_n)` for every sample.
-pub fn backward_input(g: &Conv2dGeom, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+/// One chunk's partial (weight, bias) gradients.
+type Partial = (Option<Vec<f32>>, Option<Vec<f32>>);
+
+/// Which gradients [`backward`] computes, and where it adds them.
+pub struct ConvGrads<'a> {
+    pub dx: Option<&'a mut [f32]>,
+    pub dw: Option<&'a mut [f32]>,
+    pub db: Option<&'a mut [f32]>,
+}
+
+/// Backward kernel from the output gradient `dy` (and the output `y` when the ReLU is
+/// fused, to mask `dy`). Gradients are added into the given accumulators.
+pub fn backward(
+    g: &Conv2dGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    relu_out: Option<&[f32]>,
+    grads: ConvGrads,
+) {
     let (k, p, o) = (g.k(), g.p(), g.o);
-    let xs = g.c * g.h * g.w;
-    if xs == 0 || o * p == 0 {
+    let (xs, cs) = (g.c * g.h * g.w, g.chunk());
+    if o * p == 0 || g.n == 0 {
         return;
     }
-    dx.par_chunks_mut(xs)
-        .zip(dy.par_chunks(o * p))
-        .for_each_init(
-            || vec![0.0; k * p],
-            |dcols, (dxn, dyn_)| {
-                sgemm(1.0, Mat::rm(w, o, k).t(), Mat::rm(dyn_, o, p), 0.0, dcols, p);
-                col2im_add(g, dcols, dxn);
-            },
-        );
-}
-
-/// Samples per partial weight gradient. Fixed (not derived from the thread count) so
-/// the reduction order, and hence the result, is the same for any number of threads.
-const DW_CHUNK: usize = 8;
-
-/// Weight gradient `dW += sum_n dy_n @ cols_n^T`, from the saved patch matrices.
-pub fn backward_weight(g: &Conv2dGeom, dy: &[f32], cols: &[f32], dw: &mut [f32]) {
-    let (k, p, o) = (g.k(), g.p(), g.o);
-    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(DW_CHUNK))
+    let chunks = g.n.div_ceil(cs);
+    let (want_w, want_b) = (grads.dw.is_some(), grads.db.is_some());
+    let dx_chunks: Vec<Option<&mut [f32]>> = match grads.dx {
+        Some(dx) => dx.chunks_mut(cs * xs.max(1)).map(Some).collect(),
+        None => (0..chunks).map(|_| None).collect(),
+    };
+    let partials: Vec<Partial> = dx_chunks
         .into_par_iter()
-        .map(|ci| {
-            let mut part = vec![0.0; o * k];
-            for n in ci * DW_CHUNK..((ci + 1) * DW_CHUNK).min(g.n) {
-                let dyn_ = Mat::rm(&dy[n * o * p..(n + 1) * o * p], o, p);
-                let cn = Mat::rm(&cols[n * k * p..(n + 1) * k * p], k, p).t();
-                sgemm(1.0, dyn_, cn, 1.0, &mut part, k);
+        .enumerate()
+        .map(|(ci, dxc)| {
+            let n0 = ci * cs;
+            let s = cs.min(g.n - n0);
+            // Gather the chunk's output gradient to [O, S*P], masked by a fused ReLU.
+            let mut dyt = scratch::take(o * s * p);
+            for (oc, row) in dyt.chunks_exact_mut(s * p).enumerate() {
+                for (si, dst) in row.chunks_exact_mut(p).enumerate() {
+                    let at = ((n0 + si) * o + oc) * p;
+                    match relu_out {
+                        Some(y) => {
+                            for ((d, &gy), &yv) in
+                                dst.iter_mut().zip(&dy[at..at + p]).zip(&y[at..at + p])
+                            {
+                                *d = if yv > 0.0 { gy } else { 0.0 };
+                            }
+                        }
+                        None => dst.copy_from_slice(&dy[at..at + p]),
+                    }
+                }
             }
-            part
+            let db = want_b.then(|| {
+                dyt.chunks_exact(s * p)
+                    .map(|r| r.iter().sum::<f32>())
+                    .collect()
+            });
+            let dw = want_w.then(|| {
+                let mut cols = scratch::take(k * s * p);
+                im2col(g, &x[n0 * xs..(n0 + s) * xs], s, &mut cols);
+                let mut part = vec![0.0; o * k];
+                sgemm(
+                    1.0,
+                    Mat::rm(&dyt, o, s * p),
+                    Mat::rm(&cols, k, s * p).t(),
+                    0.0,
+                    &mut part,
+                    k,
+                );
+                scratch::give(cols);
+                part
+            });
+            if let Some(dxc) = dxc {
+                let mut dcols = scratch::take(k * s * p);
+                sgemm(
+                    1.0,
+                    Mat::rm(w, o, k).t(),
+                    Mat::rm(&dyt, o, s * p),
+                    0.0,
+                    &mut dcols,
+                    s * p,
+                );
+                col2im_add(g, &dcols, s, dxc);
+                scratch::give(dcols);
+            }
+            scratch::give(dyt);
+            (dw, db)
         })
         .collect();
-    for part in &partials {
-        for (d, v) in dw.iter_mut().zip(part) {
-            *d += v;
+    // Fixed-order reduction of the per-chunk partial sums.
+    if let Some(dw) = grads.dw {
+        for part in partials.iter().filter_map(|p| p.0.as_ref()) {
+            dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
         }
     }
-}
-
-/// Bias gradient: sum of dy over the batch and the output positions.
-pub fn backward_bias(g: &Conv2dGeom, dy: &[f32], db: &mut [f32]) {
-    let p = g.p();
-    for (i, plane) in dy.chunks_exact(p.max(1)).enumerate() {
-        db[i % g.o] += plane.iter().sum::<f32>();
+    if let Some(db) = grads.db {
+        for part in partials.iter().filter_map(|p| p.1.as_ref()) {
+            db.iter_mut().zip(part).for_each(|(d, v)| *d += v);
+        }
     }
 }
 
@@ -242,43 +354,90 @@ pub(crate) struct Saved {
     w: Var,
     b: Option<Var>,
     geom: Conv2dGeom,
-    cols: Option<Vec<f32>>,
+    relu: bool,
 }
 
 impl Tape<'_> {
-    pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, stride: usize, padding: usize) -> Result<Var> {
+    /// `conv2d(x, w) + b`, stride and zero padding on both axes.
+    pub fn conv2d(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Var> {
+        self.conv2d_act(x, w, b, stride, padding, false)
+    }
+
+    /// `conv2d(x, w) + b`, followed by a ReLU when `relu` (fused: no separate pass over
+    /// the activations, forward or backward).
+    pub fn conv2d_act(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        stride: usize,
+        padding: usize,
+        relu: bool,
+    ) -> Result<Var> {
         let g = Conv2dGeom::new(self.shape(x), self.shape(w), stride, padding)?;
         if let Some(b) = b {
             if self.shape(b) != [g.o] {
                 return shape_err("conv2d", format!("bias [{}]", g.o), self.shape(b));
             }
         }
-        let mut cols = self.requires_grad(w).then(|| vec![0.0; g.n * g.k() * g.p()]);
-        let y = forward(&g, self.value(x), self.value(w), b.map(|b| self.value(b)), cols.as_deref_mut());
+        let y = forward(
+            &g,
+            self.value(x),
+            self.value(w),
+            b.map(|b| self.value(b)),
+            relu,
+        );
         let mut inputs = vec![x, w];
         inputs.extend(b);
-        Ok(self.record(g.out_shape(), y, &inputs, || {
+        let name = if relu { "conv2d+relu" } else { "conv2d" };
+        Ok(self.record(name, g.out_shape(), y, &inputs, || {
             Op::Conv2d(Saved {
                 x,
                 w,
                 b,
                 geom: g,
-                cols,
+                relu,
             })
         }))
     }
 }
 
-pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], v: Values, g: &mut GradStore) {
-    if v.requires_grad(s.x) {
-        backward_input(&s.geom, dy, v.get(s.w), g.acc(s.x));
+pub(crate) fn backward_op(s: &Saved, out: Var, dy: &[f32], v: Values, g: &mut GradStore) {
+    let relu_out = s.relu.then(|| v.get(out));
+    let (x, w) = (v.get(s.x), v.get(s.w));
+    // The accumulators are borrowed one at a time from the store, so collect the three
+    // gradients into owned buffers only where two are needed at once.
+    let want = |var: Option<Var>| var.is_some_and(|var| v.requires_grad(var));
+    let (want_x, want_w, want_b) = (want(Some(s.x)), want(Some(s.w)), want(s.b));
+    let mut dw = want_w.then(|| scratch::zeroed(v.get(s.w).len()));
+    let mut db = want_b.then(|| scratch::zeroed(s.geom.o));
+    {
+        let dx = if want_x { Some(g.acc(s.x)) } else { None };
+        backward(
+            &s.geom,
+            x,
+            w,
+            dy,
+            relu_out,
+            ConvGrads {
+                dx,
+                dw: dw.as_deref_mut(),
+                db: db.as_deref_mut(),
+            },
+        );
     }
-    if v.requires_grad(s.w) {
-        let cols = s.cols.as_deref().expect("cols are saved whenever w requires grad");
-        backward_weight(&s.geom, dy, cols, g.acc(s.w));
-    }
-    if let Some(b) = s.b.filter(|&b| v.requires_grad(b)) {
-        backward_bias(&s.geom, dy, g.acc(b));
+    for (var, buf) in [(Some(s.w), dw), (s.b, db)] {
+        if let (Some(var), Some(buf)) = (var, buf) {
+            g.acc(var).iter_mut().zip(&buf).for_each(|(a, b)| *a += b);
+            scratch::give(buf);
+        }
     }
 }
 
@@ -287,7 +446,15 @@ pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], v: Values, g: &mut Grad
 pub(crate) mod naive {
     use super::Conv2dGeom;
 
-    fn input_index(g: &Conv2dGeom, n: usize, c: usize, oy: usize, ox: usize, ki: usize, kj: usize) -> Option<usize> {
+    fn input_index(
+        g: &Conv2dGeom,
+        n: usize,
+        c: usize,
+        oy: usize,
+        ox: usize,
+        ki: usize,
+        kj: usize,
+    ) -> Option<usize> {
         let iy = (oy * g.stride + ki) as isize - g.pad as isize;
         let ix = (ox * g.stride + kj) as isize - g.pad as isize;
         (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
@@ -327,7 +494,12 @@ pub(crate) mod naive {
     }
 
     /// (dx, dw, db) of `sum(y * dy)`.
-    pub fn backward(g: &Conv2dGeom, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    pub fn backward(
+        g: &Conv2dGeom,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let mut dx = vec![0f64; x.len()];
         let mut dw = vec![0f64; w.len()];
         each_mac(g, |yi, xi, wi| {
@@ -352,24 +524,52 @@ mod tests {
 
     /// Runs the fast forward and backward (Train mode, all gradients) and compares them
     /// with the naive loops.
-    fn fast_matches_naive(xs: [usize; 4], o: usize, k: (usize, usize), stride: usize, pad: usize, seed: u64) -> std::result::Result<(), String> {
+    fn fast_matches_naive(
+        xs: [usize; 4],
+        o: usize,
+        k: (usize, usize),
+        stride: usize,
+        pad: usize,
+        relu: bool,
+        seed: u64,
+    ) -> std::result::Result<(), String> {
         let ws = [o, xs[1], k.0, k.1];
         let g = Conv2dGeom::new(&xs, &ws, stride, pad).map_err(|e| e.to_string())?;
-        let (x, w, b) = (rand_tensor(&xs, seed), rand_tensor(&ws, seed + 1), rand_tensor(&[o], seed + 2));
+        let (x, w, b) = (
+            rand_tensor(&xs, seed),
+            rand_tensor(&ws, seed + 1),
+            rand_tensor(&[o], seed + 2),
+        );
         let mut params = w.data().to_vec();
         params.extend_from_slice(b.data());
         let mut t = Tape::new(&params, Mode::Train);
         let xv = t.input(x.clone(), true);
         let wv = t.param(0, &ws).unwrap();
         let bv = t.param(w.numel(), &[o]).unwrap();
-        let y = t.conv2d(xv, wv, Some(bv), stride, pad).unwrap();
+        let y = t.conv2d_act(xv, wv, Some(bv), stride, pad, relu).unwrap();
         let dy = rand_tensor(t.shape(y), seed + 3).into_data();
         let mut pg = vec![0.0; params.len()];
         let grads = t.backward_seeded(y, &dy, Some(&mut pg)).unwrap();
-        let y_ref = naive::forward(&g, x.data(), w.data(), Some(b.data()));
-        let (dx_ref, dw_ref, db_ref) = naive::backward(&g, x.data(), w.data(), &dy);
+        let mut y_ref = naive::forward(&g, x.data(), w.data(), Some(b.data()));
+        // A fused ReLU: clamp the output and mask the output gradient.
+        let dy_eff: Vec<f32> = if relu {
+            y_ref.iter_mut().for_each(|v| *v = v.max(0.0));
+            dy.iter()
+                .zip(&y_ref)
+                .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
+                .collect()
+        } else {
+            dy.clone()
+        };
+        let (dx_ref, dw_ref, db_ref) = naive::backward(&g, x.data(), w.data(), &dy_eff);
         let ok = |name: &str, a: &[f32], b: &[f32]| {
-            if close(a, b, 1e-5) { Ok(()) } else { Err(format!("{name} differs for x {xs:?} w {ws:?} s {stride} p {pad}")) }
+            if close(a, b, 1e-5) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} differs for x {xs:?} w {ws:?} s {stride} p {pad}"
+                ))
+            }
         };
         ok("y", t.value(y), &y_ref)?;
         ok("dx", grads.get(xv).unwrap(), &dx_ref)?;
@@ -382,37 +582,71 @@ mod tests {
         #[test]
         fn forward_and_backward_match_naive(
             n in 1usize..4, c in 1usize..5, h in 1usize..12, w in 1usize..12, o in 1usize..6,
-            kh in 1usize..6, kw in 1usize..6, stride in 1usize..4, pad in 0usize..3, seed in 0u64..1000,
+            kh in 1usize..6, kw in 1usize..6, stride in 1usize..4, pad in 0usize..3, relu: bool, seed in 0u64..1000,
         ) {
             prop_assume!(h + 2 * pad >= kh && w + 2 * pad >= kw);
-            fast_matches_naive([n, c, h, w], o, (kh, kw), stride, pad, seed).map_err(TestCaseError::fail)?;
+            fast_matches_naive([n, c, h, w], o, (kh, kw), stride, pad, relu, seed).map_err(TestCaseError::fail)?;
         }
     }
 
-    /// Larger than DW_CHUNK samples, so the partial weight gradients are reduced.
+    /// A layer large enough that the batch is split into many chunks (one sample each
+    /// here), so the partial weight and bias gradients are reduced across chunks.
     #[test]
-    fn batch_larger_than_weight_chunk() {
-        fast_matches_naive([19, 3, 9, 8], 4, (3, 3), 1, 1, 7).unwrap();
+    fn many_chunks_with_fused_relu() {
+        let g = Conv2dGeom::new(&[5, 8, 30, 30], &[4, 8, 5, 5], 1, 2).unwrap();
+        assert_eq!(g.chunk(), 1);
+        fast_matches_naive([5, 8, 30, 30], 4, (5, 5), 1, 2, true, 7).unwrap();
+        let g = Conv2dGeom::new(&[19, 6, 20, 21], &[8, 6, 3, 3], 1, 1).unwrap();
+        assert!(g.chunk() > 1 && g.chunk() < 19);
+        fast_matches_naive([19, 6, 20, 21], 8, (3, 3), 1, 1, true, 8).unwrap();
     }
 
     /// Padding larger than the kernel reach: whole rows of a patch are zero.
     #[test]
     fn padding_wider_than_kernel() {
-        fast_matches_naive([2, 2, 3, 3], 3, (2, 2), 2, 3, 11).unwrap();
+        fast_matches_naive([2, 2, 3, 3], 3, (2, 2), 2, 3, false, 11).unwrap();
     }
 
     #[test]
     fn gradients_match_finite_differences() {
-        let ins = [rand_tensor(&[2, 3, 6, 5], 1), rand_tensor(&[4, 3, 3, 3], 2), rand_tensor(&[4], 3)];
+        let ins = [
+            rand_tensor(&[2, 3, 6, 5], 1),
+            rand_tensor(&[4, 3, 3, 3], 2),
+            rand_tensor(&[4], 3),
+        ];
         check_grads(&ins, |t, v| t.conv2d(v[0], v[1], Some(v[2]), 2, 1));
         check_grads(&ins, |t, v| t.conv2d(v[0], v[1], None, 1, 0));
+    }
+
+    /// The fused ReLU gives exactly what conv2d followed by relu gives, forward and
+    /// backward. (A finite-difference check of the fused op would straddle ReLU kinks.)
+    #[test]
+    fn fused_relu_equals_conv_then_relu() {
+        let run = |fused: bool| {
+            let mut t = Tape::new(&[], Mode::InputGrad);
+            let x = t.input(rand_tensor(&[3, 2, 7, 6], 1), true);
+            let w = t.input(rand_tensor(&[4, 2, 3, 3], 2), true);
+            let b = t.input(rand_tensor(&[4], 3), true);
+            let y = if fused {
+                t.conv2d_act(x, w, Some(b), 1, 1, true).unwrap()
+            } else {
+                let c = t.conv2d(x, w, Some(b), 1, 1).unwrap();
+                t.relu(c).unwrap()
+            };
+            let dy = rand_tensor(t.shape(y), 4).into_data();
+            let g = t.backward_seeded(y, &dy, None).unwrap();
+            let all = |v| g.get(v).unwrap().to_vec();
+            (t.value(y).to_vec(), all(x), all(w), all(b))
+        };
+        assert_eq!(run(true), run(false));
     }
 
     #[test]
     fn bit_identical_across_thread_counts() {
         let run = |threads: usize| {
             crate::threads::pool(threads).unwrap().install(|| {
-                let (xs, ws) = ([21, 4, 10, 10], [6, 4, 5, 5]);
+                // 11 chunks of 2 samples.
+                let (xs, ws) = ([21, 8, 24, 24], [6, 8, 5, 5]);
                 let params = rand_tensor(&ws, 1).into_data();
                 let mut t = Tape::new(&params, Mode::Train);
                 let x = t.input(rand_tensor(&xs, 2), true);

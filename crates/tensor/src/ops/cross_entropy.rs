@@ -11,7 +11,10 @@ pub(crate) fn check_labels(op: &'static str, labels: &[usize], n: usize, k: usiz
         return invalid(op, format!("{} labels for a batch of {n}", labels.len()));
     }
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
-        return invalid(op, format!("label {l} at index {i} is out of range for {k} classes"));
+        return invalid(
+            op,
+            format!("label {l} at index {i} is out of range for {k} classes"),
+        );
     }
     Ok(())
 }
@@ -20,7 +23,11 @@ pub(crate) fn check_labels(op: &'static str, labels: &[usize], n: usize, k: usiz
 pub fn forward(z: &[f32], labels: &[usize], k: usize) -> (f32, Vec<f32>) {
     let logp = log_softmax::forward(z, k);
     let n = labels.len().max(1);
-    let total: f64 = logp.chunks_exact(k).zip(labels).map(|(r, &l)| -(r[l] as f64)).sum();
+    let total: f64 = logp
+        .chunks_exact(k)
+        .zip(labels)
+        .map(|(r, &l)| -(r[l] as f64))
+        .sum();
     ((total / n as f64) as f32, logp)
 }
 
@@ -36,7 +43,9 @@ impl Tape<'_> {
         check_labels("cross_entropy", labels, n, k)?;
         let (loss, logp) = forward(self.value(z), labels, k);
         let labels = labels.to_vec();
-        Ok(self.record(vec![], vec![loss], &[z], || Op::CrossEntropy(Saved { z, labels, logp })))
+        Ok(self.record("cross_entropy", vec![], vec![loss], &[z], || {
+            Op::CrossEntropy(Saved { z, labels, logp })
+        }))
     }
 }
 
@@ -44,7 +53,11 @@ pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], v: Values, g: &mut Grad
     let k = v.shape(s.z)[1];
     let scale = dy[0] / s.labels.len() as f32;
     let dz = g.acc(s.z);
-    for ((dr, lr), &l) in dz.chunks_exact_mut(k).zip(s.logp.chunks_exact(k)).zip(&s.labels) {
+    for ((dr, lr), &l) in dz
+        .chunks_exact_mut(k)
+        .zip(s.logp.chunks_exact(k))
+        .zip(&s.labels)
+    {
         for (j, (d, &lp)) in dr.iter_mut().zip(lr).enumerate() {
             let onehot = if j == l { 1.0 } else { 0.0 };
             *d += scale * (lp.exp() - onehot);
@@ -59,7 +72,9 @@ mod tests {
 
     #[test]
     fn gradients_match_finite_differences() {
-        check_grads(&[rand_tensor(&[4, 5], 1)], |t, v| t.cross_entropy(v[0], &[0, 4, 2, 2]));
+        check_grads(&[rand_tensor(&[4, 5], 1)], |t, v| {
+            t.cross_entropy(v[0], &[0, 4, 2, 2])
+        });
     }
 
     #[test]

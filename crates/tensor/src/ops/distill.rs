@@ -30,14 +30,25 @@ pub(crate) struct Saved {
 }
 
 /// Forward kernel: (loss, softmax(z), softmax(z/t), softmax(T/t)).
-pub fn forward(z: &[f32], teacher: &[f32], labels: &[usize], k: usize, cfg: DistillCfg) -> (f32, Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn forward(
+    z: &[f32],
+    teacher: &[f32],
+    labels: &[usize],
+    k: usize,
+    cfg: DistillCfg,
+) -> (f32, Vec<f32>, Vec<f32>, Vec<f32>) {
     let t = cfg.temperature;
     let n = labels.len().max(1) as f64;
     let logp_s = log_softmax::forward(z, k);
     let scaled = |v: &[f32]| v.iter().map(|&x| x / t).collect::<Vec<f32>>();
     let logq = log_softmax::forward(&scaled(z), k);
     let logp_t = log_softmax::forward(&scaled(teacher), k);
-    let ce: f64 = logp_s.chunks_exact(k).zip(labels).map(|(r, &l)| -(r[l] as f64)).sum::<f64>() / n;
+    let ce: f64 = logp_s
+        .chunks_exact(k)
+        .zip(labels)
+        .map(|(r, &l)| -(r[l] as f64))
+        .sum::<f64>()
+        / n;
     let kl: f64 = logp_t
         .iter()
         .zip(&logq)
@@ -53,18 +64,31 @@ pub fn forward(z: &[f32], teacher: &[f32], labels: &[usize], k: usize, cfg: Dist
 impl Tape<'_> {
     /// Distillation loss of student logits `z [N, K]` against labels and fixed teacher
     /// logits `[N, K]`.
-    pub fn distill_loss(&mut self, z: Var, labels: &[usize], teacher: &[f32], cfg: DistillCfg) -> Result<Var> {
+    pub fn distill_loss(
+        &mut self,
+        z: Var,
+        labels: &[usize],
+        teacher: &[f32],
+        cfg: DistillCfg,
+    ) -> Result<Var> {
         let (n, k) = check("distill_loss", self.shape(z))?;
         check_labels("distill_loss", labels, n, k)?;
         if teacher.len() != n * k {
-            return shape_err("distill_loss", format!("teacher logits [{n}, {k}]"), teacher.len());
+            return shape_err(
+                "distill_loss",
+                format!("teacher logits [{n}, {k}]"),
+                teacher.len(),
+            );
         }
         if !(0.0..=1.0).contains(&cfg.alpha) || cfg.temperature.is_nan() || cfg.temperature <= 0.0 {
-            return invalid("distill_loss", format!("need 0 <= alpha <= 1 and temperature > 0, got {cfg:?}"));
+            return invalid(
+                "distill_loss",
+                format!("need 0 <= alpha <= 1 and temperature > 0, got {cfg:?}"),
+            );
         }
         let (loss, p_student, q, p_teacher) = forward(self.value(z), teacher, labels, k, cfg);
         let labels = labels.to_vec();
-        Ok(self.record(vec![], vec![loss], &[z], || {
+        Ok(self.record("distill_loss", vec![], vec![loss], &[z], || {
             Op::Distill(Saved {
                 z,
                 labels,
@@ -102,7 +126,9 @@ mod tests {
         let teacher = rand_tensor(&[3, 4], 7).into_data();
         for (alpha, temperature) in [(0.7, 4.0), (0.0, 1.0), (1.0, 2.0)] {
             let cfg = DistillCfg { alpha, temperature };
-            check_grads(&[rand_tensor(&[3, 4], 1)], |t, v| t.distill_loss(v[0], &[1, 0, 3], &teacher, cfg));
+            check_grads(&[rand_tensor(&[3, 4], 1)], |t, v| {
+                t.distill_loss(v[0], &[1, 0, 3], &teacher, cfg)
+            });
         }
     }
 
@@ -110,8 +136,26 @@ mod tests {
     fn alpha_zero_is_cross_entropy_and_kl_of_equal_logits_is_zero() {
         let z = rand_tensor(&[2, 5], 3).into_data();
         let (ce, _) = crate::ops::cross_entropy::forward(&z, &[1, 4], 5);
-        let (l0, ..) = super::forward(&z, &z, &[1, 4], 5, DistillCfg { alpha: 0.0, temperature: 4.0 });
-        let (l1, ..) = super::forward(&z, &z, &[1, 4], 5, DistillCfg { alpha: 1.0, temperature: 4.0 });
+        let (l0, ..) = super::forward(
+            &z,
+            &z,
+            &[1, 4],
+            5,
+            DistillCfg {
+                alpha: 0.0,
+                temperature: 4.0,
+            },
+        );
+        let (l1, ..) = super::forward(
+            &z,
+            &z,
+            &[1, 4],
+            5,
+            DistillCfg {
+                alpha: 1.0,
+                temperature: 4.0,
+            },
+        );
         assert!((l0 - ce).abs() < 1e-6);
         assert!(l1.abs() < 1e-6);
     }

@@ -21,9 +21,14 @@ impl Tape<'_> {
         let mask: Vec<f32> = (0..self.value(x).len())
             .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
             .collect();
-        let y = self.value(x).iter().zip(&mask).map(|(a, m)| a * m).collect();
+        let y = self
+            .value(x)
+            .iter()
+            .zip(&mask)
+            .map(|(a, m)| a * m)
+            .collect();
         let shape = self.shape(x).to_vec();
-        Ok(self.record(shape, y, &[x], || Op::Dropout(Saved { x, mask })))
+        Ok(self.record("dropout", shape, y, &[x], || Op::Dropout(Saved { x, mask })))
     }
 }
 
@@ -50,9 +55,14 @@ mod tests {
     fn keeps_the_expected_fraction_and_scale() {
         let mut t = crate::Tape::new(&[], crate::Mode::InputGrad);
         let x = t.input(crate::Tensor::full(&[10000], 1.0), false);
-        let y = t.dropout(x, 0.25, &mut rand::rngs::StdRng::seed_from_u64(1)).unwrap();
+        let y = t
+            .dropout(x, 0.25, &mut rand::rngs::StdRng::seed_from_u64(1))
+            .unwrap();
         let kept = t.value(y).iter().filter(|&&v| v != 0.0).count();
         assert!((7200..7800).contains(&kept), "{kept}");
-        assert!(t.value(y).iter().all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6));
+        assert!(t
+            .value(y)
+            .iter()
+            .all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6));
     }
 }

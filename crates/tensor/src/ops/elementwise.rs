@@ -114,7 +114,13 @@ fn for_each_index(p: &Broadcast, mut f: impl FnMut(usize, usize, usize)) {
 }
 
 /// Forward kernel: `op(a, b)` broadcast; returns the output shape and data.
-pub fn forward(op: BinaryOp, a: &[f32], sa: &[usize], b: &[f32], sb: &[usize]) -> Result<(Vec<usize>, Vec<f32>)> {
+pub fn forward(
+    op: BinaryOp,
+    a: &[f32],
+    sa: &[usize],
+    b: &[f32],
+    sb: &[usize],
+) -> Result<(Vec<usize>, Vec<f32>)> {
     if sa == sb {
         let y = a.iter().zip(b).map(|(&x, &y)| op.apply(x, y)).collect();
         return Ok((sa.to_vec(), y));
@@ -128,8 +134,16 @@ pub fn forward(op: BinaryOp, a: &[f32], sa: &[usize], b: &[f32], sb: &[usize]) -
 impl Tape<'_> {
     pub fn binary(&mut self, op: BinaryOp, a: Var, b: Var) -> Result<Var> {
         let p = plan(self.shape(a), self.shape(b))?;
-        let (shape, y) = forward(op, self.value(a), self.shape(a), self.value(b), self.shape(b))?;
-        Ok(self.record(shape, y, &[a, b], || Op::Binary(Saved { op, a, b, plan: p })))
+        let (shape, y) = forward(
+            op,
+            self.value(a),
+            self.shape(a),
+            self.value(b),
+            self.shape(b),
+        )?;
+        Ok(self.record("binary", shape, y, &[a, b], || {
+            Op::Binary(Saved { op, a, b, plan: p })
+        }))
     }
     pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
         self.binary(BinaryOp::Add, a, b)
@@ -150,11 +164,15 @@ pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], v: Values, g: &mut Grad
     // One pass per operand, so each accumulator is borrowed alone.
     if v.requires_grad(s.a) {
         let da = g.acc(s.a);
-        for_each_index(&s.plan, |i, ia, ib| da[ia] += dy[i] * s.op.local_grads(a[ia], b[ib]).0);
+        for_each_index(&s.plan, |i, ia, ib| {
+            da[ia] += dy[i] * s.op.local_grads(a[ia], b[ib]).0
+        });
     }
     if v.requires_grad(s.b) {
         let db = g.acc(s.b);
-        for_each_index(&s.plan, |i, ia, ib| db[ib] += dy[i] * s.op.local_grads(a[ia], b[ib]).1);
+        for_each_index(&s.plan, |i, ia, ib| {
+            db[ib] += dy[i] * s.op.local_grads(a[ia], b[ib]).1
+        });
     }
 }
 

@@ -38,7 +38,9 @@ impl Tape<'_> {
         let (_, k) = check("log_softmax", self.shape(x))?;
         let y = forward(self.value(x), k);
         let shape = self.shape(x).to_vec();
-        Ok(self.record(shape, y, &[x], || Op::LogSoftmax(Saved { x })))
+        Ok(self.record("log_softmax", shape, y, &[x], || {
+            Op::LogSoftmax(Saved { x })
+        }))
     }
 }
 
@@ -46,7 +48,11 @@ pub(crate) fn backward(s: &Saved, out: Var, dy: &[f32], v: Values, g: &mut GradS
     let k = v.shape(s.x)[1];
     let y = v.get(out);
     let dx = g.acc(s.x);
-    for ((dxr, dyr), yr) in dx.chunks_exact_mut(k).zip(dy.chunks_exact(k)).zip(y.chunks_exact(k)) {
+    for ((dxr, dyr), yr) in dx
+        .chunks_exact_mut(k)
+        .zip(dy.chunks_exact(k))
+        .zip(y.chunks_exact(k))
+    {
         let total: f32 = dyr.iter().sum();
         for ((d, &gy), &yv) in dxr.iter_mut().zip(dyr).zip(yr) {
             *d += gy - yv.exp() * total;

@@ -25,17 +25,31 @@ impl Tape<'_> {
         }
         let (m, k, n) = (sa[0], sa[1], sb[1]);
         let c = forward(self.value(a), self.value(b), m, k, n);
-        Ok(self.record(vec![m, n], c, &[a, b], || Op::Matmul(Saved { a, b })))
+        Ok(self.record("matmul", vec![m, n], c, &[a, b], || {
+            Op::Matmul(Saved { a, b })
+        }))
     }
 }
 
 pub(crate) fn backward(s: &Saved, _out: Var, dc: &[f32], v: Values, g: &mut GradStore) {
     let (m, k, n) = (v.shape(s.a)[0], v.shape(s.a)[1], v.shape(s.b)[1]);
     if v.requires_grad(s.a) {
-        par_sgemm(1.0, Mat::rm(dc, m, n), Mat::rm(v.get(s.b), k, n).t(), 1.0, g.acc(s.a));
+        par_sgemm(
+            1.0,
+            Mat::rm(dc, m, n),
+            Mat::rm(v.get(s.b), k, n).t(),
+            1.0,
+            g.acc(s.a),
+        );
     }
     if v.requires_grad(s.b) {
-        par_sgemm(1.0, Mat::rm(v.get(s.a), m, k).t(), Mat::rm(dc, m, n), 1.0, g.acc(s.b));
+        par_sgemm(
+            1.0,
+            Mat::rm(v.get(s.a), m, k).t(),
+            Mat::rm(dc, m, n),
+            1.0,
+            g.acc(s.b),
+        );
     }
 }
 
@@ -51,7 +65,13 @@ mod tests {
 
     #[test]
     fn forward_matches_hand_computed() {
-        let c = super::forward(&[1., 2., 3., 4., 5., 6.], &[1., 0., 0., 1., 1., 1.], 2, 3, 2);
+        let c = super::forward(
+            &[1., 2., 3., 4., 5., 6.],
+            &[1., 0., 0., 1., 1., 1.],
+            2,
+            3,
+            2,
+        );
         assert_eq!(c, vec![4., 5., 10., 11.]);
     }
 }

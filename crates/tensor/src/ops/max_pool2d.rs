@@ -50,7 +50,7 @@ impl PoolGeom {
 /// Forward kernel: (output, argmax).
 pub fn forward(g: &PoolGeom, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
-    let mut y = vec![0.0; g.planes * ohw];
+    let mut y = crate::scratch::take(g.planes * ohw);
     let mut arg = vec![0u32; g.planes * ohw];
     if ohw == 0 {
         return (y, arg);
@@ -59,23 +59,60 @@ pub fn forward(g: &PoolGeom, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
         .zip(arg.par_chunks_mut(ohw))
         .zip(x.par_chunks(hw))
         .for_each(|((yp, ap), xp)| {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let (y0, x0) = (oy * g.stride, ox * g.stride);
-                    let mut best = y0 * g.w + x0;
-                    for i in y0..y0 + g.kernel {
-                        for j in x0..x0 + g.kernel {
-                            if xp[i * g.w + j] > xp[best] {
-                                best = i * g.w + j;
-                            }
-                        }
-                    }
-                    yp[oy * g.ow + ox] = xp[best];
-                    ap[oy * g.ow + ox] = best as u32;
-                }
+            if g.kernel == 2 && g.stride == 2 {
+                pool2x2(g, xp, yp, ap)
+            } else {
+                pool_any(g, xp, yp, ap)
             }
         });
     (y, arg)
+}
+
+/// Any kernel and stride, one plane.
+fn pool_any(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let (y0, x0) = (oy * g.stride, ox * g.stride);
+            let mut best = y0 * g.w + x0;
+            for i in y0..y0 + g.kernel {
+                for j in x0..x0 + g.kernel {
+                    if xp[i * g.w + j] > xp[best] {
+                        best = i * g.w + j;
+                    }
+                }
+            }
+            yp[oy * g.ow + ox] = xp[best];
+            ap[oy * g.ow + ox] = best as u32;
+        }
+    }
+}
+
+/// The models' 2x2 stride-2 pool, one plane: two input rows per output row, compared in
+/// the same row-major order as [`pool_any`] (first maximum wins).
+fn pool2x2(g: &PoolGeom, xp: &[f32], yp: &mut [f32], ap: &mut [u32]) {
+    for (oy, (yr, ar)) in yp
+        .chunks_exact_mut(g.ow)
+        .zip(ap.chunks_exact_mut(g.ow))
+        .enumerate()
+    {
+        let (r0, r1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+        let (top, bot) = (&xp[r0..r0 + g.w], &xp[r1..r1 + g.w]);
+        for (ox, (yv, av)) in yr.iter_mut().zip(ar.iter_mut()).enumerate() {
+            let j = 2 * ox;
+            let (mut best, mut at) = (top[j], r0 + j);
+            if top[j + 1] > best {
+                (best, at) = (top[j + 1], r0 + j + 1);
+            }
+            if bot[j] > best {
+                (best, at) = (bot[j], r1 + j);
+            }
+            if bot[j + 1] > best {
+                (best, at) = (bot[j + 1], r1 + j + 1);
+            }
+            *yv = best;
+            *av = at as u32;
+        }
+    }
 }
 
 /// Routes `dy` to the argmax positions: `dx[argmax] += dy`.
@@ -104,7 +141,9 @@ impl Tape<'_> {
         let g = PoolGeom::new("max_pool2d", self.shape(x), kernel, stride)?;
         let (y, argmax) = forward(&g, self.value(x));
         let shape = g.out_shape(self.shape(x));
-        Ok(self.record(shape, y, &[x], || Op::MaxPool2d(Saved { x, geom: g, argmax })))
+        Ok(self.record("max_pool2d", shape, y, &[x], || {
+            Op::MaxPool2d(Saved { x, geom: g, argmax })
+        }))
     }
 }
 
@@ -176,5 +215,14 @@ mod tests {
         let g = PoolGeom::new("t", &[1, 1, 2, 2], 2, 2).unwrap();
         let (_, arg) = forward(&g, &[1.0, 3.0, 3.0, 3.0]);
         assert_eq!(arg, vec![1]);
+        // The same in the generic kernel (3x3 window) and the 2x2 fast path with ties
+        // everywhere (all zeros, as after a ReLU).
+        let g = PoolGeom::new("t", &[1, 1, 3, 3], 3, 1).unwrap();
+        assert_eq!(
+            forward(&g, &[0., 2., 2., 0., 2., 0., 0., 0., 0.]).1,
+            vec![1]
+        );
+        let g = PoolGeom::new("t", &[1, 1, 4, 4], 2, 2).unwrap();
+        assert_eq!(forward(&g, &[0.0; 16]).1, vec![0, 2, 8, 10]);
     }
 }

@@ -26,7 +26,7 @@ impl Tape<'_> {
 
     fn reduce(&mut self, x: Var, scale: f32) -> Result<Var> {
         let y = (self.value(x).iter().map(|&v| v as f64).sum::<f64>() * scale as f64) as f32;
-        Ok(self.record(vec![], vec![y], &[x], || Op::Sum(Saved { x, scale })))
+        Ok(self.record("sum", vec![], vec![y], &[x], || Op::Sum(Saved { x, scale })))
     }
 }
 
@@ -52,7 +52,10 @@ mod tests {
     #[test]
     fn values() {
         let mut t = crate::Tape::new(&[], crate::Mode::InputGrad);
-        let x = t.input(crate::Tensor::new(&[4], vec![1., 2., 3., 6.]).unwrap(), false);
+        let x = t.input(
+            crate::Tensor::new(&[4], vec![1., 2., 3., 6.]).unwrap(),
+            false,
+        );
         let (s, m) = (t.sum(x).unwrap(), t.mean(x).unwrap());
         assert_eq!((t.scalar(s), t.scalar(m)), (12.0, 3.0));
     }

@@ -22,10 +22,11 @@ pub fn forward_inplace(x: &mut [f32]) {
 
 impl Tape<'_> {
     pub fn relu(&mut self, x: Var) -> Result<Var> {
-        let mut y = self.value(x).to_vec();
+        let mut y = crate::scratch::take(self.value(x).len());
+        y.copy_from_slice(self.value(x));
         forward_inplace(&mut y);
         let shape = self.shape(x).to_vec();
-        Ok(self.record(shape, y, &[x], || Op::Relu(Saved { x })))
+        Ok(self.record("relu", shape, y, &[x], || Op::Relu(Saved { x })))
     }
 }
 
@@ -56,7 +57,10 @@ mod tests {
     #[test]
     fn derivative_at_zero_is_zero() {
         let mut t = crate::Tape::new(&[], crate::Mode::InputGrad);
-        let x = t.input(crate::Tensor::new(&[3], vec![-1.0, 0.0, 2.0]).unwrap(), true);
+        let x = t.input(
+            crate::Tensor::new(&[3], vec![-1.0, 0.0, 2.0]).unwrap(),
+            true,
+        );
         let y = t.relu(x).unwrap();
         let s = t.sum(y).unwrap();
         let g = t.backward(s, None).unwrap();

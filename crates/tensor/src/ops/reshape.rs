@@ -12,10 +12,16 @@ pub(crate) struct Saved {
 impl Tape<'_> {
     pub fn reshape(&mut self, x: Var, shape: &[usize]) -> Result<Var> {
         if numel(shape) != numel(self.shape(x)) {
-            return shape_err("reshape", format!("{} elements", numel(self.shape(x))), shape);
+            return shape_err(
+                "reshape",
+                format!("{} elements", numel(self.shape(x))),
+                shape,
+            );
         }
         let y = self.value(x).to_vec();
-        Ok(self.record(shape.to_vec(), y, &[x], || Op::Reshape(Saved { x })))
+        Ok(self.record("reshape", shape.to_vec(), y, &[x], || {
+            Op::Reshape(Saved { x })
+        }))
     }
 
     /// `[N, ...] -> [N, prod(...)]`, row-major over (C, H, W) as PyTorch's `flatten(1)`.
