@@ -293,7 +293,7 @@ impl Model {
     ) -> Result<(StepOutput, Tensor)> {
         self.net.check_input(x.shape())?;
         let mut t = Tape::new(&self.params, Mode::InputGrad);
-        let xv = t.input(x.clone(), true);
+        let xv = t.input_copy(x, true);
         let logits = self.net.forward(
             &mut t,
             xv,
@@ -323,7 +323,7 @@ impl Model {
     ) -> Result<StepOutput> {
         self.net.check_input(x.shape())?;
         let mut t = Tape::new(&self.params, Mode::Train);
-        let xv = t.input(x.clone(), false);
+        let xv = t.input_copy(x, false);
         let logits = self.net.forward(
             &mut t,
             xv,
@@ -500,5 +500,165 @@ mod tests {
             assert_eq!(logits.data(), &out.logits[..], "{arch}");
             assert_eq!(g.shape(), x.shape());
         }
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rcc-model-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    /// A model with every value distinct from its init, so a mix-up of tensors shows.
+    fn trained_looking(arch: Arch) -> Model {
+        let mut m = Model::new(arch, 5);
+        for (i, v) in m.buffers.iter_mut().enumerate() {
+            *v = 0.25 + i as f32 * 1e-3;
+        }
+        m
+    }
+
+    #[test]
+    fn save_then_load_is_bit_identical() {
+        for arch in [Arch::Lenet5, Arch::Vgg16(1), Arch::Mlp] {
+            let m = trained_looking(arch);
+            let path = temp(&format!("{arch}.safetensors").replace(':', "_"));
+            m.save(&path, &[("epochs", "3")]).unwrap();
+            let back = Model::load(&path, None).unwrap();
+            assert!(m
+                .params
+                .iter()
+                .zip(&back.params)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(m
+                .buffers
+                .iter()
+                .zip(&back.buffers)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert_eq!(back.arch(), arch);
+            let st = SafeTensors::read(&path).unwrap();
+            assert_eq!(st.metadata["arch"], arch.to_string());
+            assert_eq!(st.metadata["epochs"], "3");
+        }
+    }
+
+    /// The header holds PyTorch's names, layouts and dtypes: what `load_state_dict` takes.
+    #[test]
+    fn file_has_pytorch_names_and_layouts() {
+        let path = temp("layout.safetensors");
+        Model::new(Arch::Lenet5, 0).save(&path, &[]).unwrap();
+        let st = SafeTensors::read(&path).unwrap();
+        let shapes: Vec<(&str, &[usize])> = st
+            .entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.shape.as_slice()))
+            .collect();
+        let want: Vec<(&str, &[usize])> = vec![
+            ("conv1.bias", &[20]),
+            ("conv1.weight", &[20, 1, 5, 5]),
+            ("conv2.bias", &[50]),
+            ("conv2.weight", &[50, 20, 5, 5]),
+            ("fc1.bias", &[500]),
+            ("fc1.weight", &[500, 800]),
+            ("fc2.bias", &[10]),
+            ("fc2.weight", &[10, 500]),
+        ];
+        assert_eq!(shapes, want);
+        assert!(st
+            .entries
+            .iter()
+            .all(|e| e.dtype() == crate::safetensors::Dtype::F32));
+    }
+
+    /// Writes `st` and returns the error message of loading it as `arch`.
+    fn load_error(st: &SafeTensors, name: &str, arch: Option<Arch>) -> String {
+        let path = temp(name);
+        st.write(&path).unwrap();
+        Model::load(&path, arch).unwrap_err().to_string()
+    }
+
+    fn without(st: &SafeTensors, name: &str) -> SafeTensors {
+        let mut st = st.clone();
+        st.entries.retain(|e| e.name != name);
+        st
+    }
+
+    #[test]
+    fn malformed_model_files_get_clear_errors() {
+        let good = Model::new(Arch::LenetAdv(1), 0)
+            .to_safetensors(&[])
+            .unwrap();
+
+        let e = load_error(&without(&good, "fc1.weight"), "missing.safetensors", None);
+        assert!(
+            e.contains("fc1.weight") && e.contains("missing.safetensors"),
+            "{e}"
+        );
+
+        let mut wrong_shape = without(&good, "conv2.weight");
+        wrong_shape
+            .push_f32("conv2.weight", &[4, 2, 3, 3], vec![0.0; 72])
+            .unwrap();
+        let e = load_error(&wrong_shape, "shape.safetensors", None);
+        assert!(
+            e.contains("conv2.weight") && e.contains("[4, 2, 5, 5]") && e.contains("[4, 2, 3, 3]"),
+            "{e}"
+        );
+
+        let mut wrong_dtype = without(&good, "fc2.bias");
+        wrong_dtype
+            .push_i64("fc2.bias", &[10], vec![0; 10])
+            .unwrap();
+        let e = load_error(&wrong_dtype, "dtype.safetensors", None);
+        assert!(e.contains("fc2.bias") && e.contains("I64"), "{e}");
+
+        let mut extra = good.clone();
+        extra.push_f32("fc3.weight", &[2], vec![0.0; 2]).unwrap();
+        let e = load_error(&extra, "extra.safetensors", None);
+        assert!(
+            e.contains("fc3.weight") && e.contains("no tensor of this name"),
+            "{e}"
+        );
+
+        let mut no_arch = good.clone();
+        no_arch.metadata.remove("arch");
+        let e = load_error(&no_arch, "noarch.safetensors", None);
+        assert!(e.contains("__metadata__.arch"), "{e}");
+
+        let mut bad_arch = good.clone();
+        bad_arch.metadata.insert("arch".into(), "resnet50".into());
+        let e = load_error(&bad_arch, "badarch.safetensors", None);
+        assert!(e.contains("resnet50"), "{e}");
+
+        // The right file for another arch: every shape is named as wrong.
+        let e = load_error(&good, "otherarch.safetensors", Some(Arch::LenetAdv(2)));
+        assert!(
+            e.contains("conv1.weight") && e.contains("lenet_adv:2"),
+            "{e}"
+        );
+    }
+
+    /// A PyTorch `state_dict` (no metadata, F64 values, BN `num_batches_tracked`
+    /// counters) loads when the arch is named.
+    #[test]
+    fn loads_a_pytorch_state_dict() {
+        let m = trained_looking(Arch::Vgg16(1));
+        let mut st = SafeTensors::new();
+        for (layout, values) in [(&m.net.params, &m.params), (&m.net.buffers, &m.buffers)] {
+            for v in layout.views() {
+                st.push_f64(
+                    &v.name,
+                    &v.shape,
+                    values[v.range()].iter().map(|&x| x as f64).collect(),
+                )
+                .unwrap();
+            }
+        }
+        st.push_i64("bn1.num_batches_tracked", &[], vec![7])
+            .unwrap();
+        let path = temp("state_dict.safetensors");
+        st.write(&path).unwrap();
+        assert!(Model::load(&path, None).is_err());
+        let back = Model::load(&path, Some(Arch::Vgg16(1))).unwrap();
+        assert_eq!((back.params, back.buffers), (m.params, m.buffers));
     }
 }

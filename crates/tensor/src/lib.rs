@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod gemm;
+pub mod kernels;
 pub mod ops;
 pub mod scratch;
 pub mod tape;

@@ -237,6 +237,12 @@ impl<'p> Tape<'p> {
         self.push("input", shape, t.into_data(), Op::Leaf, requires_grad)
     }
 
+    /// Like [`Tape::input`], copying `t` into a pooled buffer (no fresh allocation).
+    pub fn input_copy(&mut self, t: &Tensor, requires_grad: bool) -> Var {
+        let data = crate::scratch::copy_of(t.data());
+        self.push("input", t.shape().to_vec(), data, Op::Leaf, requires_grad)
+    }
+
     /// A view of `numel(shape)` values of the parameter buffer starting at `offset`.
     /// It requires a gradient in [`Mode::Train`] only.
     pub fn param(&mut self, offset: usize, shape: &[usize]) -> Result<Var> {

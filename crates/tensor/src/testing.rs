@@ -86,3 +86,91 @@ pub fn check_grads(inputs: &[Tensor], f: impl Fn(&mut Tape, &[Var]) -> Result<Va
         );
     }
 }
+
+/// Uniform random values in `[lo, hi)`, from a seed.
+pub fn rand_in(shape: &[usize], seed: u64, lo: f32, hi: f32) -> Tensor {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Tensor::rand_uniform(shape, lo, hi, &mut rng)
+}
+
+/// Widens to f64 (for the naive references).
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// Rounds to f32 (a naive reference's result, for [`close`]).
+pub fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// [`close`] as a proptest check: the failure names the quantity, the largest
+/// difference and both vectors (truncated).
+pub fn prop_close(
+    what: &str,
+    got: &[f32],
+    want: &[f32],
+    tol: f32,
+) -> std::result::Result<(), proptest::test_runner::TestCaseError> {
+    if close(got, want, tol) {
+        return Ok(());
+    }
+    let worst = got
+        .iter()
+        .zip(want)
+        .enumerate()
+        .map(|(i, (a, b))| (i, (a - b).abs()))
+        .fold((0, 0f32), |m, d| if d.1 > m.1 { d } else { m });
+    let head = |v: &[f32]| format!("{:?}", &v[..v.len().min(12)]);
+    Err(proptest::test_runner::TestCaseError::fail(format!(
+        "{what}: lengths {} vs {}, largest difference {} at {}\n got  {}\n want {}",
+        got.len(),
+        want.len(),
+        worst.1,
+        worst.0,
+        head(got),
+        head(want)
+    )))
+}
+
+/// The gradient of `v`, or a proptest failure if the tape gave it none.
+pub fn grad_of(
+    grads: &crate::Grads,
+    v: Var,
+    what: &str,
+) -> std::result::Result<Vec<f32>, proptest::test_runner::TestCaseError> {
+    grads
+        .get(v)
+        .map(|g| g.to_vec())
+        .ok_or_else(|| proptest::test_runner::TestCaseError::fail(format!("{what}: no gradient")))
+}
+
+/// Central difference `(f(x + h e_i) - f(x - h e_i)) / 2h` of an f64 function: checks a
+/// naive, hand-derived gradient independently of it.
+pub fn central_diff(f: impl Fn(&[f64]) -> f64, x: &[f64], i: usize, h: f64) -> f64 {
+    let mut xp = x.to_vec();
+    xp[i] += h;
+    let up = f(&xp);
+    xp[i] -= 2.0 * h;
+    let down = f(&xp);
+    (up - down) / (2.0 * h)
+}
+
+/// Row-major strides of a shape (the multi-index arithmetic of the naive references).
+pub fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut st = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        st[d] = st[d + 1] * shape[d + 1];
+    }
+    st
+}
+
+/// Naive f64 log-softmax of each row of `[N, K]` (max subtracted, then log-sum-exp).
+pub fn log_softmax_f64(z: &[f64], k: usize) -> Vec<f64> {
+    z.chunks(k)
+        .flat_map(|r| {
+            let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let lse = m + r.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+            r.iter().map(move |v| v - lse)
+        })
+        .collect()
+}

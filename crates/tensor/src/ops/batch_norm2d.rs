@@ -236,6 +236,7 @@ mod tests {
     use super::*;
     use crate::testing::{check_grads, close, rand_tensor};
     use crate::Tensor;
+    use proptest::prelude::*;
 
     fn affine(c: usize) -> (Tensor, Tensor) {
         (
@@ -311,6 +312,264 @@ mod tests {
         update_running(&mut rm, &mut rv, &stats, 0.1);
         assert!((rm[0] - 0.1 * stats.mean[0]).abs() < 1e-7);
         assert!((rv[1] - (0.9 + 0.1 * stats.var_unbiased[1])).abs() < 1e-7);
+    }
+
+    /// The naive reference's results, in f64.
+    struct Naive {
+        y: Vec<f64>,
+        /// Batch mean and unbiased variance (train mode only).
+        mean: Vec<f64>,
+        var_unbiased: Vec<f64>,
+        dx: Vec<f64>,
+        dgamma: Vec<f64>,
+        dbeta: Vec<f64>,
+    }
+
+    /// The values of channel `ch` of `x [n, c, hw]`, as (flat index, value).
+    fn channel(x: &[f64], (n, c, hw): (usize, usize, usize), ch: usize) -> Vec<(usize, f64)> {
+        (0..n)
+            .flat_map(|i| (0..hw).map(move |j| (i * c + ch) * hw + j))
+            .map(|k| (k, x[k]))
+            .collect()
+    }
+
+    /// Naive forward, two-pass, in f64: `running = None` is train mode.
+    fn naive_forward(
+        x: &[f64],
+        dims: (usize, usize, usize),
+        gamma: &[f64],
+        beta: &[f64],
+        running: Option<(&[f64], &[f64])>,
+        eps: f64,
+    ) -> Vec<f64> {
+        let mut y = vec![0f64; x.len()];
+        for ch in 0..dims.1 {
+            let vals = channel(x, dims, ch);
+            let m = vals.len() as f64;
+            let (mean, var) = match running {
+                Some((rm, rv)) => (rm[ch], rv[ch]),
+                None => {
+                    let mean = vals.iter().map(|p| p.1).sum::<f64>() / m;
+                    let var = vals.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / m;
+                    (mean, var)
+                }
+            };
+            for (k, v) in vals {
+                y[k] = (v - mean) / (var + eps).sqrt() * gamma[ch] + beta[ch];
+            }
+        }
+        y
+    }
+
+    /// Naive forward and backward of `sum(y * dy)`. The train-mode backward is the
+    /// textbook chain rule through the batch mean and variance, step by step:
+    /// `dxhat = dy*gamma`, `dvar = sum dxhat*(x-mean) * -1/2 (var+eps)^-3/2`,
+    /// `dmean = -sum dxhat/std + dvar * mean(-2(x-mean))`,
+    /// `dx = dxhat/std + dvar*2(x-mean)/m + dmean/m`.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f64],
+        dims: (usize, usize, usize),
+        gamma: &[f64],
+        beta: &[f64],
+        running: Option<(&[f64], &[f64])>,
+        eps: f64,
+        dy: &[f64],
+    ) -> Naive {
+        let c = dims.1;
+        let mut r = Naive {
+            y: naive_forward(x, dims, gamma, beta, running, eps),
+            mean: vec![0.0; c],
+            var_unbiased: vec![0.0; c],
+            dx: vec![0.0; x.len()],
+            dgamma: vec![0.0; c],
+            dbeta: vec![0.0; c],
+        };
+        for ch in 0..c {
+            let vals = channel(x, dims, ch);
+            let m = vals.len() as f64;
+            let (mean, var) = match running {
+                Some((rm, rv)) => (rm[ch], rv[ch]),
+                None => {
+                    let mean = vals.iter().map(|p| p.1).sum::<f64>() / m;
+                    let ss = vals.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>();
+                    r.mean[ch] = mean;
+                    r.var_unbiased[ch] = ss / (m - 1.0);
+                    (mean, ss / m)
+                }
+            };
+            let std = (var + eps).sqrt();
+            let (mut dvar, mut dmean) = (0f64, 0f64);
+            for &(k, v) in &vals {
+                let xhat = (v - mean) / std;
+                r.dbeta[ch] += dy[k];
+                r.dgamma[ch] += dy[k] * xhat;
+                let dxhat = dy[k] * gamma[ch];
+                dvar += dxhat * (v - mean) * -0.5 * (var + eps).powf(-1.5);
+                dmean -= dxhat / std;
+            }
+            if running.is_none() {
+                dmean += dvar * vals.iter().map(|p| -2.0 * (p.1 - mean)).sum::<f64>() / m;
+            }
+            for &(k, v) in &vals {
+                let dxhat = dy[k] * gamma[ch];
+                r.dx[k] = dxhat / std;
+                if running.is_none() {
+                    r.dx[k] += dvar * 2.0 * (v - mean) / m + dmean / m;
+                }
+            }
+        }
+        r
+    }
+
+    /// Checks the hand-written naive gradients against central differences of the naive
+    /// forward (in f64) at a few coordinates of x and every gamma and beta.
+    #[allow(clippy::too_many_arguments)]
+    fn naive_grads_match_central_differences(
+        x: &[f64],
+        dims: (usize, usize, usize),
+        gamma: &[f64],
+        beta: &[f64],
+        running: Option<(&[f64], &[f64])>,
+        eps: f64,
+        dy: &[f64],
+        r: &Naive,
+    ) -> std::result::Result<(), TestCaseError> {
+        use crate::testing::central_diff;
+        let dot = |y: Vec<f64>| y.iter().zip(dy).map(|(a, b)| a * b).sum::<f64>();
+        let h = 1e-5;
+        let near = |a: f64, b: f64, what: &str| {
+            prop_assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{what}: {a} vs {b}"
+            );
+            Ok(())
+        };
+        for i in (0..x.len()).step_by(x.len().div_ceil(7)) {
+            let fd = central_diff(
+                |x| dot(naive_forward(x, dims, gamma, beta, running, eps)),
+                x,
+                i,
+                h,
+            );
+            near(r.dx[i], fd, &format!("naive dx[{i}]"))?;
+        }
+        for ch in 0..dims.1 {
+            let fd = central_diff(
+                |g| dot(naive_forward(x, dims, g, beta, running, eps)),
+                gamma,
+                ch,
+                h,
+            );
+            near(r.dgamma[ch], fd, "naive dgamma")?;
+            let fd = central_diff(
+                |b| dot(naive_forward(x, dims, gamma, b, running, eps)),
+                beta,
+                ch,
+                h,
+            );
+            near(r.dbeta[ch], fd, "naive dbeta")?;
+        }
+        Ok(())
+    }
+
+    /// Inputs whose every channel has standard deviation `std_c` in [0.2, 3] around a
+    /// mean in [-2, 2]: random values standardised per channel. (Uniform random values
+    /// can put two values of a small channel arbitrarily close together, and then the
+    /// f32 kernel's `x - mean` cancels away all precision: a conditioning problem, not a
+    /// bug.)
+    fn well_spread(dims: (usize, usize, usize), seed: u64) -> Vec<f32> {
+        let (n, c, hw) = dims;
+        let r = crate::testing::f64s(rand_tensor(&[n, c, hw], seed).data());
+        let loc = crate::testing::rand_in(&[c], seed + 1, -2.0, 2.0);
+        let spread = crate::testing::rand_in(&[c], seed + 2, 0.2, 3.0);
+        let mut x = vec![0f32; r.len()];
+        for ch in 0..c {
+            let vals = channel(&r, dims, ch);
+            let m = vals.len() as f64;
+            let mean = vals.iter().map(|p| p.1).sum::<f64>() / m;
+            let sd = (vals.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / m).sqrt();
+            for (k, v) in vals {
+                let z = if sd > 0.0 { (v - mean) / sd } else { v };
+                x[k] = (loc.data()[ch] as f64 + spread.data()[ch] as f64 * z) as f32;
+            }
+        }
+        x
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Train and eval mode against the naive reference: output, batch statistics and
+        /// all three gradients. `as_params` puts gamma and beta in a parameter buffer
+        /// (Train-mode tape, gradients into the buffer) instead of tape inputs.
+        #[test]
+        fn forward_and_backward_match_naive(
+            n in 1usize..5, c in 1usize..6, h in 1usize..8, w in 1usize..8,
+            train: bool, as_params: bool,
+            eps in prop::sample::select(vec![1e-5f32, 1e-3, 0.1]),
+            seed in 0u64..1000,
+        ) {
+            use crate::testing::{f32s, f64s, grad_of, prop_close, rand_in};
+            use crate::{Mode, Tape};
+            prop_assume!(!train || n * h * w >= 2);
+            let dims = (n, c, h * w);
+            let xs = [n, c, h, w];
+            let x = Tensor::new(&xs, well_spread(dims, seed)).unwrap();
+            let gamma = rand_in(&[c], seed + 3, -1.5, 1.5);
+            let beta = rand_in(&[c], seed + 4, -1.0, 1.0);
+            let rmean = rand_in(&[c], seed + 5, -1.0, 1.0);
+            let rvar = rand_in(&[c], seed + 6, 0.1, 2.0);
+            let dy = rand_tensor(&xs, seed + 7).into_data();
+
+            let mut params = gamma.data().to_vec();
+            params.extend_from_slice(beta.data());
+            let mut t = if as_params {
+                Tape::new(&params, Mode::Train)
+            } else {
+                Tape::new(&[], Mode::InputGrad)
+            };
+            let xv = t.input(x.clone(), true);
+            let (gv, bv) = if as_params {
+                (t.param(0, &[c]).unwrap(), t.param(c, &[c]).unwrap())
+            } else {
+                (t.input(gamma.clone(), true), t.input(beta.clone(), true))
+            };
+            let mode = if train {
+                BnMode::Train
+            } else {
+                BnMode::Eval { mean: rmean.data(), var: rvar.data() }
+            };
+            let (y, stats) = t.batch_norm2d(xv, gv, bv, mode, eps).unwrap();
+            let mut pg = vec![0.0; params.len()];
+            let grads = t
+                .backward_seeded(y, &dy, as_params.then_some(&mut pg[..]))
+                .unwrap();
+
+            let (x64, g64, b64, dy64) = (f64s(x.data()), f64s(gamma.data()), f64s(beta.data()), f64s(&dy));
+            let (rm64, rv64) = (f64s(rmean.data()), f64s(rvar.data()));
+            let running = (!train).then_some((&rm64[..], &rv64[..]));
+            let r = naive(&x64, dims, &g64, &b64, running, eps as f64, &dy64);
+            naive_grads_match_central_differences(&x64, dims, &g64, &b64, running, eps as f64, &dy64, &r)?;
+
+            let what = |q: &str| format!("{q}: x {xs:?} train {train} eps {eps} seed {seed}");
+            prop_close(&what("y"), t.value(y), &f32s(&r.y), 1e-5)?;
+            match stats {
+                Some(s) => {
+                    prop_assert!(train, "batch statistics in eval mode");
+                    prop_close(&what("mean"), &s.mean, &f32s(&r.mean), 1e-5)?;
+                    prop_close(&what("var_unbiased"), &s.var_unbiased, &f32s(&r.var_unbiased), 1e-5)?;
+                }
+                None => prop_assert!(!train, "no batch statistics in train mode"),
+            }
+            prop_close(&what("dx"), &grad_of(&grads, xv, "dx")?, &f32s(&r.dx), 1e-4)?;
+            let (dgamma, dbeta) = if as_params {
+                (pg[..c].to_vec(), pg[c..].to_vec())
+            } else {
+                (grad_of(&grads, gv, "dgamma")?, grad_of(&grads, bv, "dbeta")?)
+            };
+            prop_close(&what("dgamma"), &dgamma, &f32s(&r.dgamma), 1e-4)?;
+            prop_close(&what("dbeta"), &dbeta, &f32s(&r.dbeta), 1e-4)?;
+        }
     }
 
     #[test]

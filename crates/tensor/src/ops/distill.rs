@@ -119,7 +119,109 @@ pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], v: Values, g: &mut Grad
 #[cfg(test)]
 mod tests {
     use super::DistillCfg;
-    use crate::testing::{check_grads, rand_tensor};
+    use crate::testing::{
+        central_diff, check_grads, f32s, f64s, grad_of, log_softmax_f64, prop_close, rand_in,
+        rand_tensor,
+    };
+    use crate::{Mode, Tape};
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Naive f64 loss, straight from the definition:
+    /// `(1-a) * mean_i(-log softmax(z_i)[y_i]) + a t^2 (1/N) sum p (log p - log q)`,
+    /// `p = softmax(T/t)`, `q = softmax(z/t)`.
+    fn naive_loss(z: &[f64], teacher: &[f64], labels: &[usize], k: usize, a: f64, t: f64) -> f64 {
+        let n = labels.len() as f64;
+        let logp_s = log_softmax_f64(z, k);
+        let ce = -labels
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| logp_s[i * k + l])
+            .sum::<f64>()
+            / n;
+        let scaled = |v: &[f64]| v.iter().map(|x| x / t).collect::<Vec<_>>();
+        let logp = log_softmax_f64(&scaled(teacher), k);
+        let logq = log_softmax_f64(&scaled(z), k);
+        let kl = logp
+            .iter()
+            .zip(&logq)
+            .map(|(lp, lq)| lp.exp() * (lp - lq))
+            .sum::<f64>()
+            / n;
+        (1.0 - a) * ce + a * t * t * kl
+    }
+
+    /// The hand-written gradient:
+    /// `(1-a)(softmax(z) - onehot(y))/N + a t (softmax(z/t) - softmax(T/t))/N`.
+    fn naive_grad(
+        z: &[f64],
+        teacher: &[f64],
+        labels: &[usize],
+        k: usize,
+        a: f64,
+        t: f64,
+    ) -> Vec<f64> {
+        let n = labels.len() as f64;
+        let softmax = |v: Vec<f64>| {
+            log_softmax_f64(&v, k)
+                .into_iter()
+                .map(f64::exp)
+                .collect::<Vec<_>>()
+        };
+        let s = softmax(z.to_vec());
+        let q = softmax(z.iter().map(|x| x / t).collect());
+        let p = softmax(teacher.iter().map(|x| x / t).collect());
+        (0..z.len())
+            .map(|e| {
+                let onehot = if e % k == labels[e / k] { 1.0 } else { 0.0 };
+                (1.0 - a) * (s[e] - onehot) / n + a * t * (q[e] - p[e]) / n
+            })
+            .collect()
+    }
+
+    fn alpha() -> impl Strategy<Value = f32> {
+        prop_oneof![1 => Just(0.0f32), 1 => Just(1.0f32), 4 => 0.0f32..=1.0]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn forward_and_backward_match_naive(
+            n in 1usize..5, k in 1usize..12,
+            alpha in alpha(), temperature in 0.5f32..=8.0,
+            scale in prop::sample::select(vec![0.5f32, 3.0, 10.0]),
+            seed in 0u64..1000,
+        ) {
+            let cfg = DistillCfg { alpha, temperature };
+            let z = rand_in(&[n, k], seed, -scale, scale);
+            let teacher = rand_in(&[n, k], seed + 1, -scale, scale).into_data();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 2);
+            let labels: Vec<usize> = (0..n).map(|_| rng.gen_range(0..k)).collect();
+            let dl: f32 = rng.gen_range(-2.0..2.0);
+            let mut t = Tape::new(&[], Mode::InputGrad);
+            let zv = t.input(z.clone(), true);
+            let loss = t.distill_loss(zv, &labels, &teacher, cfg).unwrap();
+            prop_assert_eq!(t.shape(loss), &[] as &[usize]);
+            let grads = t.backward_seeded(loss, &[dl], None).unwrap();
+
+            let (z64, t64) = (f64s(z.data()), f64s(&teacher));
+            let (a, tt) = (alpha as f64, temperature as f64);
+            let dz_ref: Vec<f64> = naive_grad(&z64, &t64, &labels, k, a, tt)
+                .iter()
+                .map(|g| g * dl as f64)
+                .collect();
+            // The hand-written gradient against central differences of the naive loss.
+            for (i, &want) in dz_ref.iter().enumerate() {
+                let fd = dl as f64
+                    * central_diff(|z| naive_loss(z, &t64, &labels, k, a, tt), &z64, i, 1e-5);
+                prop_assert!((want - fd).abs() <= 1e-6 * (1.0 + fd.abs()), "naive dz[{}] {} vs {}", i, want, fd);
+            }
+            let what = |q: &str| format!("{q}: [{n}, {k}] {cfg:?} scale {scale} labels {labels:?} seed {seed}");
+            let loss_ref = naive_loss(&z64, &t64, &labels, k, a, tt);
+            prop_close(&what("loss"), &[t.scalar(loss)], &[loss_ref as f32], 1e-5)?;
+            prop_close(&what("dz"), &grad_of(&grads, zv, "dz")?, &f32s(&dz_ref), 1e-4)?;
+        }
+    }
 
     #[test]
     fn gradients_match_finite_differences() {

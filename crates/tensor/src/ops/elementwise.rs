@@ -178,9 +178,209 @@ pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], v: Values, g: &mut Grad
 
 #[cfg(test)]
 mod tests {
-    use super::BinaryOp::*;
-    use crate::testing::{check_grads, rand_tensor};
-    use crate::Tensor;
+    use super::BinaryOp::{self, *};
+    use crate::testing::{check_grads, f32s, grad_of, prop_close, rand_in, rand_tensor, strides};
+    use crate::{Mode, Tape, Tensor};
+    use proptest::prelude::*;
+
+    /// NumPy's broadcast rule, written out: align at the right, pad with 1s; each pair of
+    /// dimensions must be equal or contain a 1 (and then takes the other).
+    fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+        let rank = a.len().max(b.len());
+        let dim = |s: &[usize], d: usize| {
+            if d + s.len() >= rank {
+                s[d + s.len() - rank]
+            } else {
+                1
+            }
+        };
+        (0..rank)
+            .map(|d| match (dim(a, d), dim(b, d)) {
+                (x, y) if x == y => Some(x),
+                (1, y) => Some(y),
+                (x, 1) => Some(x),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The flat index into an operand of shape `s` of the output multi-index `idx`
+    /// (the operand's dimensions are aligned with the last ones of `idx`; size-1
+    /// dimensions are broadcast, so their index is 0).
+    fn operand_index(s: &[usize], idx: &[usize]) -> usize {
+        let off = idx.len() - s.len();
+        let st = strides(s);
+        (0..s.len())
+            .map(|j| if s[j] == 1 { 0 } else { idx[off + j] * st[j] })
+            .sum()
+    }
+
+    /// Naive f64 reference: the output, and the gradients of `sum(out * dy)` with respect
+    /// to both operands (each summed over the output positions that read it).
+    #[allow(clippy::type_complexity)]
+    fn naive(
+        op: BinaryOp,
+        a: &Tensor,
+        b: &Tensor,
+        out: &[usize],
+        dy: &[f32],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let n: usize = out.iter().product();
+        let st = strides(out);
+        let (mut y, mut da, mut db) = (vec![0f64; n], vec![0f64; a.numel()], vec![0f64; b.numel()]);
+        for i in 0..n {
+            let idx: Vec<usize> = (0..out.len()).map(|d| (i / st[d]) % out[d]).collect();
+            let (ia, ib) = (
+                operand_index(a.shape(), &idx),
+                operand_index(b.shape(), &idx),
+            );
+            let (x, z, g) = (a.data()[ia] as f64, b.data()[ib] as f64, dy[i] as f64);
+            let (v, dx, dz) = match op {
+                Add => (x + z, 1.0, 1.0),
+                Sub => (x - z, 1.0, -1.0),
+                Mul => (x * z, z, x),
+                Div => (x / z, 1.0 / z, -x / (z * z)),
+            };
+            y[i] = v;
+            da[ia] += g * dx;
+            db[ib] += g * dz;
+        }
+        (y, da, db)
+    }
+
+    /// A size: mostly 1..5, sometimes 0 (an empty tensor).
+    fn dim() -> impl Strategy<Value = usize> {
+        prop_oneof![11 => 1usize..5, 1 => Just(0usize)]
+    }
+
+    /// Two broadcastable shapes: a full shape of rank 0..4, and operands derived from it
+    /// by setting some dimensions to 1 and dropping some leading ones (one operand, the
+    /// other or both).
+    fn shape_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        (
+            prop::collection::vec(dim(), 0..=4),
+            0u8..3,
+            any::<[bool; 4]>(),
+            any::<[bool; 4]>(),
+            0usize..5,
+            0usize..5,
+        )
+            .prop_map(|(full, which, ones_a, ones_b, drop_a, drop_b)| {
+                let derive = |ones: [bool; 4], drop: usize| -> Vec<usize> {
+                    let drop = drop.min(full.len());
+                    (drop..full.len())
+                        .map(|d| if ones[d] { 1 } else { full[d] })
+                        .collect()
+                };
+                match which {
+                    0 => (full.clone(), derive(ones_b, drop_b)),
+                    1 => (derive(ones_a, drop_a), full.clone()),
+                    _ => (derive(ones_a, drop_a), derive(ones_b, drop_b)),
+                }
+            })
+    }
+
+    /// The tape's forward and backward of `op` against [`naive`].
+    fn matches_naive(
+        op: BinaryOp,
+        sa: &[usize],
+        sb: &[usize],
+        rg: (bool, bool),
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        let a = rand_in(sa, seed, -2.0, 2.0);
+        let b = if op == Div {
+            // Divisors in [-2, -0.5] u [0.5, 2].
+            let m = rand_in(sb, seed + 1, 0.5, 2.0);
+            let sign = rand_in(sb, seed + 2, -1.0, 1.0);
+            Tensor::from_fn(sb, |i| m.data()[i].copysign(sign.data()[i]))
+        } else {
+            rand_in(sb, seed + 1, -2.0, 2.0)
+        };
+        let out = broadcast_shape(sa, sb).expect("the strategy gives broadcastable shapes");
+        let mut t = Tape::new(&[], Mode::InputGrad);
+        let (av, bv) = (t.input(a.clone(), rg.0), t.input(b.clone(), rg.1));
+        let y = t
+            .binary(op, av, bv)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(t.shape(y), &out[..], "{:?} {:?} {:?}", op, sa, sb);
+        let dy = rand_in(&out, seed + 3, -1.0, 1.0).into_data();
+        let (y_ref, da_ref, db_ref) = naive(op, &a, &b, &out, &dy);
+        let what = |q: &str| format!("{q} of {op:?} {sa:?} {sb:?} seed {seed}");
+        prop_close(&what("y"), t.value(y), &f32s(&y_ref), 1e-5)?;
+        let grads = t.backward_seeded(y, &dy, None).unwrap();
+        for (v, rg, want, name) in [(av, rg.0, &da_ref, "da"), (bv, rg.1, &db_ref, "db")] {
+            if rg {
+                prop_close(
+                    &what(name),
+                    &grad_of(&grads, v, &what(name))?,
+                    &f32s(want),
+                    1e-4,
+                )?;
+            } else {
+                prop_assert!(
+                    grads.get(v).is_none(),
+                    "{}: unexpected gradient",
+                    what(name)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn forward_and_backward_match_naive(
+            (sa, sb) in shape_pair(),
+            rg_a in prop::bool::weighted(0.85),
+            rg_b in prop::bool::weighted(0.85),
+            seed in 0u64..1000,
+        ) {
+            for op in [Add, Sub, Mul, Div] {
+                matches_naive(op, &sa, &sb, (rg_a, rg_b), seed)?;
+            }
+        }
+
+        /// Independent random shapes: the op succeeds exactly when NumPy's rule says the
+        /// shapes broadcast, and then matches the naive reference.
+        #[test]
+        fn broadcasts_exactly_when_numpy_does(
+            sa in prop::collection::vec(1usize..4, 0..=3),
+            sb in prop::collection::vec(1usize..4, 0..=3),
+            seed in 0u64..1000,
+        ) {
+            let mut t = Tape::new(&[], Mode::InputGrad);
+            let av = t.input(rand_tensor(&sa, seed), true);
+            let bv = t.input(rand_tensor(&sb, seed + 1), true);
+            let ok = t.add(av, bv).is_ok();
+            prop_assert_eq!(ok, broadcast_shape(&sa, &sb).is_some(), "{:?} {:?}", sa, sb);
+            if ok {
+                matches_naive(Mul, &sa, &sb, (true, true), seed)?;
+            }
+        }
+    }
+
+    /// The same variable on both sides: the two local gradients add up.
+    #[test]
+    fn same_operand_on_both_sides() {
+        let x = rand_in(&[3, 4], 5, 0.5, 2.0);
+        let mut t = Tape::new(&[], Mode::InputGrad);
+        let xv = t.input(x.clone(), true);
+        for (op, want) in [
+            (Mul, x.data().iter().map(|v| 2.0 * v).collect::<Vec<_>>()),
+            (Add, vec![2.0; 12]),
+            (Sub, vec![0.0; 12]),
+            (Div, vec![0.0; 12]),
+        ] {
+            let y = t.binary(op, xv, xv).unwrap();
+            let g = t.backward_seeded(y, &[1.0; 12], None).unwrap();
+            assert!(
+                crate::testing::close(g.get(xv).unwrap(), &want, 1e-6),
+                "{op:?}"
+            );
+        }
+    }
 
     #[test]
     fn gradients_match_finite_differences_with_broadcasting() {

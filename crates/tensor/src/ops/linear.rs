@@ -160,6 +160,144 @@ mod tests {
         }
     }
 
+    /// The tape's linear (fused ReLU or not, bias or not) against naive f64 loops,
+    /// forward and backward. `as_params` puts w and b in a parameter buffer (Train-mode
+    /// tape, gradients into the buffer); otherwise they are tape inputs.
+    fn backward_matches_naive(
+        (n, fin, fout): (usize, usize, usize),
+        bias: bool,
+        relu: bool,
+        as_params: bool,
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        use crate::testing::{f32s, grad_of, prop_close};
+        let x = rand_tensor(&[n, fin], seed);
+        let w = rand_tensor(&[fout, fin], seed + 1);
+        let b = rand_tensor(&[fout], seed + 2);
+        let dy = rand_tensor(&[n, fout], seed + 3).into_data();
+        let mut params = w.data().to_vec();
+        params.extend_from_slice(b.data());
+        let mut t = if as_params {
+            Tape::new(&params, crate::Mode::Train)
+        } else {
+            Tape::new(&[], crate::Mode::InputGrad)
+        };
+        let xv = t.input(x.clone(), true);
+        let (wv, bv) = if as_params {
+            (
+                t.param(0, &[fout, fin]).unwrap(),
+                t.param(fout * fin, &[fout]).unwrap(),
+            )
+        } else {
+            (t.input(w.clone(), true), t.input(b.clone(), true))
+        };
+        let y = t.linear_act(xv, wv, bias.then_some(bv), relu).unwrap();
+        prop_assert_eq!(t.shape(y), &[n, fout]);
+        let mut pg = vec![0.0; params.len()];
+        let grads = t
+            .backward_seeded(y, &dy, as_params.then_some(&mut pg[..]))
+            .unwrap();
+
+        // Naive forward: pre[i, o] = b[o] + sum_k x[i, k] w[o, k], then the ReLU.
+        let (xd, wd) = (x.data(), w.data());
+        let mut pre = vec![0f64; n * fout];
+        for i in 0..n {
+            for o in 0..fout {
+                pre[i * fout + o] = if bias { b.data()[o] as f64 } else { 0.0 }
+                    + (0..fin)
+                        .map(|k| xd[i * fin + k] as f64 * wd[o * fin + k] as f64)
+                        .sum::<f64>();
+            }
+        }
+        let fast = t.value(y);
+        // The ReLU passes the gradient where the pre-activation is positive. Within 1e-3
+        // of the kink, f32 and f64 may disagree on the sign, so there the reference takes
+        // the fast output's decision (y > 0); the value check covers those anyway.
+        let pass: Vec<bool> = (0..n * fout)
+            .map(|e| {
+                !relu
+                    || if pre[e].abs() < 1e-3 {
+                        fast[e] > 0.0
+                    } else {
+                        pre[e] > 0.0
+                    }
+            })
+            .collect();
+        let y_ref: Vec<f64> = pre
+            .iter()
+            .map(|&v| if relu { v.max(0.0) } else { v })
+            .collect();
+        let dy_eff: Vec<f64> = (0..n * fout)
+            .map(|e| if pass[e] { dy[e] as f64 } else { 0.0 })
+            .collect();
+        // Naive backward: dx[i, k] = sum_o dy[i, o] w[o, k], dw[o, k] = sum_i dy[i, o] x[i, k],
+        // db[o] = sum_i dy[i, o].
+        let (mut dx, mut dw, mut db) = (
+            vec![0f64; n * fin],
+            vec![0f64; fout * fin],
+            vec![0f64; fout],
+        );
+        for i in 0..n {
+            for o in 0..fout {
+                let g = dy_eff[i * fout + o];
+                db[o] += g;
+                for k in 0..fin {
+                    dx[i * fin + k] += g * wd[o * fin + k] as f64;
+                    dw[o * fin + k] += g * xd[i * fin + k] as f64;
+                }
+            }
+        }
+        let what = |q: &str| {
+            format!("{q}: n {n} in {fin} out {fout} bias {bias} relu {relu} params {as_params} seed {seed}")
+        };
+        prop_close(&what("y"), fast, &f32s(&y_ref), 1e-5)?;
+        prop_close(&what("dx"), &grad_of(&grads, xv, "dx")?, &f32s(&dx), 1e-4)?;
+        let (dw_got, db_got) = if as_params {
+            (pg[..fout * fin].to_vec(), Some(pg[fout * fin..].to_vec()))
+        } else {
+            (
+                grad_of(&grads, wv, "dw")?,
+                grads.get(bv).map(|g| g.to_vec()),
+            )
+        };
+        prop_close(&what("dw"), &dw_got, &f32s(&dw), 1e-4)?;
+        if bias {
+            prop_close(&what("db"), &db_got.unwrap_or_default(), &f32s(&db), 1e-4)?;
+        } else if as_params {
+            prop_assert!(
+                db_got.unwrap().iter().all(|&v| v == 0.0),
+                "{}",
+                what("unused bias got a gradient")
+            );
+        } else {
+            prop_assert!(db_got.is_none(), "{}", what("unused bias got a gradient"));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn forward_and_backward_match_naive(
+            n in 1usize..9, fin in 1usize..70, fout in 1usize..40,
+            bias: bool, relu: bool, as_params: bool, seed in 0u64..500,
+        ) {
+            backward_matches_naive((n, fin, fout), bias, relu, as_params, seed)?;
+        }
+    }
+
+    /// Shapes above the parallel GEMM threshold, on a 3-thread pool (row and column
+    /// splits, transposed operands in the backward).
+    #[test]
+    fn large_shapes_on_the_parallel_paths() {
+        crate::threads::pool(3).unwrap().install(|| {
+            for shape in [(4, 300, 300), (300, 40, 30), (256, 512, 10)] {
+                backward_matches_naive(shape, true, true, true, 3).unwrap();
+                backward_matches_naive(shape, true, false, false, 4).unwrap();
+            }
+        });
+    }
+
     #[test]
     fn gradients_match_finite_differences() {
         let ins = [

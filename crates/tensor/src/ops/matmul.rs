@@ -55,7 +55,98 @@ pub(crate) fn backward(s: &Saved, _out: Var, dc: &[f32], v: Values, g: &mut Grad
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{check_grads, rand_tensor};
+    use crate::testing::{check_grads, f32s, grad_of, prop_close, rand_tensor};
+    use crate::{Mode, Tape};
+    use proptest::prelude::*;
+
+    /// Naive f64 reference: `c[i, j] = sum_p a[i, p] b[p, j]`, and the gradients of
+    /// `sum(c * dc)`: `da[i, p] = sum_j dc[i, j] b[p, j]`, `db[p, j] = sum_i a[i, p] dc[i, j]`.
+    #[allow(clippy::type_complexity)]
+    fn naive(
+        a: &[f32],
+        b: &[f32],
+        dc: &[f32],
+        (m, k, n): (usize, usize, usize),
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (mut c, mut da, mut db) = (vec![0f64; m * n], vec![0f64; m * k], vec![0f64; k * n]);
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    let (x, y, g) = (
+                        a[i * k + p] as f64,
+                        b[p * n + j] as f64,
+                        dc[i * n + j] as f64,
+                    );
+                    c[i * n + j] += x * y;
+                    da[i * k + p] += g * y;
+                    db[p * n + j] += g * x;
+                }
+            }
+        }
+        (c, da, db)
+    }
+
+    /// The tape's matmul, forward and both gradients, against [`naive`].
+    fn matches_naive(
+        (m, k, n): (usize, usize, usize),
+        rg: (bool, bool),
+        seed: u64,
+    ) -> Result<(), TestCaseError> {
+        let (a, b) = (rand_tensor(&[m, k], seed), rand_tensor(&[k, n], seed + 1));
+        let dc = rand_tensor(&[m, n], seed + 2).into_data();
+        let mut t = Tape::new(&[], Mode::InputGrad);
+        let (av, bv) = (t.input(a.clone(), rg.0), t.input(b.clone(), rg.1));
+        let c = t.matmul(av, bv).unwrap();
+        prop_assert_eq!(t.shape(c), &[m, n]);
+        let grads = t.backward_seeded(c, &dc, None).unwrap();
+        let (c_ref, da_ref, db_ref) = naive(a.data(), b.data(), &dc, (m, k, n));
+        let what = |q: &str| format!("{q}: {m}x{k}x{n} seed {seed}");
+        prop_close(&what("c"), t.value(c), &f32s(&c_ref), 1e-5)?;
+        for (v, rg, want, name) in [(av, rg.0, &da_ref, "da"), (bv, rg.1, &db_ref, "db")] {
+            if rg {
+                prop_close(&what(name), &grad_of(&grads, v, name)?, &f32s(want), 1e-4)?;
+            } else {
+                prop_assert!(
+                    grads.get(v).is_none(),
+                    "{}: unexpected gradient",
+                    what(name)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn forward_and_backward_match_naive(
+            m in 1usize..40, k in 1usize..70, n in 1usize..40,
+            rg_a in prop::bool::weighted(0.85), rg_b in prop::bool::weighted(0.85),
+            seed in 0u64..1000,
+        ) {
+            matches_naive((m, k, n), (rg_a, rg_b), seed)?;
+        }
+    }
+
+    /// Shapes above the parallel threshold, on a 3-thread pool: the forward and both
+    /// backward GEMMs (with transposed operands) take the row split and the column split.
+    #[test]
+    fn large_shapes_on_the_parallel_paths() {
+        crate::threads::pool(3).unwrap().install(|| {
+            for mkn in [(3, 300, 400), (300, 5, 400), (200, 80, 30)] {
+                matches_naive(mkn, (true, true), 7).unwrap();
+            }
+        });
+    }
+
+    /// Empty dimensions: an empty inner dimension gives zeros, empty outer ones empty
+    /// outputs, and no gradient panics.
+    #[test]
+    fn empty_dimensions() {
+        for mkn in [(2, 0, 3), (0, 3, 2), (2, 3, 0)] {
+            matches_naive(mkn, (true, true), 1).unwrap();
+        }
+    }
 
     #[test]
     fn gradients_match_finite_differences() {

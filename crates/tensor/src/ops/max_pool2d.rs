@@ -51,7 +51,7 @@ impl PoolGeom {
 pub fn forward(g: &PoolGeom, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
     let (hw, ohw) = (g.h * g.w, g.oh * g.ow);
     let mut y = crate::scratch::take(g.planes * ohw);
-    let mut arg = vec![0u32; g.planes * ohw];
+    let mut arg = crate::scratch::take_u32(g.planes * ohw);
     if ohw == 0 {
         return (y, arg);
     }
@@ -136,10 +136,23 @@ pub(crate) struct Saved {
     argmax: Vec<u32>,
 }
 
+impl Drop for Saved {
+    fn drop(&mut self) {
+        crate::scratch::give_u32(std::mem::take(&mut self.argmax));
+    }
+}
+
 impl Tape<'_> {
     pub fn max_pool2d(&mut self, x: Var, kernel: usize, stride: usize) -> Result<Var> {
         let g = PoolGeom::new("max_pool2d", self.shape(x), kernel, stride)?;
         let (y, argmax) = forward(&g, self.value(x));
+        // Without a backward, the indices go straight back to the pool.
+        let argmax = if self.requires_grad(x) {
+            argmax
+        } else {
+            crate::scratch::give_u32(argmax);
+            Vec::new()
+        };
         let shape = g.out_shape(self.shape(x));
         Ok(self.record("max_pool2d", shape, y, &[x], || {
             Op::MaxPool2d(Saved { x, geom: g, argmax })
