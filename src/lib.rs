@@ -1,2 +1,4 @@
+//! rcc: robust CNN compression. Re-exports the workspace crates (and owns the benches).
+pub use rcc_data as data;
 pub use rcc_nn as nn;
 pub use rcc_tensor as tensor;
