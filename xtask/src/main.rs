@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod check_reference;
+mod fetch_data;
+mod cli;
+mod eval;
+mod train;
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
 
@@ -13,12 +17,30 @@ commands:
   check-reference FILE... [--tol T]   check the engine against PyTorch reference files
                                       (../shared/reference/*.safetensors); exits non-zero
                                       if any tensor's relative error exceeds T (default 1e-4)
+  fetch-data [--dataset D] [--from DIR] [--data DIR]
+                                      fetch and SHA-256-verify D = mnist, fashion-mnist,
+                                      cifar10 or all (default; comma lists work) into DIR
+                                      (default datasets/, or $RCC_DATA), downloading from
+                                      the official sites or copying from a mirror (--from)
+  train [--config FILE] [--dataset D] [--arch A] [--epochs N] [--batch B]
+        [--optimizer sgd|adam] [--lr LR] [--momentum M] [--nesterov true|false]
+        [--weight-decay WD] [--schedule constant|step:EVERY:GAMMA|cosine[:MIN]]
+        [--seed S] [--val N] [--augment true|false] [--threads T] [--out DIR]
+        [--data DIR] | --resume DIR
+                                      train a model (defaults: lenet_adv:4 on MNIST,
+                                      5 epochs, SGD 0.05 cosine); writes DIR/model.safetensors,
+                                      metrics.jsonl, config.txt, checkpoint.safetensors
+  eval --model FILE [--dataset D] [--arch A] [--limit N] [--threads T] [--json]
+                                      test accuracy of a model file
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("check-reference") => check_reference::run(&args[1..]),
+        Some("fetch-data") => fetch_data::run(&args[1..]),
+        Some("train") => train::run(&args[1..]),
+        Some("eval") => eval::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

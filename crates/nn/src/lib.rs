@@ -6,6 +6,7 @@
 //! both ways between rcc and PyTorch.
 
 pub mod arch;
+pub mod checkpoint;
 pub mod error;
 pub mod layers;
 pub mod model;

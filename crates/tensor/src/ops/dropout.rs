@@ -40,8 +40,50 @@ pub(crate) fn backward(s: &Saved, _out: Var, dy: &[f32], _v: Values, g: &mut Gra
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{check_grads, rand_tensor};
-    use rand::SeedableRng;
+    use crate::testing::{check_grads, grad_of, rand_tensor};
+    use crate::{Mode, Tape};
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Random shapes and p: the mask is one draw of `rng.gen::<f32>()` per element in
+        /// row-major order (dropped when below p, else scaled by 1/(1-p)); the same seed
+        /// gives the same output; `y = x * mask` and `dx = dy * mask`, exactly.
+        #[test]
+        fn forward_and_backward_match_naive(
+            shape in prop::collection::vec(1usize..7, 0..=4),
+            p in prop_oneof![1 => Just(0.0f32), 4 => 0.0f32..0.95],
+            seed in 0u64..1000,
+        ) {
+            let x = rand_tensor(&shape, seed);
+            let dy = rand_tensor(&shape, seed + 1).into_data();
+            let run = || {
+                let mut t = Tape::new(&[], Mode::InputGrad);
+                let xv = t.input(x.clone(), true);
+                let y = t.dropout(xv, p, &mut rand::rngs::StdRng::seed_from_u64(seed + 2)).unwrap();
+                let grads = t.backward_seeded(y, &dy, None).unwrap();
+                (t.shape(y).to_vec(), t.value(y).to_vec(), grad_of(&grads, xv, "dx"))
+            };
+            let (ys, y, dx) = run();
+            let dx = dx?;
+            let (_, y2, _) = run();
+            prop_assert_eq!(&ys, &shape);
+            prop_assert_eq!(&y, &y2, "same seed, different output");
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 2);
+            let scale = 1.0 / (1.0 - p);
+            let mask: Vec<f32> = (0..x.numel())
+                .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
+                .collect();
+            if p == 0.0 {
+                prop_assert_eq!(&y, x.data(), "p = 0 is the identity");
+            }
+            for i in 0..x.numel() {
+                prop_assert_eq!(y[i], x.data()[i] * mask[i], "y[{}]", i);
+                prop_assert_eq!(dx[i], dy[i] * mask[i], "dx[{}]", i);
+            }
+        }
+    }
 
     #[test]
     fn gradients_match_finite_differences() {

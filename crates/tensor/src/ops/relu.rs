@@ -46,7 +46,41 @@ pub(crate) fn backward(s: &Saved, out: Var, dy: &[f32], v: Values, g: &mut GradS
 
 #[cfg(test)]
 mod tests {
-    use crate::testing::{away_from_zero, check_grads};
+    use crate::testing::{away_from_zero, check_grads, grad_of, rand_in, rand_tensor};
+    use crate::{Mode, Tape, Tensor};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Random NCHW shapes, some above the kernel's parallel chunk (2^14), with exact
+        /// zeros (both signs) sprinkled in: `y = x if x > 0 else 0` and
+        /// `dx = dy if x > 0 else 0`, exactly (no arithmetic to round).
+        #[test]
+        fn forward_and_backward_match_naive(
+            n in 1usize..5, c in 1usize..6, h in 1usize..40, w in 1usize..40,
+            seed in 0u64..1000,
+        ) {
+            let shape = [n, c, h, w];
+            let r = rand_in(&shape, seed, -1.0, 1.0);
+            let x = Tensor::from_fn(&shape, |i| match i % 17 {
+                3 => 0.0,
+                11 => -0.0,
+                _ => r.data()[i],
+            });
+            let dy = rand_tensor(&shape, seed + 1).into_data();
+            let mut t = Tape::new(&[], Mode::InputGrad);
+            let xv = t.input(x.clone(), true);
+            let y = t.relu(xv).unwrap();
+            prop_assert_eq!(t.shape(y), &shape);
+            let grads = t.backward_seeded(y, &dy, None).unwrap();
+            let dx = grad_of(&grads, xv, "dx")?;
+            for (i, &v) in x.data().iter().enumerate() {
+                let (y_ref, dx_ref) = if v > 0.0 { (v, dy[i]) } else { (0.0, 0.0) };
+                prop_assert_eq!(t.value(y)[i], y_ref, "y[{}] at x = {}", i, v);
+                prop_assert_eq!(dx[i], dx_ref, "dx[{}] at x = {}", i, v);
+            }
+        }
+    }
 
     #[test]
     fn gradients_match_finite_differences() {

@@ -1,0 +1,479 @@
+//! `cargo xtask train`: natural training with progress, metrics, atomic checkpoints and
+//! resume (adversarial training and compression plug into this loop in later issues).
+//!
+//! A run is described by one `key = value` file (`--config FILE`, flags override it),
+//! which is written, resolved, into the run folder as `config.txt`. The run folder then
+//! holds `model.safetensors` (the final model, with the arch and training facts in its
+//! metadata), `metrics.jsonl` (one line per epoch) and `checkpoint.safetensors` (written
+//! atomically at each epoch end). `--resume DIR` continues a killed run from its last
+//! checkpoint; with the same seed and thread count the finished model is bit-identical
+//! to an uninterrupted run, because every random stream is derived from (seed, epoch).
+
+use crate::cli::{data_dir, parse_value, workspace_root, Cli};
+use crate::eval::evaluate;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rcc_data::{epoch_order, Dataset, DatasetKind, Split};
+use rcc_nn::optim::{Adam, LrSchedule, Optimizer, Sgd};
+use rcc_nn::{checkpoint, Arch, Loss, Model};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Everything that defines a run. `key = value` text round-trips through
+/// [`TrainConfig::to_text`] and [`TrainConfig::set`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    pub dataset: DatasetKind,
+    pub arch: Arch,
+    pub epochs: usize,
+    pub batch: usize,
+    pub optimizer: String,
+    pub lr: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub weight_decay: f32,
+    pub schedule: String,
+    pub seed: u64,
+    /// Training images held out for validation (taken from the training set, seeded).
+    pub val: usize,
+    /// CIFAR-style augmentation (random crop with 4-pixel padding, horizontal flip).
+    pub augment: bool,
+}
+
+impl Default for TrainConfig {
+    /// What `cargo xtask train` with no flags runs: lenet_adv:4 on MNIST, a few minutes.
+    fn default() -> Self {
+        TrainConfig {
+            dataset: DatasetKind::Mnist,
+            arch: Arch::LenetAdv(4),
+            epochs: 5,
+            batch: 128,
+            optimizer: "sgd".into(),
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 5e-4,
+            schedule: "cosine".into(),
+            seed: 1,
+            val: 0,
+            augment: false,
+        }
+    }
+}
+
+/// Config keys, which are also the `--flags` of `cargo xtask train`.
+pub const KEYS: [&str; 13] = ["dataset", "arch", "epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight-decay", "schedule", "seed", "val", "augment"];
+
+impl TrainConfig {
+    pub fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
+        match key {
+            "dataset" => {
+                self.dataset = v.parse().map_err(|e| format!("dataset: {e}"))?;
+                self.augment = self.dataset == DatasetKind::Cifar10;
+            }
+            "arch" => self.arch = v.parse().map_err(|e| format!("arch: {e}"))?,
+            "epochs" => self.epochs = parse_value(key, v)?,
+            "batch" => self.batch = parse_value(key, v)?,
+            "optimizer" => match v {
+                "sgd" | "adam" => self.optimizer = v.into(),
+                _ => return Err(format!("optimizer: {v:?} is not sgd or adam")),
+            },
+            "lr" => self.lr = parse_value(key, v)?,
+            "momentum" => self.momentum = parse_value(key, v)?,
+            "nesterov" => self.nesterov = parse_value(key, v)?,
+            "weight-decay" => self.weight_decay = parse_value(key, v)?,
+            "schedule" => {
+                LrSchedule::parse(v).map_err(|e| e.to_string())?;
+                self.schedule = v.into();
+            }
+            "seed" => self.seed = parse_value(key, v)?,
+            "val" => self.val = parse_value(key, v)?,
+            "augment" => self.augment = parse_value(key, v)?,
+            _ => return Err(format!("unknown config key {key:?} (known: {})", KEYS.join(", "))),
+        }
+        if self.batch == 0 || self.epochs == 0 || !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err("epochs and batch must be at least 1 and lr a positive number".into());
+        }
+        Ok(())
+    }
+
+    /// Applies a `key = value` file (`#` starts a comment).
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or(format!("{}:{}: expected key = value, got {line:?}", path.display(), i + 1))?;
+            self.set(k.trim(), v.trim()).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        }
+        Ok(())
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("# rcc training run (cargo xtask train --config this-file)\n");
+        let vals = [
+            self.dataset.to_string(),
+            self.arch.to_string(),
+            self.epochs.to_string(),
+            self.batch.to_string(),
+            self.optimizer.clone(),
+            self.lr.to_string(),
+            self.momentum.to_string(),
+            self.nesterov.to_string(),
+            self.weight_decay.to_string(),
+            self.schedule.clone(),
+            self.seed.to_string(),
+            self.val.to_string(),
+            self.augment.to_string(),
+        ];
+        for (k, v) in KEYS.iter().zip(vals) {
+            let _ = writeln!(s, "{k} = {v}");
+        }
+        s
+    }
+
+    fn optimizer_for(&self, n: usize) -> Result<Optimizer, String> {
+        Ok(match self.optimizer.as_str() {
+            "adam" => Optimizer::Adam(Adam::new(n, 0.9, 0.999, 1e-8, self.weight_decay).map_err(|e| e.to_string())?),
+            _ => Optimizer::Sgd(Sgd::new(n, self.momentum, self.nesterov, self.weight_decay).map_err(|e| e.to_string())?),
+        })
+    }
+}
+
+/// Seed of epoch `epoch`'s random streams (dropout, augmentation); the sample order
+/// comes from [`epoch_order`] with the run seed.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    // SplitMix64 of (seed, epoch): well-mixed, and distinct from the order's stream.
+    let mut z = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The datasets of a run: (train, held-out validation if any, test).
+pub struct RunData {
+    pub train: Dataset,
+    pub val: Option<Dataset>,
+    pub test: Dataset,
+}
+
+impl RunData {
+    pub fn load(cfg: &TrainConfig, dir: &Path) -> Result<RunData, String> {
+        let full = Dataset::load(cfg.dataset, Split::Train, dir).map_err(|e| e.to_string())?;
+        let test = Dataset::load(cfg.dataset, Split::Test, dir).map_err(|e| e.to_string())?;
+        let (train, val) = if cfg.val > 0 {
+            let (t, v) = full.split_validation(cfg.val, cfg.seed).map_err(|e| e.to_string())?;
+            (t, Some(v))
+        } else {
+            (full, None)
+        };
+        Ok(RunData { train, val, test })
+    }
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug)]
+pub struct RunResult {
+    pub model: Model,
+    pub epochs_done: usize,
+    pub test_acc: f64,
+}
+
+/// Index of the largest value (the first on ties), i.e. the predicted class.
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best })
+}
+
+fn fmt_duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}
+
+/// Trains `cfg` in `out`, from its checkpoint if `resume`, for at most `stop_after`
+/// epochs in this call (tests use it to simulate a kill). `quiet` silences progress.
+pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool, stop_after: Option<usize>, quiet: bool) -> Result<RunResult, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let ckpt = out.join("checkpoint.safetensors");
+    let mut model = Model::new(cfg.arch, cfg.seed);
+    let mut opt = cfg.optimizer_for(model.params.len())?;
+    let schedule = LrSchedule::parse(&cfg.schedule).map_err(|e| e.to_string())?;
+    let mut start = 0;
+    if resume {
+        start = checkpoint::load(&ckpt, &mut model, &mut opt).map_err(|e| format!("cannot resume: {e}"))?;
+        if !quiet {
+            eprintln!("resuming {} after epoch {start}/{}", out.display(), cfg.epochs);
+        }
+    } else {
+        std::fs::write(out.join("config.txt"), cfg.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
+        let _ = std::fs::remove_file(out.join("metrics.jsonl"));
+    }
+    let config_text = cfg.to_text();
+    let n = data.train.len();
+    let steps = n.div_ceil(cfg.batch);
+    let mut grads = vec![0.0f32; model.params.len()];
+    let mut test_acc = f64::NAN;
+    let end = stop_after.map_or(cfg.epochs, |s| (start + s).min(cfg.epochs));
+    let run_start = Instant::now();
+    let mut samples_done = 0usize;
+    for epoch in start..end {
+        let lr = schedule.lr(cfg.lr, epoch, cfg.epochs);
+        let order = epoch_order(n, cfg.seed, epoch);
+        let mut rng = StdRng::seed_from_u64(epoch_seed(cfg.seed, epoch));
+        let t0 = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let mut last_print = Instant::now();
+        for (step, idx) in order.chunks(cfg.batch).enumerate() {
+            let (x, labels) = if cfg.augment { data.train.batch(idx, Some(&mut rng)) } else { data.train.batch(idx, None) };
+            grads.fill(0.0);
+            let out = model.train_grad(&x, &labels, &Loss::CrossEntropy, &mut grads, &mut rng).map_err(|e| e.to_string())?;
+            if !out.loss.is_finite() {
+                return Err(format!(
+                    "the loss became {} at epoch {} step {}; stopped. The last good checkpoint is {} ({} epochs done). Try a lower --lr (now {lr}).",
+                    out.loss,
+                    epoch + 1,
+                    step + 1,
+                    ckpt.display(),
+                    epoch
+                ));
+            }
+            opt.step(&mut model.params, &grads, lr);
+            loss_sum += out.loss as f64 * labels.len() as f64;
+            let k = out.logits.len() / labels.len();
+            correct += out.logits.chunks(k).zip(&labels).filter(|(row, &y)| argmax(row) == y).count();
+            seen += labels.len();
+            samples_done += labels.len();
+            if !quiet && (last_print.elapsed().as_secs_f64() > 1.0 || step + 1 == steps) {
+                last_print = Instant::now();
+                let rate = seen as f64 / t0.elapsed().as_secs_f64();
+                let remaining = (end - epoch) as f64 * n as f64 - seen as f64;
+                eprint!(
+                    "\repoch {}/{} step {}/{} loss {:.4} acc {:.2}% {:.0} samples/s ETA {}   ",
+                    epoch + 1,
+                    cfg.epochs,
+                    step + 1,
+                    steps,
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    rate,
+                    fmt_duration(remaining / rate)
+                );
+            }
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        let (acc, test_loss) = evaluate(&model, &data.test, 1000)?;
+        let val = data.val.as_ref().map(|v| evaluate(&model, v, 1000)).transpose()?;
+        test_acc = acc;
+        let mut line = format!(
+            "{{\"epoch\":{},\"lr\":{lr},\"train_loss\":{:.6},\"train_acc\":{:.6},\"test_loss\":{test_loss:.6},\"test_acc\":{acc:.6}",
+            epoch + 1,
+            loss_sum / seen as f64,
+            correct as f64 / seen as f64
+        );
+        if let Some((va, vl)) = val {
+            let _ = write!(line, ",\"val_loss\":{vl:.6},\"val_acc\":{va:.6}");
+        }
+        let _ = write!(line, ",\"seconds\":{train_secs:.3},\"samples_per_s\":{:.1}}}", seen as f64 / train_secs);
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl")).map_err(|e| e.to_string())?;
+        writeln!(f, "{line}").map_err(|e| e.to_string())?;
+        checkpoint::save(&ckpt, &model, &opt, epoch + 1, &[("config", &config_text)]).map_err(|e| e.to_string())?;
+        if !quiet {
+            eprintln!();
+            let val_txt = val.map_or(String::new(), |(va, _)| format!(", val acc {:.2}%", 100.0 * va));
+            println!(
+                "epoch {}/{}: train loss {:.4}, train acc {:.2}%, test acc {:.2}%{val_txt}, {:.1} s ({:.0} samples/s)",
+                epoch + 1,
+                cfg.epochs,
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64,
+                100.0 * acc,
+                train_secs,
+                seen as f64 / train_secs
+            );
+        }
+        if 100.0 * correct as f64 / seen as f64 <= 100.0 / 9.0 && epoch + 1 >= 2 && !quiet {
+            eprintln!("warning: training accuracy is at chance level (a collapse to one class?)");
+        }
+    }
+    if !quiet && samples_done > 0 {
+        eprintln!("trained {samples_done} samples in {}", fmt_duration(run_start.elapsed().as_secs_f64()));
+    }
+    Ok(RunResult { model, epochs_done: end, test_acc })
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode, String> {
+    let mut valued: Vec<&str> = KEYS.to_vec();
+    valued.extend(["config", "out", "resume", "threads", "data"]);
+    let cli = Cli::parse(args, &valued, &[])?;
+    let (cfg, out, resume) = match cli.get("resume") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let mut cfg = TrainConfig::default();
+            cfg.apply_file(&dir.join("config.txt"))?;
+            if let Some((k, _)) = cli.pairs().find(|(k, _)| KEYS.contains(k) || *k == "config" || *k == "out") {
+                return Err(format!("--resume continues a run as configured in its config.txt; --{k} cannot change it"));
+            }
+            (cfg, dir, true)
+        }
+        None => {
+            let mut cfg = TrainConfig::default();
+            if let Some(file) = cli.get("config") {
+                cfg.apply_file(Path::new(file))?;
+            }
+            for (k, v) in cli.pairs() {
+                if KEYS.contains(&k) {
+                    cfg.set(k, v)?;
+                }
+            }
+            let out = cli.get("out").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("runs").join(format!("{}-{}-s{}", cfg.dataset, cfg.arch.to_string().replace(':', ""), cfg.seed)));
+            (cfg, out, false)
+        }
+    };
+    if resume && !out.join("checkpoint.safetensors").exists() {
+        return Err(format!("{}: no checkpoint.safetensors to resume from", out.display()));
+    }
+    let threads = cli.num::<usize>("threads")?.unwrap_or(0);
+    let pool = rcc_tensor::threads::pool(threads).map_err(|e| e.to_string())?;
+    let data = RunData::load(&cfg, &data_dir(cli.get("data")))?;
+    if data.train.shape != cfg.arch.input_shape() {
+        return Err(format!("arch {} takes {:?} images, dataset {} has {:?}", cfg.arch, cfg.arch.input_shape(), cfg.dataset, data.train.shape));
+    }
+    println!(
+        "training {} on {} ({} train, {} test images), {} epochs, batch {}, {} lr {} ({}), seed {}, {} threads -> {}",
+        cfg.arch,
+        cfg.dataset,
+        data.train.len(),
+        data.test.len(),
+        cfg.epochs,
+        cfg.batch,
+        cfg.optimizer,
+        cfg.lr,
+        cfg.schedule,
+        cfg.seed,
+        pool.current_num_threads(),
+        out.display()
+    );
+    let t0 = Instant::now();
+    let result = pool.install(|| run_training(&cfg, &data, &out, resume, None, false))?;
+    let model_path = out.join("model.safetensors");
+    let meta = [
+        ("dataset", cfg.dataset.to_string()),
+        ("epochs", result.epochs_done.to_string()),
+        ("seed", cfg.seed.to_string()),
+        ("test_acc", format!("{:.6}", result.test_acc)),
+        ("config", cfg.to_text()),
+    ];
+    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    result.model.save(&model_path, &meta).map_err(|e| e.to_string())?;
+    println!("test accuracy {:.2}% after {} epochs ({})", 100.0 * result.test_acc, result.epochs_done, fmt_duration(t0.elapsed().as_secs_f64()));
+    println!("model written to {}", model_path.display());
+    println!("evaluate it with: cargo xtask eval --model {} --dataset {}", model_path.display(), cfg.dataset);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small synthetic MNIST-shaped dataset whose label is learnable (it is encoded in
+    /// the brightness of one image row).
+    fn synthetic(n: usize, seed: u64) -> Dataset {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut images = vec![0u8; n * 784];
+        let mut labels = vec![0u8; n];
+        for i in 0..n {
+            let y = rng.gen_range(0..10u8);
+            labels[i] = y;
+            for (j, px) in images[i * 784..(i + 1) * 784].iter_mut().enumerate() {
+                *px = if j / 28 == 2 * y as usize + 4 { 200 + rng.gen_range(0..50) } else { rng.gen_range(0..60) };
+            }
+        }
+        Dataset { kind: DatasetKind::Mnist, shape: [1, 28, 28], images, labels, class_names: (0..10).map(|c| c.to_string()).collect() }
+    }
+
+    fn temp_run(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rcc-train-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn small_config() -> TrainConfig {
+        TrainConfig { arch: Arch::LenetAdv(1), epochs: 3, batch: 50, lr: 0.05, ..TrainConfig::default() }
+    }
+
+    #[test]
+    fn config_text_round_trips_and_rejects_unknown_keys() {
+        let mut cfg = TrainConfig::default();
+        cfg.set("schedule", "step:2:0.5").unwrap();
+        cfg.set("optimizer", "adam").unwrap();
+        let path = temp_run("cfg").with_extension("txt");
+        std::fs::write(&path, cfg.to_text()).unwrap();
+        let mut back = TrainConfig::default();
+        back.apply_file(&path).unwrap();
+        assert_eq!(back, cfg);
+        assert!(TrainConfig::default().set("learning_rate", "1").unwrap_err().contains("unknown config key"));
+        assert!(TrainConfig::default().set("optimizer", "rmsprop").is_err());
+        assert!(TrainConfig::default().set("lr", "-1").is_err());
+    }
+
+    /// A run stopped after an epoch (the on-disk state of a killed run) and resumed ends
+    /// bit-identical to an uninterrupted run.
+    #[test]
+    fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+        let data = RunData { train: synthetic(600, 1), val: None, test: synthetic(200, 2) };
+        let cfg = small_config();
+        let (a, b) = (temp_run("whole"), temp_run("killed"));
+        let whole = run_training(&cfg, &data, &a, false, None, true).unwrap();
+        let first = run_training(&cfg, &data, &b, false, Some(1), true).unwrap();
+        assert_eq!(first.epochs_done, 1);
+        let resumed = run_training(&cfg, &data, &b, true, None, true).unwrap();
+        assert_eq!(resumed.epochs_done, 3);
+        let bits = |m: &Model| m.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&whole.model), bits(&resumed.model));
+        let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+        let strip_times = |s: String| s.lines().map(|l| l.split(",\"seconds\"").next().unwrap().to_string()).collect::<Vec<_>>();
+        assert_eq!(strip_times(metrics(&a)), strip_times(metrics(&b)));
+        assert!(whole.test_acc > 0.5, "the synthetic task is learnable: {}", whole.test_acc);
+    }
+
+    #[test]
+    fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+        let data = RunData { train: synthetic(300, 3), val: None, test: synthetic(100, 4) };
+        // Epoch 1 trains normally, epoch 2's learning rate is absurd.
+        let cfg = TrainConfig { schedule: "step:1:1e12".into(), ..small_config() };
+        let dir = temp_run("nan");
+        let err = run_training(&cfg, &data, &dir, false, None, true).unwrap_err();
+        assert!(err.contains("epoch 2") && err.contains("checkpoint.safetensors") && err.contains("1 epochs done"), "{err}");
+        let mut m = Model::new(cfg.arch, 0);
+        let mut opt = cfg.optimizer_for(m.params.len()).unwrap();
+        assert_eq!(checkpoint::load(&dir.join("checkpoint.safetensors"), &mut m, &mut opt).unwrap(), 1);
+        assert!(m.params.iter().all(|v| v.is_finite()));
+    }
+
+    /// One epoch of lenet_adv:2 on real MNIST reaches 97% (skipped without the data).
+    #[test]
+    fn one_epoch_of_lenet_adv2_on_mnist_reaches_97_percent() {
+        let dir = crate::cli::data_dir(None);
+        let dir = if dir.join("mnist").exists() { dir } else { workspace_root().join("../shared/datasets") };
+        let cfg = TrainConfig { arch: Arch::LenetAdv(2), epochs: 1, ..TrainConfig::default() };
+        let data = match RunData::load(&cfg, &dir) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("skipped: MNIST not available ({e})");
+                return;
+            }
+        };
+        let r = run_training(&cfg, &data, &temp_run("mnist"), false, None, true).unwrap();
+        println!("lenet_adv:2, 1 epoch: test accuracy {:.2}%", 100.0 * r.test_acc);
+        assert!(r.test_acc >= 0.97, "{}", r.test_acc);
+    }
+}
