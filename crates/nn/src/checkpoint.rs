@@ -14,13 +14,21 @@ use std::path::Path;
 
 /// Writes the checkpoint of `model` and `opt` after `epochs_done` epochs. `metadata` is
 /// stored beside (e.g. the run's resolved configuration).
-pub fn save(path: &Path, model: &Model, opt: &Optimizer, epochs_done: usize, metadata: &[(&str, &str)]) -> Result<()> {
+pub fn save(
+    path: &Path,
+    model: &Model,
+    opt: &Optimizer,
+    epochs_done: usize,
+    metadata: &[(&str, &str)],
+) -> Result<()> {
     let mut st = model.to_safetensors(metadata)?;
     for (name, state) in opt.state() {
         st.push_f32(&format!("optimizer.{name}"), &[state.len()], state.to_vec())?;
     }
-    st.metadata.insert("format".into(), "rcc-checkpoint-v1".into());
-    st.metadata.insert("epochs_done".into(), epochs_done.to_string());
+    st.metadata
+        .insert("format".into(), "rcc-checkpoint-v1".into());
+    st.metadata
+        .insert("epochs_done".into(), epochs_done.to_string());
     if let Optimizer::Adam(a) = opt {
         st.metadata.insert("adam_t".into(), a.t.to_string());
     }
@@ -32,7 +40,11 @@ pub fn save(path: &Path, model: &Model, opt: &Optimizer, epochs_done: usize, met
 pub fn load(path: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<usize> {
     let st = SafeTensors::read(path)?;
     if st.metadata.get("format").map(String::as_str) != Some("rcc-checkpoint-v1") {
-        return file_err(path, "__metadata__.format", "expected an rcc checkpoint (rcc-checkpoint-v1)");
+        return file_err(
+            path,
+            "__metadata__.format",
+            "expected an rcc checkpoint (rcc-checkpoint-v1)",
+        );
     }
     let loaded = Model::from_safetensors(&st, path, model.arch(), false)?;
     let n = model.params.len();
@@ -49,8 +61,16 @@ pub fn load(path: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<usize
 }
 
 fn meta_num<T: std::str::FromStr>(st: &SafeTensors, path: &Path, key: &str) -> Result<T> {
-    let v = st.metadata.get(key).ok_or_else(|| Error::File { path: path.into(), field: format!("__metadata__.{key}"), problem: "missing".into() })?;
-    v.parse().map_err(|_| Error::File { path: path.into(), field: format!("__metadata__.{key}"), problem: format!("{v:?} is not a number") })
+    let v = st.metadata.get(key).ok_or_else(|| Error::File {
+        path: path.into(),
+        field: format!("__metadata__.{key}"),
+        problem: "missing".into(),
+    })?;
+    v.parse().map_err(|_| Error::File {
+        path: path.into(),
+        field: format!("__metadata__.{key}"),
+        problem: format!("{v:?} is not a number"),
+    })
 }
 
 #[cfg(test)]
@@ -65,15 +85,27 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("checkpoint.safetensors");
         let mut m = Model::new(Arch::Vgg16(1), 3);
-        m.buffers.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32);
-        for mut opt in [Optimizer::Sgd(Sgd::new(m.params.len(), 0.9, false, 0.0).unwrap()), Optimizer::Adam(Adam::new(m.params.len(), 0.9, 0.999, 1e-8, 0.0).unwrap())] {
-            let grads: Vec<f32> = (0..m.params.len()).map(|i| (i % 13) as f32 * 0.01).collect();
+        m.buffers
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as f32);
+        for mut opt in [
+            Optimizer::Sgd(Sgd::new(m.params.len(), 0.9, false, 0.0).unwrap()),
+            Optimizer::Adam(Adam::new(m.params.len(), 0.9, 0.999, 1e-8, 0.0).unwrap()),
+        ] {
+            let grads: Vec<f32> = (0..m.params.len())
+                .map(|i| (i % 13) as f32 * 0.01)
+                .collect();
             opt.step(&mut m.params, &grads, 0.1);
             save(&path, &m, &opt, 7, &[("note", "x")]).unwrap();
             let mut m2 = Model::new(Arch::Vgg16(1), 99);
             let mut opt2 = match &opt {
-                Optimizer::Sgd(_) => Optimizer::Sgd(Sgd::new(m.params.len(), 0.9, false, 0.0).unwrap()),
-                Optimizer::Adam(_) => Optimizer::Adam(Adam::new(m.params.len(), 0.9, 0.999, 1e-8, 0.0).unwrap()),
+                Optimizer::Sgd(_) => {
+                    Optimizer::Sgd(Sgd::new(m.params.len(), 0.9, false, 0.0).unwrap())
+                }
+                Optimizer::Adam(_) => {
+                    Optimizer::Adam(Adam::new(m.params.len(), 0.9, 0.999, 1e-8, 0.0).unwrap())
+                }
             };
             assert_eq!(load(&path, &mut m2, &mut opt2).unwrap(), 7);
             assert_eq!((&m2.params, &m2.buffers), (&m.params, &m.buffers));
@@ -82,6 +114,9 @@ mod tests {
         // A model file is not a checkpoint.
         m.save(&path, &[]).unwrap();
         let mut opt = Optimizer::Sgd(Sgd::new(m.params.len(), 0.9, false, 0.0).unwrap());
-        assert!(load(&path, &mut m.clone(), &mut opt).unwrap_err().to_string().contains("rcc-checkpoint-v1"));
+        assert!(load(&path, &mut m.clone(), &mut opt)
+            .unwrap_err()
+            .to_string()
+            .contains("rcc-checkpoint-v1"));
     }
 }

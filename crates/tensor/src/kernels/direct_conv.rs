@@ -181,7 +181,9 @@ pub fn forward_sample(
             while l < L && oy < grid.oh {
                 let run = (L - l).min(grid.wp - ox);
                 let valid = run.min(ow.saturating_sub(ox));
-                for (i, a) in acc.iter().enumerate().take(nob) {
+                // A run inside the padding columns stores nothing (and on the last row its
+                // start would lie past the end of the output).
+                for (i, a) in acc.iter().enumerate().take(if valid > 0 { nob } else { 0 }) {
                     let dst = &mut y[(o0 + i) * p + oy * ow + ox..][..valid];
                     let src = &a[l..l + valid];
                     if accumulate {
@@ -191,7 +193,7 @@ pub fn forward_sample(
                         if relu {
                             dst.iter_mut()
                                 .zip(src)
-                                .for_each(|(d, s)| *d = (s + bv).max(0.0));
+                                .for_each(|(d, s)| *d = crate::ops::relu::relu(s + bv));
                         } else {
                             dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + bv);
                         }

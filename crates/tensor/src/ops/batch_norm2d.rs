@@ -540,10 +540,13 @@ mod tests {
                 BnMode::Eval { mean: rmean.data(), var: rvar.data() }
             };
             let (y, stats) = t.batch_norm2d(xv, gv, bv, mode, eps).unwrap();
-            let mut pg = vec![0.0; params.len()];
+            // The parameter gradients must be added to what the buffer holds.
+            let pg0 = rand_tensor(&[params.len()], seed + 8).into_data();
+            let mut pg = pg0.clone();
             let grads = t
                 .backward_seeded(y, &dy, as_params.then_some(&mut pg[..]))
                 .unwrap();
+            pg.iter_mut().zip(&pg0).for_each(|(g, g0)| *g -= g0);
 
             let (x64, g64, b64, dy64) = (f64s(x.data()), f64s(gamma.data()), f64s(beta.data()), f64s(&dy));
             let (rm64, rv64) = (f64s(rmean.data()), f64s(rvar.data()));

@@ -243,7 +243,7 @@ pub fn forward_im2col(
                     let bias = b.map_or(0.0, |b| b[oc]);
                     for (d, &v) in dst.iter_mut().zip(src) {
                         let v = v + bias;
-                        *d = if relu { v.max(0.0) } else { v };
+                        *d = if relu { super::relu::relu(v) } else { v };
                     }
                 }
             }
@@ -906,6 +906,28 @@ mod tests {
         assert!(
             !paths(&Conv2dGeom::new(&[1, 3, 9, 9], &[4, 3, 3, 3], 2, 1).unwrap()).forward_direct
         );
+    }
+
+    /// Shrunk proptest failure: on the last output row, a run of the direct kernel's
+    /// store that lies entirely in the padding columns started past the end of `y`.
+    #[test]
+    fn regression_direct_store_in_padding_columns_of_last_row() {
+        fast_matches_naive([1, 1, 7, 8], 1, (5, 5), 1, 1, false, 0).unwrap();
+    }
+
+    /// ReLU keeps NaN (a diverged run must not turn into zeros).
+    #[test]
+    fn fused_relu_propagates_nan() {
+        let g = Conv2dGeom::new(&[1, 1, 4, 4], &[2, 1, 3, 3], 1, 1).unwrap();
+        let mut x = vec![0.5f32; 16];
+        x[5] = f32::NAN;
+        let w = vec![1.0f32; 18];
+        for y in [
+            forward_direct(&g, &x, &w, None, true),
+            forward_im2col(&g, &x, &w, None, true),
+        ] {
+            assert!(y.iter().any(|v| v.is_nan()));
+        }
     }
 
     /// Padding larger than the kernel reach: whole rows of a patch are zero.

@@ -86,21 +86,33 @@ mod tests {
         (c, da, db)
     }
 
-    /// The tape's matmul, forward and both gradients, against [`naive`].
+    /// The tape's matmul, forward and both gradients, against [`naive`]. With `twice`,
+    /// the output is `a @ b + a @ b` (two matmul nodes): the second backward must add to
+    /// the gradients the first left in the accumulators, not overwrite them.
     fn matches_naive(
         (m, k, n): (usize, usize, usize),
         rg: (bool, bool),
+        twice: bool,
         seed: u64,
     ) -> Result<(), TestCaseError> {
         let (a, b) = (rand_tensor(&[m, k], seed), rand_tensor(&[k, n], seed + 1));
         let dc = rand_tensor(&[m, n], seed + 2).into_data();
         let mut t = Tape::new(&[], Mode::InputGrad);
         let (av, bv) = (t.input(a.clone(), rg.0), t.input(b.clone(), rg.1));
-        let c = t.matmul(av, bv).unwrap();
+        let mut c = t.matmul(av, bv).unwrap();
+        if twice {
+            let c2 = t.matmul(av, bv).unwrap();
+            c = t.add(c, c2).unwrap();
+        }
         prop_assert_eq!(t.shape(c), &[m, n]);
         let grads = t.backward_seeded(c, &dc, None).unwrap();
-        let (c_ref, da_ref, db_ref) = naive(a.data(), b.data(), &dc, (m, k, n));
-        let what = |q: &str| format!("{q}: {m}x{k}x{n} seed {seed}");
+        let (mut c_ref, mut da_ref, mut db_ref) = naive(a.data(), b.data(), &dc, (m, k, n));
+        if twice {
+            for v in c_ref.iter_mut().chain(&mut da_ref).chain(&mut db_ref) {
+                *v *= 2.0;
+            }
+        }
+        let what = |q: &str| format!("{q}: {m}x{k}x{n} twice {twice} seed {seed}");
         prop_close(&what("c"), t.value(c), &f32s(&c_ref), 1e-5)?;
         for (v, rg, want, name) in [(av, rg.0, &da_ref, "da"), (bv, rg.1, &db_ref, "db")] {
             if rg {
@@ -122,9 +134,9 @@ mod tests {
         fn forward_and_backward_match_naive(
             m in 1usize..40, k in 1usize..70, n in 1usize..40,
             rg_a in prop::bool::weighted(0.85), rg_b in prop::bool::weighted(0.85),
-            seed in 0u64..1000,
+            twice: bool, seed in 0u64..1000,
         ) {
-            matches_naive((m, k, n), (rg_a, rg_b), seed)?;
+            matches_naive((m, k, n), (rg_a, rg_b), twice, seed)?;
         }
     }
 
@@ -134,7 +146,7 @@ mod tests {
     fn large_shapes_on_the_parallel_paths() {
         crate::threads::pool(3).unwrap().install(|| {
             for mkn in [(3, 300, 400), (300, 5, 400), (200, 80, 30)] {
-                matches_naive(mkn, (true, true), 7).unwrap();
+                matches_naive(mkn, (true, true), true, 7).unwrap();
             }
         });
     }
@@ -144,7 +156,8 @@ mod tests {
     #[test]
     fn empty_dimensions() {
         for mkn in [(2, 0, 3), (0, 3, 2), (2, 3, 0)] {
-            matches_naive(mkn, (true, true), 1).unwrap();
+            matches_naive(mkn, (true, true), false, 1).unwrap();
+            matches_naive(mkn, (true, true), true, 1).unwrap();
         }
     }
 

@@ -11,11 +11,22 @@ pub(crate) struct Saved {
 
 const CHUNK: usize = 1 << 14;
 
+/// `max(v, 0)`, but NaN stays NaN (as in PyTorch): `f32::max` would turn a diverged
+/// activation into a silent 0.
+#[inline(always)]
+pub fn relu(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
 /// Forward kernel, in place.
 pub fn forward_inplace(x: &mut [f32]) {
     x.par_chunks_mut(CHUNK).for_each(|c| {
         for v in c {
-            *v = v.max(0.0);
+            *v = relu(*v);
         }
     });
 }
