@@ -5,15 +5,9 @@ use rcc_nn::reference::check_file;
 use std::process::ExitCode;
 
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
-    let (files, opts) = crate::split_args(args, &["tol"])?;
-    let mut tol = 1e-4;
-    for (k, v) in opts {
-        if k == "tol" {
-            tol = v
-                .parse()
-                .map_err(|_| format!("--tol: {v:?} is not a number"))?;
-        }
-    }
+    let cli = crate::cli::Cli::parse(args, &["tol"], &[])?;
+    let tol: f64 = cli.num("tol")?.unwrap_or(1e-4);
+    let files: Vec<std::path::PathBuf> = cli.positional.iter().map(Into::into).collect();
     if files.is_empty() {
         return Err(
             "no files given; e.g. cargo xtask check-reference ../shared/reference/*.safetensors"

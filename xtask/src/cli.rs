@@ -29,12 +29,22 @@ impl Cli {
             } else if valued.contains(&name) {
                 let v = match inline {
                     Some(v) => v,
-                    None => it.next().cloned().ok_or(format!("--{name} needs a value"))?,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or(format!("--{name} needs a value"))?,
                 };
                 opts.push((name.to_string(), Some(v)));
             } else {
-                let known: Vec<String> = valued.iter().chain(switches).map(|f| format!("--{f}")).collect();
-                return Err(format!("unknown option --{name} (expected one of: {})", known.join(", ")));
+                let known: Vec<String> = valued
+                    .iter()
+                    .chain(switches)
+                    .map(|f| format!("--{f}"))
+                    .collect();
+                return Err(format!(
+                    "unknown option --{name} (expected one of: {})",
+                    known.join(", ")
+                ));
             }
         }
         Ok(Cli { positional, opts })
@@ -42,7 +52,11 @@ impl Cli {
 
     /// The last value given for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.opts.iter().rev().find(|(n, _)| n == name).and_then(|(_, v)| v.as_deref())
+        self.opts
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_deref())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -51,7 +65,9 @@ impl Cli {
 
     /// All `(name, value)` pairs of valued options, in order.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.opts.iter().filter_map(|(n, v)| v.as_deref().map(|v| (n.as_str(), v)))
+        self.opts
+            .iter()
+            .filter_map(|(n, v)| v.as_deref().map(|v| (n.as_str(), v)))
     }
 
     /// `--name` parsed as `T`, with a message naming the option on failure.
@@ -61,21 +77,20 @@ impl Cli {
 }
 
 pub fn parse_value<T: FromStr>(name: &str, v: &str) -> Result<T, String> {
-    v.trim().parse().map_err(|_| format!("--{name}: {v:?} is not a valid value"))
+    v.trim()
+        .parse()
+        .map_err(|_| format!("--{name}: {v:?} is not a valid value"))
 }
 
 /// The data directory: `--data DIR`, else `$RCC_DATA`, else the workspace's `datasets/`.
 pub fn data_dir(flag: Option<&str>) -> PathBuf {
-    if let Some(d) = flag {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("RCC_DATA") {
-        return PathBuf::from(d);
-    }
-    workspace_root().join("datasets")
+    crate::fetch_data::data_dir(flag.map(PathBuf::from), std::env::var_os("RCC_DATA"))
 }
 
 /// The workspace root (xtask's parent directory), whatever the current directory.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }

@@ -18,7 +18,11 @@ pub fn evaluate(model: &Model, data: &Dataset, batch: usize) -> Result<(f64, f64
         let (x, labels) = data.batch(chunk, None);
         let logits = model.infer(&x).map_err(|e| e.to_string())?;
         let k = logits.shape()[1];
-        for (row, (&pred, &y)) in logits.data().chunks(k).zip(logits.argmax_rows().iter().zip(&labels)) {
+        for (row, (&pred, &y)) in logits
+            .data()
+            .chunks(k)
+            .zip(logits.argmax_rows().iter().zip(&labels))
+        {
             correct += usize::from(pred == y);
             let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
             let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
@@ -30,12 +34,26 @@ pub fn evaluate(model: &Model, data: &Dataset, batch: usize) -> Result<(f64, f64
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
-    let cli = Cli::parse(args, &["model", "dataset", "arch", "batch", "threads", "limit", "data"], &["json"])?;
+    let cli = Cli::parse(
+        args,
+        &[
+            "model", "dataset", "arch", "batch", "threads", "limit", "data",
+        ],
+        &["json"],
+    )?;
     let model_path = cli.get("model").ok_or("--model FILE is required")?;
-    let arch: Option<Arch> = cli.get("arch").map(|a| a.parse().map_err(|e| format!("--arch: {e}"))).transpose()?;
+    let arch: Option<Arch> = cli
+        .get("arch")
+        .map(|a| a.parse().map_err(|e| format!("--arch: {e}")))
+        .transpose()?;
     let model = Model::load(Path::new(model_path), arch).map_err(|e| e.to_string())?;
-    let kind: DatasetKind = cli.get("dataset").unwrap_or("mnist").parse().map_err(|e| format!("--dataset: {e}"))?;
-    let mut test = Dataset::load(kind, Split::Test, &data_dir(cli.get("data"))).map_err(|e| e.to_string())?;
+    let kind: DatasetKind = cli
+        .get("dataset")
+        .unwrap_or("mnist")
+        .parse()
+        .map_err(|e| format!("--dataset: {e}"))?;
+    let mut test =
+        Dataset::load(kind, Split::Test, &data_dir(cli.get("data"))).map_err(|e| e.to_string())?;
     if let Some(limit) = cli.num::<usize>("limit")? {
         test = test.subset(&(0..limit.min(test.len())).collect::<Vec<_>>());
     }
@@ -55,7 +73,10 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     } else {
         println!("model    {model_path} ({})", model.arch());
         println!("dataset  {kind} test, {} images", test.len());
-        println!("clean    accuracy {:.2}%  loss {loss:.4}  ({secs:.1} s)", 100.0 * acc);
+        println!(
+            "clean    accuracy {:.2}%  loss {loss:.4}  ({secs:.1} s)",
+            100.0 * acc
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -254,22 +254,13 @@ macro_rules! say {
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
-    let (pos, opts) = crate::split_args(args, &["dataset", "from", "data"])?;
-    if let Some(p) = pos.first() {
-        return Err(format!(
-            "unexpected argument {:?}\n{USAGE}",
-            p.display().to_string()
-        ));
+    let cli = crate::cli::Cli::parse(args, &["dataset", "from", "data"], &[])?;
+    if let Some(p) = cli.positional.first() {
+        return Err(format!("unexpected argument {p:?}\n{USAGE}"));
     }
-    let (mut which, mut from, mut data_flag) = ("all".to_string(), None, None);
-    for (k, v) in opts {
-        match k.as_str() {
-            "dataset" => which = v,
-            "from" => from = Some(PathBuf::from(v)),
-            "data" => data_flag = Some(PathBuf::from(v)),
-            _ => {}
-        }
-    }
+    let which = cli.get("dataset").unwrap_or("all").to_string();
+    let from = cli.get("from").map(PathBuf::from);
+    let data_flag = cli.get("data").map(PathBuf::from);
     let datasets = select(DATASETS, &which)?;
     let data = data_dir(data_flag, std::env::var_os("RCC_DATA"));
     fs::create_dir_all(&data)
@@ -295,32 +286,39 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         Source::Mirror(dir) => say!(out, "source: local mirror {}", dir.display()),
         Source::Web(_) => say!(out, "source: the official download locations"),
     }
-    let mut failed = vec![];
+    let (mut fetched, mut failed) = (vec![], vec![]);
     for ds in &datasets {
         say!(out, "{}:", ds.name);
-        if let Err(f) = fetch_dataset(ds, &data, &source, progress, &mut out) {
-            say!(out, "  {}", f.msg);
-            let why = if f.not_in_mirror {
-                "not in the mirror"
-            } else {
-                "failed"
-            };
-            failed.push(format!("{}: {why}", ds.name));
+        match fetch_dataset(ds, &data, &source, progress, &mut out) {
+            Ok(()) => fetched.push(ds.name),
+            Err(f) => {
+                say!(out, "  {}", f.msg);
+                let why = if f.not_in_mirror {
+                    "not in the mirror"
+                } else {
+                    "failed, see above"
+                };
+                failed.push(format!("{}: {why}", ds.name));
+            }
         }
     }
     drop(out);
     if failed.is_empty() {
         println!("all {} dataset(s) present and verified", datasets.len());
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!(
-            "error: {} of {} dataset(s) not fetched ({}); the others are in place",
-            failed.len(),
-            datasets.len(),
-            failed.join("; ")
-        );
-        Ok(ExitCode::FAILURE)
+        return Ok(ExitCode::SUCCESS);
     }
+    let others = if fetched.is_empty() {
+        String::new()
+    } else {
+        format!("; {} present and verified", fetched.join(", "))
+    };
+    eprintln!(
+        "error: {} of {} dataset(s) not fetched ({}){others}",
+        failed.len(),
+        datasets.len(),
+        failed.join("; ")
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 /// The datasets named by `--dataset`: `all`, or one or more names separated by commas.
@@ -389,10 +387,7 @@ pub(crate) fn fetch_dataset(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     for spec in ds.files {
-        fetch_file(spec, data, source, progress, out).map_err(|f| Failure {
-            msg: format!("{}: {}", spec.rel, f.msg),
-            ..f
-        })?;
+        fetch_file(spec, data, source, progress, out)?;
     }
     if let (Some(x), Some(archive)) = (&ds.extract, ds.files.first()) {
         extract(&data.join(archive.rel), x, data, out).map_err(|e| format!("{}/: {e}", x.dir))?;
@@ -400,8 +395,21 @@ pub(crate) fn fetch_dataset(
     Ok(())
 }
 
-/// Puts one verified file at `data/spec.rel`. Errors do not repeat `spec.rel`.
+/// Puts one verified file at `data/spec.rel`. Error messages start with `spec.rel`.
 pub(crate) fn fetch_file(
+    spec: &FileSpec,
+    data: &Path,
+    source: &Source,
+    progress: bool,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    fetch_file_unnamed(spec, data, source, progress, out).map_err(|f| Failure {
+        msg: format!("{}: {}", spec.rel, f.msg),
+        ..f
+    })
+}
+
+fn fetch_file_unnamed(
     spec: &FileSpec,
     data: &Path,
     source: &Source,
@@ -437,11 +445,12 @@ pub(crate) fn fetch_file(
                 return Err(Failure {
                     not_in_mirror: true,
                     msg: format!(
-                        "not in the mirror (looked for {}); it is published at {}: fetch it on \
-                         a machine with internet and put it at {}",
+                        "not in the mirror (looked for {}); it is published at {}: download it \
+                         on a machine with internet, put it at {} (or in the mirror) and run \
+                         this again",
                         looked.join(" and "),
                         spec.urls.join(" and "),
-                        looked[0]
+                        dest.display()
                     ),
                 });
             };
@@ -449,10 +458,8 @@ pub(crate) fn fetch_file(
                 File::open(src).map_err(|e| format!("cannot open {}: {e}", src.display()))?;
             let len = file.metadata().map(|m| m.len()).ok();
             let origin = src.display().to_string();
-            let w = write_verified(&dest, &mut file, len, label, &|n, sha| {
-                verify(spec, n, sha, &origin)
-            })
-            .map_err(|e| format!("copying from {origin}: {e}"))?;
+            let w = write_verified(&dest, &mut file, len, label, &|n, sha| verify(spec, n, sha))
+                .map_err(|e| format!("copying from {origin}: {e}"))?;
             say!(
                 out,
                 "  {}: ok (copied from {origin}, {}, sha256 verified)",
@@ -529,14 +536,14 @@ fn download(
             Some(total) if n < total => Err(format!(
                 "download truncated: got {n} of {total} bytes (connection closed early)"
             )),
-            _ => verify(spec, n, sha, url),
+            _ => verify(spec, n, sha),
         },
     )
     .map_err(|e| (false, e))
 }
 
 /// Accepts the bytes if their SHA-256 is the official one.
-fn verify(spec: &FileSpec, len: u64, sha: &str, origin: &str) -> Result<(), String> {
+fn verify(spec: &FileSpec, len: u64, sha: &str) -> Result<(), String> {
     if sha == spec.sha256 {
         return Ok(());
     }
@@ -546,8 +553,8 @@ fn verify(spec: &FileSpec, len: u64, sha: &str, origin: &str) -> Result<(), Stri
         format!("; got {len} bytes, expected {}", spec.size)
     };
     Err(format!(
-        "checksum mismatch for {} from {origin}: expected sha256 {}, got {sha}{size_note}",
-        spec.rel, spec.sha256
+        "checksum mismatch: expected sha256 {}, got {sha}{size_note}",
+        spec.sha256
     ))
 }
 
@@ -641,7 +648,10 @@ pub(crate) fn write_verified(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("read failed after {len} bytes: {e}")),
+            Err(e) => {
+                let of = total.map(|t| format!(" of {t}")).unwrap_or_default();
+                return Err(format!("read failed after {len}{of} bytes: {e}"));
+            }
         };
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n])
@@ -819,12 +829,12 @@ fn extract(archive: &Path, x: &Extract, data: &Path, out: &mut dyn Write) -> Res
 // construction. The reader handles what real archives contain: ustar and GNU headers,
 // including GNU long names and pax `path` records, with header checksums checked.
 
+/// What `for_each_tar_entry` calls for each regular file: `(name, size, body)`.
+pub(crate) type TarVisitor<'a> = dyn FnMut(&str, u64, &mut dyn Read) -> Result<(), String> + 'a;
+
 /// Calls `f(name, size, body)` for each regular file of the tar stream `r`; `body` reads
 /// that entry's data. Whatever `f` leaves unread is skipped.
-pub(crate) fn for_each_tar_entry(
-    r: &mut dyn Read,
-    f: &mut dyn FnMut(&str, u64, &mut dyn Read) -> Result<(), String>,
-) -> Result<(), String> {
+pub(crate) fn for_each_tar_entry(r: &mut dyn Read, f: &mut TarVisitor) -> Result<(), String> {
     let mut header = [0u8; 512];
     let mut long_name: Option<String> = None;
     loop {
@@ -1050,7 +1060,8 @@ mod tests {
         fs::write(mirror.0.join(s.rel), &bad).unwrap();
         let (r, _) = fetch(&s, &data.0, &src);
         let msg = r.unwrap_err().msg;
-        assert!(msg.contains("checksum mismatch for fake/train.gz"), "{msg}");
+        assert!(msg.starts_with("fake/train.gz: copying from "), "{msg}");
+        assert!(msg.contains(": checksum mismatch: "), "{msg}");
         assert!(msg.contains(&format!("expected sha256 {sha}")), "{msg}");
         assert!(msg.contains(&format!("got {}", sha_hex(&bad))), "{msg}");
         assert!(!dest.exists());
@@ -1068,7 +1079,10 @@ mod tests {
         fs::remove_file(mirror.0.join(s.rel)).unwrap();
         let (r, _) = fetch(&s, &data.0, &src);
         let f = r.unwrap_err();
-        assert!(f.not_in_mirror && f.msg.starts_with("not in the mirror (looked for "));
+        assert!(f.not_in_mirror);
+        assert!(f
+            .msg
+            .starts_with("fake/train.gz: not in the mirror (looked for "));
         assert!(f.msg.contains(&mirror.0.join(s.rel).display().to_string()));
     }
 
@@ -1177,7 +1191,7 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("could not download it from") && msg.contains(&url),
+            msg.starts_with(&format!("web/train.gz: could not download it from {url}: ")),
             "{msg}"
         );
         assert!(!msg.contains("--from"), "not a connection problem: {msg}");
@@ -1188,6 +1202,10 @@ mod tests {
         let (r, _) = fetch(&s, &data.0, &src);
         let msg = r.unwrap_err().msg;
         assert!(msg.contains(&url), "{msg}");
+        assert!(
+            msg.contains("read failed after 100000 of 300000 bytes"),
+            "{msg}"
+        );
         assert!(!dest.exists());
         assert_no_part_files(&data.0);
 
@@ -1230,7 +1248,7 @@ mod tests {
         let (r, _) = fetch(&s, &data.0, &Source::Web(&agent));
         let msg = r.unwrap_err().msg;
         assert!(
-            msg.starts_with(&format!("could not download it from {url}: ")),
+            msg.starts_with(&format!("x.gz: could not download it from {url}: ")),
             "{msg}"
         );
         assert!(msg.contains("use --from DIR with a local mirror"), "{msg}");

@@ -2,13 +2,12 @@
 //!
 //! - `check-reference FILE... [--tol 1e-4]`: the engine against PyTorch reference vectors.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod check_reference;
-mod fetch_data;
 mod cli;
 mod eval;
+mod fetch_data;
 mod train;
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
@@ -54,32 +53,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Positional arguments and `--flag value` options of one command line.
-pub(crate) type Args = (Vec<PathBuf>, Vec<(String, String)>);
-
-/// Splits `args` into positional values and `--flag value` options.
-pub(crate) fn split_args(args: &[String], flags: &[&str]) -> Result<Args, String> {
-    let (mut pos, mut opts) = (vec![], vec![]);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if let Some(name) = a.strip_prefix("--") {
-            if !flags.contains(&name) {
-                return Err(format!(
-                    "unknown option --{name} (expected one of: {})",
-                    flags
-                        .iter()
-                        .map(|f| format!("--{f}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            let v = it.next().ok_or(format!("--{name} needs a value"))?;
-            opts.push((name.to_string(), v.clone()));
-        } else {
-            pos.push(PathBuf::from(a));
-        }
-    }
-    Ok((pos, opts))
 }

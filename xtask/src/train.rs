@@ -65,7 +65,21 @@ impl Default for TrainConfig {
 }
 
 /// Config keys, which are also the `--flags` of `cargo xtask train`.
-pub const KEYS: [&str; 13] = ["dataset", "arch", "epochs", "batch", "optimizer", "lr", "momentum", "nesterov", "weight-decay", "schedule", "seed", "val", "augment"];
+pub const KEYS: [&str; 13] = [
+    "dataset",
+    "arch",
+    "epochs",
+    "batch",
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight-decay",
+    "schedule",
+    "seed",
+    "val",
+    "augment",
+];
 
 impl TrainConfig {
     pub fn set(&mut self, key: &str, v: &str) -> Result<(), String> {
@@ -92,7 +106,12 @@ impl TrainConfig {
             "seed" => self.seed = parse_value(key, v)?,
             "val" => self.val = parse_value(key, v)?,
             "augment" => self.augment = parse_value(key, v)?,
-            _ => return Err(format!("unknown config key {key:?} (known: {})", KEYS.join(", "))),
+            _ => {
+                return Err(format!(
+                    "unknown config key {key:?} (known: {})",
+                    KEYS.join(", ")
+                ))
+            }
         }
         if self.batch == 0 || self.epochs == 0 || !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err("epochs and batch must be at least 1 and lr a positive number".into());
@@ -108,8 +127,13 @@ impl TrainConfig {
             if line.is_empty() {
                 continue;
             }
-            let (k, v) = line.split_once('=').ok_or(format!("{}:{}: expected key = value, got {line:?}", path.display(), i + 1))?;
-            self.set(k.trim(), v.trim()).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+            let (k, v) = line.split_once('=').ok_or(format!(
+                "{}:{}: expected key = value, got {line:?}",
+                path.display(),
+                i + 1
+            ))?;
+            self.set(k.trim(), v.trim())
+                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
         }
         Ok(())
     }
@@ -139,8 +163,13 @@ impl TrainConfig {
 
     fn optimizer_for(&self, n: usize) -> Result<Optimizer, String> {
         Ok(match self.optimizer.as_str() {
-            "adam" => Optimizer::Adam(Adam::new(n, 0.9, 0.999, 1e-8, self.weight_decay).map_err(|e| e.to_string())?),
-            _ => Optimizer::Sgd(Sgd::new(n, self.momentum, self.nesterov, self.weight_decay).map_err(|e| e.to_string())?),
+            "adam" => Optimizer::Adam(
+                Adam::new(n, 0.9, 0.999, 1e-8, self.weight_decay).map_err(|e| e.to_string())?,
+            ),
+            _ => Optimizer::Sgd(
+                Sgd::new(n, self.momentum, self.nesterov, self.weight_decay)
+                    .map_err(|e| e.to_string())?,
+            ),
         })
     }
 }
@@ -149,7 +178,8 @@ impl TrainConfig {
 /// comes from [`epoch_order`] with the run seed.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     // SplitMix64 of (seed, epoch): well-mixed, and distinct from the order's stream.
-    let mut z = seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut z =
+        seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -167,7 +197,9 @@ impl RunData {
         let full = Dataset::load(cfg.dataset, Split::Train, dir).map_err(|e| e.to_string())?;
         let test = Dataset::load(cfg.dataset, Split::Test, dir).map_err(|e| e.to_string())?;
         let (train, val) = if cfg.val > 0 {
-            let (t, v) = full.split_validation(cfg.val, cfg.seed).map_err(|e| e.to_string())?;
+            let (t, v) = full
+                .split_validation(cfg.val, cfg.seed)
+                .map_err(|e| e.to_string())?;
             (t, Some(v))
         } else {
             (full, None)
@@ -186,7 +218,9 @@ pub struct RunResult {
 
 /// Index of the largest value (the first on ties), i.e. the predicted class.
 fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold(0, |best, (j, &v)| if v > row[best] { j } else { best })
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (j, &v)| if v > row[best] { j } else { best })
 }
 
 fn fmt_duration(secs: f64) -> String {
@@ -200,7 +234,14 @@ fn fmt_duration(secs: f64) -> String {
 
 /// Trains `cfg` in `out`, from its checkpoint if `resume`, for at most `stop_after`
 /// epochs in this call (tests use it to simulate a kill). `quiet` silences progress.
-pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool, stop_after: Option<usize>, quiet: bool) -> Result<RunResult, String> {
+pub fn run_training(
+    cfg: &TrainConfig,
+    data: &RunData,
+    out: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+    quiet: bool,
+) -> Result<RunResult, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let ckpt = out.join("checkpoint.safetensors");
     let mut model = Model::new(cfg.arch, cfg.seed);
@@ -208,12 +249,18 @@ pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool,
     let schedule = LrSchedule::parse(&cfg.schedule).map_err(|e| e.to_string())?;
     let mut start = 0;
     if resume {
-        start = checkpoint::load(&ckpt, &mut model, &mut opt).map_err(|e| format!("cannot resume: {e}"))?;
+        start = checkpoint::load(&ckpt, &mut model, &mut opt)
+            .map_err(|e| format!("cannot resume: {e}"))?;
         if !quiet {
-            eprintln!("resuming {} after epoch {start}/{}", out.display(), cfg.epochs);
+            eprintln!(
+                "resuming {} after epoch {start}/{}",
+                out.display(),
+                cfg.epochs
+            );
         }
     } else {
-        std::fs::write(out.join("config.txt"), cfg.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::write(out.join("config.txt"), cfg.to_text())
+            .map_err(|e| format!("{}: {e}", out.display()))?;
         let _ = std::fs::remove_file(out.join("metrics.jsonl"));
     }
     let config_text = cfg.to_text();
@@ -232,9 +279,15 @@ pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool,
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut last_print = Instant::now();
         for (step, idx) in order.chunks(cfg.batch).enumerate() {
-            let (x, labels) = if cfg.augment { data.train.batch(idx, Some(&mut rng)) } else { data.train.batch(idx, None) };
+            let (x, labels) = if cfg.augment {
+                data.train.batch(idx, Some(&mut rng))
+            } else {
+                data.train.batch(idx, None)
+            };
             grads.fill(0.0);
-            let out = model.train_grad(&x, &labels, &Loss::CrossEntropy, &mut grads, &mut rng).map_err(|e| e.to_string())?;
+            let out = model
+                .train_grad(&x, &labels, &Loss::CrossEntropy, &mut grads, &mut rng)
+                .map_err(|e| e.to_string())?;
             if !out.loss.is_finite() {
                 return Err(format!(
                     "the loss became {} at epoch {} step {}; stopped. The last good checkpoint is {} ({} epochs done). Try a lower --lr (now {lr}).",
@@ -248,7 +301,12 @@ pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool,
             opt.step(&mut model.params, &grads, lr);
             loss_sum += out.loss as f64 * labels.len() as f64;
             let k = out.logits.len() / labels.len();
-            correct += out.logits.chunks(k).zip(&labels).filter(|(row, &y)| argmax(row) == y).count();
+            correct += out
+                .logits
+                .chunks(k)
+                .zip(&labels)
+                .filter(|(row, &y)| argmax(row) == y)
+                .count();
             seen += labels.len();
             samples_done += labels.len();
             if !quiet && (last_print.elapsed().as_secs_f64() > 1.0 || step + 1 == steps) {
@@ -270,7 +328,11 @@ pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool,
         }
         let train_secs = t0.elapsed().as_secs_f64();
         let (acc, test_loss) = evaluate(&model, &data.test, 1000)?;
-        let val = data.val.as_ref().map(|v| evaluate(&model, v, 1000)).transpose()?;
+        let val = data
+            .val
+            .as_ref()
+            .map(|v| evaluate(&model, v, 1000))
+            .transpose()?;
         test_acc = acc;
         let mut line = format!(
             "{{\"epoch\":{},\"lr\":{lr},\"train_loss\":{:.6},\"train_acc\":{:.6},\"test_loss\":{test_loss:.6},\"test_acc\":{acc:.6}",
@@ -281,13 +343,24 @@ pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool,
         if let Some((va, vl)) = val {
             let _ = write!(line, ",\"val_loss\":{vl:.6},\"val_acc\":{va:.6}");
         }
-        let _ = write!(line, ",\"seconds\":{train_secs:.3},\"samples_per_s\":{:.1}}}", seen as f64 / train_secs);
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl")).map_err(|e| e.to_string())?;
+        let _ = write!(
+            line,
+            ",\"seconds\":{train_secs:.3},\"samples_per_s\":{:.1}}}",
+            seen as f64 / train_secs
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join("metrics.jsonl"))
+            .map_err(|e| e.to_string())?;
         writeln!(f, "{line}").map_err(|e| e.to_string())?;
-        checkpoint::save(&ckpt, &model, &opt, epoch + 1, &[("config", &config_text)]).map_err(|e| e.to_string())?;
+        checkpoint::save(&ckpt, &model, &opt, epoch + 1, &[("config", &config_text)])
+            .map_err(|e| e.to_string())?;
         if !quiet {
             eprintln!();
-            let val_txt = val.map_or(String::new(), |(va, _)| format!(", val acc {:.2}%", 100.0 * va));
+            let val_txt = val.map_or(String::new(), |(va, _)| {
+                format!(", val acc {:.2}%", 100.0 * va)
+            });
             println!(
                 "epoch {}/{}: train loss {:.4}, train acc {:.2}%, test acc {:.2}%{val_txt}, {:.1} s ({:.0} samples/s)",
                 epoch + 1,
@@ -304,9 +377,16 @@ pub fn run_training(cfg: &TrainConfig, data: &RunData, out: &Path, resume: bool,
         }
     }
     if !quiet && samples_done > 0 {
-        eprintln!("trained {samples_done} samples in {}", fmt_duration(run_start.elapsed().as_secs_f64()));
+        eprintln!(
+            "trained {samples_done} samples in {}",
+            fmt_duration(run_start.elapsed().as_secs_f64())
+        );
     }
-    Ok(RunResult { model, epochs_done: end, test_acc })
+    Ok(RunResult {
+        model,
+        epochs_done: end,
+        test_acc,
+    })
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
@@ -318,7 +398,10 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             let dir = PathBuf::from(dir);
             let mut cfg = TrainConfig::default();
             cfg.apply_file(&dir.join("config.txt"))?;
-            if let Some((k, _)) = cli.pairs().find(|(k, _)| KEYS.contains(k) || *k == "config" || *k == "out") {
+            if let Some((k, _)) = cli
+                .pairs()
+                .find(|(k, _)| KEYS.contains(k) || *k == "config" || *k == "out")
+            {
                 return Err(format!("--resume continues a run as configured in its config.txt; --{k} cannot change it"));
             }
             (cfg, dir, true)
@@ -333,18 +416,34 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
                     cfg.set(k, v)?;
                 }
             }
-            let out = cli.get("out").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("runs").join(format!("{}-{}-s{}", cfg.dataset, cfg.arch.to_string().replace(':', ""), cfg.seed)));
+            let out = cli.get("out").map(PathBuf::from).unwrap_or_else(|| {
+                workspace_root().join("runs").join(format!(
+                    "{}-{}-s{}",
+                    cfg.dataset,
+                    cfg.arch.to_string().replace(':', ""),
+                    cfg.seed
+                ))
+            });
             (cfg, out, false)
         }
     };
     if resume && !out.join("checkpoint.safetensors").exists() {
-        return Err(format!("{}: no checkpoint.safetensors to resume from", out.display()));
+        return Err(format!(
+            "{}: no checkpoint.safetensors to resume from",
+            out.display()
+        ));
     }
     let threads = cli.num::<usize>("threads")?.unwrap_or(0);
     let pool = rcc_tensor::threads::pool(threads).map_err(|e| e.to_string())?;
     let data = RunData::load(&cfg, &data_dir(cli.get("data")))?;
     if data.train.shape != cfg.arch.input_shape() {
-        return Err(format!("arch {} takes {:?} images, dataset {} has {:?}", cfg.arch, cfg.arch.input_shape(), cfg.dataset, data.train.shape));
+        return Err(format!(
+            "arch {} takes {:?} images, dataset {} has {:?}",
+            cfg.arch,
+            cfg.arch.input_shape(),
+            cfg.dataset,
+            data.train.shape
+        ));
     }
     println!(
         "training {} on {} ({} train, {} test images), {} epochs, batch {}, {} lr {} ({}), seed {}, {} threads -> {}",
@@ -372,10 +471,22 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         ("config", cfg.to_text()),
     ];
     let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    result.model.save(&model_path, &meta).map_err(|e| e.to_string())?;
-    println!("test accuracy {:.2}% after {} epochs ({})", 100.0 * result.test_acc, result.epochs_done, fmt_duration(t0.elapsed().as_secs_f64()));
+    result
+        .model
+        .save(&model_path, &meta)
+        .map_err(|e| e.to_string())?;
+    println!(
+        "test accuracy {:.2}% after {} epochs ({})",
+        100.0 * result.test_acc,
+        result.epochs_done,
+        fmt_duration(t0.elapsed().as_secs_f64())
+    );
     println!("model written to {}", model_path.display());
-    println!("evaluate it with: cargo xtask eval --model {} --dataset {}", model_path.display(), cfg.dataset);
+    println!(
+        "evaluate it with: cargo xtask eval --model {} --dataset {}",
+        model_path.display(),
+        cfg.dataset
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -394,10 +505,20 @@ mod tests {
             let y = rng.gen_range(0..10u8);
             labels[i] = y;
             for (j, px) in images[i * 784..(i + 1) * 784].iter_mut().enumerate() {
-                *px = if j / 28 == 2 * y as usize + 4 { 200 + rng.gen_range(0..50) } else { rng.gen_range(0..60) };
+                *px = if j / 28 == 2 * y as usize + 4 {
+                    200 + rng.gen_range(0..50)
+                } else {
+                    rng.gen_range(0..60)
+                };
             }
         }
-        Dataset { kind: DatasetKind::Mnist, shape: [1, 28, 28], images, labels, class_names: (0..10).map(|c| c.to_string()).collect() }
+        Dataset {
+            kind: DatasetKind::Mnist,
+            shape: [1, 28, 28],
+            images,
+            labels,
+            class_names: (0..10).map(|c| c.to_string()).collect(),
+        }
     }
 
     fn temp_run(name: &str) -> PathBuf {
@@ -407,7 +528,13 @@ mod tests {
     }
 
     fn small_config() -> TrainConfig {
-        TrainConfig { arch: Arch::LenetAdv(1), epochs: 3, batch: 50, lr: 0.05, ..TrainConfig::default() }
+        TrainConfig {
+            arch: Arch::LenetAdv(1),
+            epochs: 3,
+            batch: 50,
+            lr: 0.05,
+            ..TrainConfig::default()
+        }
     }
 
     #[test]
@@ -420,7 +547,10 @@ mod tests {
         let mut back = TrainConfig::default();
         back.apply_file(&path).unwrap();
         assert_eq!(back, cfg);
-        assert!(TrainConfig::default().set("learning_rate", "1").unwrap_err().contains("unknown config key"));
+        assert!(TrainConfig::default()
+            .set("learning_rate", "1")
+            .unwrap_err()
+            .contains("unknown config key"));
         assert!(TrainConfig::default().set("optimizer", "rmsprop").is_err());
         assert!(TrainConfig::default().set("lr", "-1").is_err());
     }
@@ -429,7 +559,11 @@ mod tests {
     /// bit-identical to an uninterrupted run.
     #[test]
     fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
-        let data = RunData { train: synthetic(600, 1), val: None, test: synthetic(200, 2) };
+        let data = RunData {
+            train: synthetic(600, 1),
+            val: None,
+            test: synthetic(200, 2),
+        };
         let cfg = small_config();
         let (a, b) = (temp_run("whole"), temp_run("killed"));
         let whole = run_training(&cfg, &data, &a, false, None, true).unwrap();
@@ -440,22 +574,45 @@ mod tests {
         let bits = |m: &Model| m.params.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&whole.model), bits(&resumed.model));
         let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
-        let strip_times = |s: String| s.lines().map(|l| l.split(",\"seconds\"").next().unwrap().to_string()).collect::<Vec<_>>();
+        let strip_times = |s: String| {
+            s.lines()
+                .map(|l| l.split(",\"seconds\"").next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(strip_times(metrics(&a)), strip_times(metrics(&b)));
-        assert!(whole.test_acc > 0.5, "the synthetic task is learnable: {}", whole.test_acc);
+        assert!(
+            whole.test_acc > 0.5,
+            "the synthetic task is learnable: {}",
+            whole.test_acc
+        );
     }
 
     #[test]
     fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
-        let data = RunData { train: synthetic(300, 3), val: None, test: synthetic(100, 4) };
+        let data = RunData {
+            train: synthetic(300, 3),
+            val: None,
+            test: synthetic(100, 4),
+        };
         // Epoch 1 trains normally, epoch 2's learning rate is absurd.
-        let cfg = TrainConfig { schedule: "step:1:1e12".into(), ..small_config() };
+        let cfg = TrainConfig {
+            schedule: "step:1:1e12".into(),
+            ..small_config()
+        };
         let dir = temp_run("nan");
         let err = run_training(&cfg, &data, &dir, false, None, true).unwrap_err();
-        assert!(err.contains("epoch 2") && err.contains("checkpoint.safetensors") && err.contains("1 epochs done"), "{err}");
+        assert!(
+            err.contains("epoch 2")
+                && err.contains("checkpoint.safetensors")
+                && err.contains("1 epochs done"),
+            "{err}"
+        );
         let mut m = Model::new(cfg.arch, 0);
         let mut opt = cfg.optimizer_for(m.params.len()).unwrap();
-        assert_eq!(checkpoint::load(&dir.join("checkpoint.safetensors"), &mut m, &mut opt).unwrap(), 1);
+        assert_eq!(
+            checkpoint::load(&dir.join("checkpoint.safetensors"), &mut m, &mut opt).unwrap(),
+            1
+        );
         assert!(m.params.iter().all(|v| v.is_finite()));
     }
 
@@ -463,8 +620,16 @@ mod tests {
     #[test]
     fn one_epoch_of_lenet_adv2_on_mnist_reaches_97_percent() {
         let dir = crate::cli::data_dir(None);
-        let dir = if dir.join("mnist").exists() { dir } else { workspace_root().join("../shared/datasets") };
-        let cfg = TrainConfig { arch: Arch::LenetAdv(2), epochs: 1, ..TrainConfig::default() };
+        let dir = if dir.join("mnist").exists() {
+            dir
+        } else {
+            workspace_root().join("../shared/datasets")
+        };
+        let cfg = TrainConfig {
+            arch: Arch::LenetAdv(2),
+            epochs: 1,
+            ..TrainConfig::default()
+        };
         let data = match RunData::load(&cfg, &dir) {
             Ok(d) => d,
             Err(e) => {
@@ -473,7 +638,10 @@ mod tests {
             }
         };
         let r = run_training(&cfg, &data, &temp_run("mnist"), false, None, true).unwrap();
-        println!("lenet_adv:2, 1 epoch: test accuracy {:.2}%", 100.0 * r.test_acc);
+        println!(
+            "lenet_adv:2, 1 epoch: test accuracy {:.2}%",
+            100.0 * r.test_acc
+        );
         assert!(r.test_acc >= 0.97, "{}", r.test_acc);
     }
 }

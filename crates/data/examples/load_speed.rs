@@ -42,6 +42,15 @@ fn main() {
                 best = best.min(t.elapsed().as_secs_f64());
                 out_len = out.len();
             }
+            let out = gzip::decompress(&bytes, &gz).expect("decompress");
+            let t = Instant::now();
+            let c = gzip::crc32(&out);
+            println!(
+                "{kind}: crc32 {:08x} of {} bytes in {:.1} ms",
+                c,
+                out.len(),
+                t.elapsed().as_secs_f64() * 1e3
+            );
             println!(
                 "{kind}: inflate {} -> {} bytes in {:.1} ms ({:.0} MB/s out, {:.0} MB/s in)",
                 bytes.len(),

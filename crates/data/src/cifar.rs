@@ -55,7 +55,7 @@ pub fn read_batch(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
             format!("the file is empty; a CIFAR-10 batch holds {RECORD_BYTES}-byte records"),
         );
     }
-    if bytes.len() % RECORD_BYTES != 0 {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
         return format_err(
             path,
             "size",

@@ -341,11 +341,12 @@ impl Dataset {
                 }
             }
             Some(rng) => {
-                let pad = AUGMENT_PAD as isize;
+                // Drawn as u32 so the sequence is the same on every platform.
+                let pad = AUGMENT_PAD as u32;
                 for (dst, &i) in data.chunks_exact_mut(per.max(1)).zip(indices) {
                     let img = self.image(i);
-                    let dy = rng.gen_range(0..=2 * pad) - pad;
-                    let dx = rng.gen_range(0..=2 * pad) - pad;
+                    let dy = rng.gen_range(0..=2 * pad) as isize - pad as isize;
+                    let dx = rng.gen_range(0..=2 * pad) as isize - pad as isize;
                     let flip = rng.gen_bool(0.5);
                     augment_one(img, dst, [c, h, w], dy, dx, flip);
                     labels.push(self.labels[i] as usize);
@@ -362,7 +363,14 @@ impl Dataset {
 /// `(ch, y + dy, x' + dx)` with `x' = W - 1 - x` if `flip` else `x`, or 0 outside the
 /// source (the crop reads the zero padding). That is a crop at offset `(dy, dx)` from
 /// the unpadded origin, then a mirror of the crop.
-fn augment_one(img: &[u8], dst: &mut [f32], [c, h, w]: [usize; 3], dy: isize, dx: isize, flip: bool) {
+fn augment_one(
+    img: &[u8],
+    dst: &mut [f32],
+    [c, h, w]: [usize; 3],
+    dy: isize,
+    dx: isize,
+    flip: bool,
+) {
     let (hi, wi) = (h as isize, w as isize);
     for ch in 0..c {
         let plane = &img[ch * h * w..(ch + 1) * h * w];

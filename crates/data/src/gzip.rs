@@ -33,8 +33,10 @@
 //!   least 56 bits are buffered, enough for a whole literal/length + distance symbol
 //!   with their extra bits (at most 15 + 5 + 15 + 13 = 48 bits), so the inner loop
 //!   refills once per symbol. Past the end of the input the buffer is padded with zero
-//!   bytes, which are counted: consuming any of them is reported as truncation, and
-//!   more than 8 of them stops decoding at once, so a truncated stream can never spin.
+//!   bytes, which are counted. A complete file never needs them (its 8-byte trailer
+//!   follows the deflate data), so any error met while padding, and any padding
+//!   consumed, is reported as truncation; after 8 padding bytes decoding stops, so a
+//!   truncated stream cannot spin.
 //! - **Huffman tables**: a direct lookup table over the first 10 bits (literal/length)
 //!   or 8 bits (distance) of the code, whose entries hold the decoded meaning (literal
 //!   byte, or length/distance base and extra-bit count), the code length and flags. The
@@ -355,13 +357,25 @@ fn read_member(bytes: &[u8], start: usize, out: &mut Output, path: &Path) -> Res
 enum Problem {
     Truncated,
     ReservedBlockType,
-    StoredLength { len: u16, nlen: u16 },
-    TooManySymbols { hlit: usize, hdist: usize },
+    StoredLength {
+        len: u16,
+        nlen: u16,
+    },
+    TooManySymbols {
+        hlit: usize,
+        hdist: usize,
+    },
     CodeLengths(&'static str),
-    BadCode { which: &'static str, fault: CodeFault },
+    BadCode {
+        which: &'static str,
+        fault: CodeFault,
+    },
     InvalidLitLenCode,
     InvalidDistanceCode,
-    DistanceTooFar { distance: usize, available: usize },
+    DistanceTooFar {
+        distance: usize,
+        available: usize,
+    },
     OutputLimit(usize),
 }
 
@@ -490,7 +504,9 @@ fn grow(buf: &mut Vec<u8>, needed: usize, limit: usize) -> std::result::Result<(
     Ok(())
 }
 
-/// The bit reader: LSB-first bits of `data`, buffered 64 at a time.
+/// The bit reader: LSB-first bits of `data`, buffered 64 at a time. (`Copy` so that hot
+/// loops can work on a local copy the compiler keeps in registers.)
+#[derive(Clone, Copy)]
 struct Bits<'a> {
     data: &'a [u8],
     /// Next byte of `data` to load into `buf`.
@@ -619,8 +635,8 @@ const F_SYM: u32 = 1 << 12;
 const F_SUB: u32 = 1 << 13;
 
 const LEN_BASE: [u16; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115,
-    131, 163, 195, 227, 258,
+    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
+    163, 195, 227, 258,
 ];
 const LEN_EXTRA: [u8; 29] = [
     0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
@@ -669,6 +685,7 @@ struct Huffman<const N: usize> {
 
 impl<const N: usize> Huffman<N> {
     const BITS: u32 = N.trailing_zeros();
+    const SIZE: usize = N;
 
     fn new() -> Self {
         Huffman {
@@ -833,10 +850,21 @@ fn inflate(data: &[u8], out: &mut Output) -> std::result::Result<usize, Fail> {
     })();
     match result {
         Ok(()) => Ok(br.pos),
-        Err(problem) => Err(Fail {
-            problem,
-            offset: br.offset(),
-        }),
+        Err(problem) => {
+            // In a complete file the 8-byte trailer follows the deflate data, so the
+            // reader (at most 63 bits ahead) never pads while decoding it. If it has
+            // padded, the file ends early, and whatever the padding decoded to, the
+            // cause is the missing data.
+            let problem = match problem {
+                Problem::OutputLimit(_) => problem,
+                _ if br.overrun > 0 => Problem::Truncated,
+                _ => problem,
+            };
+            Err(Fail {
+                problem,
+                offset: br.offset(),
+            })
+        }
     }
 }
 
@@ -917,7 +945,9 @@ fn read_dynamic_tables(
         i += repeat;
     }
     if lens[256] == 0 {
-        return Err(Problem::CodeLengths("no code for end-of-block (symbol 256)"));
+        return Err(Problem::CodeLengths(
+            "no code for end-of-block (symbol 256)",
+        ));
     }
     lit.build(&lens[..hlit], litlen_payload, false)
         .map_err(|f| f.in_code("literal/length code"))?;
@@ -934,39 +964,58 @@ fn huffman_block(
     dist: &DistTable,
     window_start: usize,
 ) -> std::result::Result<(), Problem> {
-    let limit = out.limit;
-    let buf = &mut out.buf;
     let mut op = out.len;
-    let result = loop {
+    let mut local = *br;
+    let result = huffman_symbols(
+        &mut local,
+        &mut out.buf,
+        &mut op,
+        out.limit,
+        lit,
+        dist,
+        window_start,
+    );
+    *br = local;
+    out.len = op;
+    result
+}
+
+#[inline(always)]
+fn huffman_symbols(
+    br: &mut Bits,
+    buf: &mut Vec<u8>,
+    op: &mut usize,
+    limit: usize,
+    lit: &LitTable,
+    dist: &DistTable,
+    window_start: usize,
+) -> std::result::Result<(), Problem> {
+    let mut o = *op;
+    let r = loop {
         // 56 bits cover a literal/length code, its extra bits, a distance code and its
         // extra bits: 15 + 5 + 15 + 13.
-        if let Err(e) = br.refill() {
-            break Err(e);
+        if let Err(p) = br.refill() {
+            break Err(p);
         }
         let e = lit.decode(br);
         if e & F_LIT != 0 {
-            if op >= buf.len() {
-                if let Err(e) = grow(buf, op + 1, limit) {
-                    break Err(e);
+            if o >= buf.len() {
+                if let Err(p) = grow(buf, o + 1, limit) {
+                    break Err(p);
                 }
             }
-            buf[op] = (e >> 16) as u8;
-            op += 1;
+            buf[o] = (e >> 16) as u8;
+            o += 1;
             // Runs of literals: more first-level literal codes (at most 10 bits each)
-            // fit in the bits still buffered, without a refill.
+            // fit in the bits still buffered, so decode them without a refill.
             while br.cnt >= LitTable::BITS {
                 let e = lit.primary[(br.buf as usize) & (LitTable::SIZE - 1)];
-                if e & F_LIT == 0 {
+                if e & F_LIT == 0 || o >= buf.len() {
                     break;
                 }
                 br.consume(e & 0xF);
-                if op >= buf.len() {
-                    if let Err(e) = grow(buf, op + 1, limit) {
-                        return finish(out_len, op, Err(e));
-                    }
-                }
-                buf[op] = (e >> 16) as u8;
-                op += 1;
+                buf[o] = (e >> 16) as u8;
+                o += 1;
             }
             continue;
         }
@@ -977,19 +1026,19 @@ fn huffman_block(
                 break Err(Problem::InvalidDistanceCode);
             }
             let distance = (d >> 16) as usize + br.take((d >> 4) & 0xF) as usize;
-            if distance > op - window_start {
+            if distance > o - window_start {
                 break Err(Problem::DistanceTooFar {
                     distance,
-                    available: op - window_start,
+                    available: o - window_start,
                 });
             }
-            if op + length > buf.len() {
-                if let Err(e) = grow(buf, op + length, limit) {
-                    break Err(e);
+            if o + length > buf.len() {
+                if let Err(p) = grow(buf, o + length, limit) {
+                    break Err(p);
                 }
             }
-            copy_match(buf, op, distance, length);
-            op += length;
+            copy_match(buf, o, distance, length);
+            o += length;
             continue;
         }
         if e & F_EOB != 0 {
@@ -997,8 +1046,8 @@ fn huffman_block(
         }
         break Err(Problem::InvalidLitLenCode);
     };
-    out.len = op;
-    result
+    *op = o;
+    r
 }
 
 /// `buf[op..op + length] = buf[op - distance..]`, byte by byte in effect (the source

@@ -139,7 +139,9 @@ fn labels_header(bytes: &[u8], path: &Path) -> Result<usize> {
         return format_err(
             path,
             "header",
-            format!("{n} labels is more bytes than this machine can address: the header is corrupt"),
+            format!(
+                "{n} labels is more bytes than this machine can address: the header is corrupt"
+            ),
         );
     };
     check_size(
@@ -160,9 +162,9 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 
 fn magic_name(magic: u32) -> &'static str {
     match magic {
-        IMAGES_MAGIC => " (the IDX images magic)",
-        LABELS_MAGIC => " (the IDX labels magic)",
-        0x1f8b_0000..=0x1f8b_ffff => " (gzip data: decompress the file first)",
+        IMAGES_MAGIC => ", the IDX images magic",
+        LABELS_MAGIC => ", the IDX labels magic",
+        0x1f8b_0000..=0x1f8b_ffff => ", gzip data: decompress the file first",
         _ => "",
     }
 }
@@ -184,7 +186,7 @@ fn check_magic(bytes: &[u8], path: &Path, expected: u32, what: &str) -> Result<(
             path,
             "magic number",
             format!(
-                "expected {expected} ({expected:#010x}, IDX {what}), found {found} ({found:#010x}){}",
+                "expected {expected} ({expected:#010x}, IDX {what}), found {found} ({found:#010x}{})",
                 magic_name(found)
             ),
         );
