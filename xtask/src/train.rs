@@ -271,6 +271,7 @@ pub fn run_training(
     let end = stop_after.map_or(cfg.epochs, |s| (start + s).min(cfg.epochs));
     let run_start = Instant::now();
     let mut samples_done = 0usize;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for epoch in start..end {
         let lr = schedule.lr(cfg.lr, epoch, cfg.epochs);
         let order = epoch_order(n, cfg.seed, epoch);
@@ -309,12 +310,16 @@ pub fn run_training(
                 .count();
             seen += labels.len();
             samples_done += labels.len();
-            if !quiet && (last_print.elapsed().as_secs_f64() > 1.0 || step + 1 == steps) {
+            // In place on a terminal (every second); a plain line every 10 s in a log.
+            let every = if tty { 1.0 } else { 10.0 };
+            if !quiet && (last_print.elapsed().as_secs_f64() > every || (tty && step + 1 == steps))
+            {
                 last_print = Instant::now();
                 let rate = seen as f64 / t0.elapsed().as_secs_f64();
                 let remaining = (end - epoch) as f64 * n as f64 - seen as f64;
                 eprint!(
-                    "\repoch {}/{} step {}/{} loss {:.4} acc {:.2}% {:.0} samples/s ETA {}   ",
+                    "{}epoch {}/{} step {}/{} loss {:.4} acc {:.2}% {:.0} samples/s ETA {}{}",
+                    if tty { "\r" } else { "" },
                     epoch + 1,
                     cfg.epochs,
                     step + 1,
@@ -322,7 +327,8 @@ pub fn run_training(
                     loss_sum / seen as f64,
                     100.0 * correct as f64 / seen as f64,
                     rate,
-                    fmt_duration(remaining / rate)
+                    fmt_duration(remaining / rate),
+                    if tty { "   " } else { "\n" }
                 );
             }
         }
@@ -357,7 +363,9 @@ pub fn run_training(
         checkpoint::save(&ckpt, &model, &opt, epoch + 1, &[("config", &config_text)])
             .map_err(|e| e.to_string())?;
         if !quiet {
-            eprintln!();
+            if tty {
+                eprintln!();
+            }
             let val_txt = val.map_or(String::new(), |(va, _)| {
                 format!(", val acc {:.2}%", 100.0 * va)
             });
