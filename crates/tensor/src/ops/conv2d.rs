@@ -256,6 +256,32 @@ pub fn forward_im2col(
 /// One chunk's partial (weight, bias) gradients.
 type Partial = (Option<Vec<f32>>, Option<Vec<f32>>);
 
+/// The input-gradient slice of each chunk of the batch (`None` for every chunk when no
+/// input gradient is wanted).
+fn dx_chunks(dx: Option<&mut [f32]>, len: usize, chunks: usize) -> Vec<Option<&mut [f32]>> {
+    match dx {
+        Some(dx) => dx.chunks_mut(len).map(Some).collect(),
+        None => (0..chunks).map(|_| None).collect(),
+    }
+}
+
+/// Adds the chunks' partial weight and bias gradients in chunk order: a fixed order, so
+/// the result does not depend on which thread computed which chunk.
+fn add_partials(partials: Vec<Partial>, dw: Option<&mut [f32]>, db: Option<&mut [f32]>) {
+    for (acc, pick) in [(dw, 0), (db, 1)] {
+        let Some(acc) = acc else { continue };
+        for part in partials.iter().filter_map(|p| {
+            if pick == 0 {
+                p.0.as_ref()
+            } else {
+                p.1.as_ref()
+            }
+        }) {
+            acc.iter_mut().zip(part).for_each(|(d, v)| *d += v);
+        }
+    }
+}
+
 /// Which gradients [`backward`] computes, and where it adds them.
 pub struct ConvGrads<'a> {
     pub dx: Option<&'a mut [f32]>,
@@ -280,10 +306,7 @@ pub fn backward_im2col(
     }
     let chunks = g.n.div_ceil(cs);
     let (want_w, want_b) = (grads.dw.is_some(), grads.db.is_some());
-    let dx_chunks: Vec<Option<&mut [f32]>> = match grads.dx {
-        Some(dx) => dx.chunks_mut(cs * xs.max(1)).map(Some).collect(),
-        None => (0..chunks).map(|_| None).collect(),
-    };
+    let dx_chunks = dx_chunks(grads.dx, cs * xs.max(1), chunks);
     let partials: Vec<Partial> = dx_chunks
         .into_par_iter()
         .enumerate()
@@ -344,17 +367,7 @@ pub fn backward_im2col(
             (dw, db)
         })
         .collect();
-    // Fixed-order reduction of the per-chunk partial sums.
-    if let Some(dw) = grads.dw {
-        for part in partials.iter().filter_map(|p| p.0.as_ref()) {
-            dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
-        }
-    }
-    if let Some(db) = grads.db {
-        for part in partials.iter().filter_map(|p| p.1.as_ref()) {
-            db.iter_mut().zip(part).for_each(|(d, v)| *d += v);
-        }
-    }
+    add_partials(partials, grads.dw, grads.db);
 }
 
 /// Whether the direct kernels (`kernels::direct_conv`) can serve this geometry: stride 1
@@ -499,10 +512,7 @@ pub fn backward_direct(
         let wb = direct::block_weights(&direct::adjoint_weights(g, w), g.c, o * g.kh * g.kw);
         (grid, wb)
     });
-    let dx_chunks: Vec<Option<&mut [f32]>> = match grads.dx {
-        Some(dx) => dx.chunks_mut(cs * xs).map(Some).collect(),
-        None => (0..chunks).map(|_| None).collect(),
-    };
+    let dx_chunks = dx_chunks(grads.dx, cs * xs, chunks);
     let partials: Vec<Partial> = dx_chunks
         .into_par_iter()
         .enumerate()
@@ -572,16 +582,7 @@ pub fn backward_direct(
             (dw, db)
         })
         .collect();
-    if let Some(dw) = grads.dw {
-        for part in partials.iter().filter_map(|p| p.0.as_ref()) {
-            dw.iter_mut().zip(part).for_each(|(d, v)| *d += v);
-        }
-    }
-    if let Some(db) = grads.db {
-        for part in partials.iter().filter_map(|p| p.1.as_ref()) {
-            db.iter_mut().zip(part).for_each(|(d, v)| *d += v);
-        }
-    }
+    add_partials(partials, grads.dw, grads.db);
 }
 
 pub(crate) struct Saved {
