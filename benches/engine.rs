@@ -8,6 +8,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rcc::attack::{pgd_linf, PgdConfig};
 use rcc::nn::{Arch, Loss, Model, Sgd};
 use rcc::tensor::ops::conv2d::{self, Conv2dGeom};
 use rcc::tensor::{threads, Tensor};
@@ -102,6 +103,39 @@ mod train_step {
                                 model
                                     .train_grad(
                                         &x,
+                                        &labels,
+                                        &Loss::CrossEntropy,
+                                        &mut grads,
+                                        &mut rng,
+                                    )
+                                    .unwrap();
+                                opt.step(&mut model.params, &grads, 0.01);
+                            })
+                        })
+                    },
+                );
+
+                // PGD-10 adversarial training step (Madry: eps 0.3, step 0.075, random
+                // start): 10 input-gradient steps, then a natural step on the result.
+                let mut model = Model::new(arch, 0);
+                let mut opt = Sgd::new(model.params.len(), 0.9, false, 0.0).unwrap();
+                let pgd = PgdConfig {
+                    eps: 0.3,
+                    steps: 10,
+                    step_size: 0.075,
+                    random_start: true,
+                    restarts: 1,
+                };
+                grp.bench_function(
+                    BenchmarkId::from_parameter(format!("{label}/pgd10/b{batch}/t{threads}")),
+                    |bch| {
+                        pool.install(|| {
+                            bch.iter(|| {
+                                let xa = pgd_linf(&model, &x, &labels, &pgd, &mut rng).unwrap();
+                                grads.fill(0.0);
+                                model
+                                    .train_grad(
+                                        &xa,
                                         &labels,
                                         &Loss::CrossEntropy,
                                         &mut grads,

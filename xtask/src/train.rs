@@ -13,9 +13,11 @@ use crate::cli::{data_dir, parse_value, workspace_root, Cli};
 use crate::eval::evaluate;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rcc_attack::PgdConfig;
 use rcc_data::{epoch_order, Dataset, DatasetKind, Split};
 use rcc_nn::optim::{Adam, LrSchedule, Optimizer, Sgd};
 use rcc_nn::{checkpoint, Arch, Loss, Model};
+use rcc_tensor::Tensor;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -41,6 +43,120 @@ pub struct TrainConfig {
     pub val: usize,
     /// CIFAR-style augmentation (random crop with 4-pixel padding, horizontal flip).
     pub augment: bool,
+    /// The training attack: every batch is replaced by its adversarial examples.
+    pub adv: AdvTraining,
+    /// Weight of the clean loss: `(1 - mix) * CE(adv) + mix * CE(clean)` (0: Madry).
+    pub adv_mix: f32,
+    /// Epochs over which eps (and the step) ramp linearly from 0 to their targets: a
+    /// guard against the collapse to one class that method.md section 4 describes.
+    pub adv_warmup: usize,
+    /// Every this many epochs (0: never), PGD-40 accuracy on the first `robust_limit`
+    /// test images at the training eps.
+    pub robust_every: usize,
+    pub robust_limit: usize,
+}
+
+/// The training attack (`--adv`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AdvTraining {
+    None,
+    /// Madry PGD-l_inf with a random start: `pgd:EPS:STEPS:STEP`.
+    Pgd {
+        eps: f32,
+        steps: usize,
+        step: f32,
+    },
+    /// FGSM with a random start (Wong et al. 2020): `fgsm-rs:EPS:ALPHA`.
+    FgsmRs {
+        eps: f32,
+        alpha: f32,
+    },
+}
+
+impl AdvTraining {
+    pub fn parse(s: &str) -> Result<AdvTraining, String> {
+        let bad = || format!("adv: {s:?}: expected none, pgd:EPS:STEPS:STEP or fgsm-rs:EPS:ALPHA");
+        let parts: Vec<&str> = s.split(':').collect();
+        let f = |v: &str| {
+            v.parse::<f32>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(bad)
+        };
+        Ok(match parts.as_slice() {
+            ["none"] => AdvTraining::None,
+            ["pgd", e, n, a] => AdvTraining::Pgd {
+                eps: f(e)?,
+                steps: n.parse().map_err(|_| bad())?,
+                step: f(a)?,
+            },
+            ["fgsm-rs", e, a] => AdvTraining::FgsmRs {
+                eps: f(e)?,
+                alpha: f(a)?,
+            },
+            _ => return Err(bad()),
+        })
+    }
+
+    pub fn eps(&self) -> f32 {
+        match *self {
+            AdvTraining::None => 0.0,
+            AdvTraining::Pgd { eps, .. } | AdvTraining::FgsmRs { eps, .. } => eps,
+        }
+    }
+
+    /// The same attack with eps and its step scaled by `f` (the warm-up ramp).
+    fn scaled(&self, f: f32) -> AdvTraining {
+        match *self {
+            AdvTraining::None => AdvTraining::None,
+            AdvTraining::Pgd { eps, steps, step } => AdvTraining::Pgd {
+                eps: eps * f,
+                steps,
+                step: step * f,
+            },
+            AdvTraining::FgsmRs { eps, alpha } => AdvTraining::FgsmRs {
+                eps: eps * f,
+                alpha: alpha * f,
+            },
+        }
+    }
+
+    /// The adversarial version of a batch (the model in evaluation mode).
+    fn attack(
+        &self,
+        model: &Model,
+        x: &Tensor,
+        labels: &[usize],
+        rng: &mut StdRng,
+    ) -> Result<Option<Tensor>, String> {
+        let r = match *self {
+            AdvTraining::None => return Ok(None),
+            AdvTraining::Pgd { eps, steps, step } => {
+                let cfg = PgdConfig {
+                    eps,
+                    steps,
+                    step_size: step,
+                    random_start: true,
+                    restarts: 1,
+                };
+                rcc_attack::pgd_linf(model, x, labels, &cfg, rng)
+            }
+            AdvTraining::FgsmRs { eps, alpha } => {
+                rcc_attack::fgsm_rs(model, x, labels, eps, alpha, rng)
+            }
+        };
+        r.map(Some).map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Display for AdvTraining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdvTraining::None => write!(f, "none"),
+            AdvTraining::Pgd { eps, steps, step } => write!(f, "pgd:{eps}:{steps}:{step}"),
+            AdvTraining::FgsmRs { eps, alpha } => write!(f, "fgsm-rs:{eps}:{alpha}"),
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -60,12 +176,17 @@ impl Default for TrainConfig {
             seed: 1,
             val: 0,
             augment: false,
+            adv: AdvTraining::None,
+            adv_mix: 0.0,
+            adv_warmup: 0,
+            robust_every: 0,
+            robust_limit: 1000,
         }
     }
 }
 
 /// Config keys, which are also the `--flags` of `cargo xtask train`.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 18] = [
     "dataset",
     "arch",
     "epochs",
@@ -79,6 +200,11 @@ pub const KEYS: [&str; 13] = [
     "seed",
     "val",
     "augment",
+    "adv",
+    "adv-mix",
+    "adv-warmup",
+    "robust-every",
+    "robust-limit",
 ];
 
 impl TrainConfig {
@@ -106,6 +232,16 @@ impl TrainConfig {
             "seed" => self.seed = parse_value(key, v)?,
             "val" => self.val = parse_value(key, v)?,
             "augment" => self.augment = parse_value(key, v)?,
+            "adv" => self.adv = AdvTraining::parse(v)?,
+            "adv-mix" => {
+                self.adv_mix = parse_value(key, v)?;
+                if !(0.0..=1.0).contains(&self.adv_mix) {
+                    return Err(format!("adv-mix must be in [0, 1], got {v}"));
+                }
+            }
+            "adv-warmup" => self.adv_warmup = parse_value(key, v)?,
+            "robust-every" => self.robust_every = parse_value(key, v)?,
+            "robust-limit" => self.robust_limit = parse_value(key, v)?,
             _ => {
                 return Err(format!(
                     "unknown config key {key:?} (known: {})",
@@ -154,6 +290,11 @@ impl TrainConfig {
             self.seed.to_string(),
             self.val.to_string(),
             self.augment.to_string(),
+            self.adv.to_string(),
+            self.adv_mix.to_string(),
+            self.adv_warmup.to_string(),
+            self.robust_every.to_string(),
+            self.robust_limit.to_string(),
         ];
         for (k, v) in KEYS.iter().zip(vals) {
             let _ = writeln!(s, "{k} = {v}");
@@ -216,6 +357,39 @@ pub struct RunResult {
     pub test_acc: f64,
 }
 
+/// Accuracy under PGD-40 (step 0.01, random start) at `eps` on the first `limit` images
+/// of `test`, counting an image only if it is also classified right when clean: the
+/// cheap robustness check run during training (`cargo xtask eval` runs the full one).
+fn robust_accuracy(
+    model: &Model,
+    test: &Dataset,
+    eps: f32,
+    limit: usize,
+    seed: u64,
+) -> Result<f64, String> {
+    let n = limit.min(test.len());
+    let cfg = PgdConfig {
+        eps,
+        steps: 40,
+        step_size: 0.01,
+        random_start: true,
+        restarts: 1,
+    };
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_0FA7_7AC0);
+    let mut correct = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let (x, labels) = test.batch(chunk, None);
+        let clean = model.infer(&x).map_err(|e| e.to_string())?.argmax_rows();
+        let xa =
+            rcc_attack::pgd_linf(model, &x, &labels, &cfg, &mut rng).map_err(|e| e.to_string())?;
+        let adv = model.infer(&xa).map_err(|e| e.to_string())?.argmax_rows();
+        correct += (0..labels.len())
+            .filter(|&i| clean[i] == labels[i] && adv[i] == labels[i])
+            .count();
+    }
+    Ok(correct as f64 / n.max(1) as f64)
+}
+
 /// Index of the largest value (the first on ties), i.e. the predicted class.
 fn argmax(row: &[f32]) -> usize {
     row.iter()
@@ -274,6 +448,12 @@ pub fn run_training(
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for epoch in start..end {
         let lr = schedule.lr(cfg.lr, epoch, cfg.epochs);
+        let ramp = if cfg.adv_warmup > 0 {
+            ((epoch + 1) as f32 / cfg.adv_warmup as f32).min(1.0)
+        } else {
+            1.0
+        };
+        let adv = cfg.adv.scaled(ramp);
         let order = epoch_order(n, cfg.seed, epoch);
         let mut rng = StdRng::seed_from_u64(epoch_seed(cfg.seed, epoch));
         let t0 = Instant::now();
@@ -286,9 +466,27 @@ pub fn run_training(
                 data.train.batch(idx, None)
             };
             grads.fill(0.0);
-            let out = model
-                .train_grad(&x, &labels, &Loss::CrossEntropy, &mut grads, &mut rng)
-                .map_err(|e| e.to_string())?;
+            let x_adv = adv.attack(&model, &x, &labels, &mut rng)?;
+            let ce = Loss::CrossEntropy;
+            let out = match &x_adv {
+                None => model.train_grad(&x, &labels, &ce, &mut grads, &mut rng),
+                Some(xa) if cfg.adv_mix == 0.0 => {
+                    model.train_grad(xa, &labels, &ce, &mut grads, &mut rng)
+                }
+                Some(xa) => {
+                    // (1 - mix) * CE(adv) + mix * CE(clean): the clean pass's gradient is
+                    // scaled so that one final scaling by (1 - mix) weights both right.
+                    model
+                        .train_grad(&x, &labels, &ce, &mut grads, &mut rng)
+                        .map_err(|e| e.to_string())?;
+                    let r = cfg.adv_mix / (1.0 - cfg.adv_mix).max(1e-6);
+                    grads.iter_mut().for_each(|g| *g *= r);
+                    let out = model.train_grad(xa, &labels, &ce, &mut grads, &mut rng);
+                    grads.iter_mut().for_each(|g| *g *= 1.0 - cfg.adv_mix);
+                    out
+                }
+            }
+            .map_err(|e| e.to_string())?;
             if !out.loss.is_finite() {
                 return Err(format!(
                     "the loss became {} at epoch {} step {}; stopped. The last good checkpoint is {} ({} epochs done). Try a lower --lr (now {lr}).",
@@ -339,6 +537,19 @@ pub fn run_training(
             .as_ref()
             .map(|v| evaluate(&model, v, 1000))
             .transpose()?;
+        let robust_due = cfg.robust_every > 0
+            && ((epoch + 1) % cfg.robust_every == 0 || epoch + 1 == cfg.epochs);
+        let robust = if robust_due && cfg.adv.eps() > 0.0 {
+            Some(robust_accuracy(
+                &model,
+                &data.test,
+                cfg.adv.eps(),
+                cfg.robust_limit,
+                cfg.seed,
+            )?)
+        } else {
+            None
+        };
         test_acc = acc;
         let mut line = format!(
             "{{\"epoch\":{},\"lr\":{lr},\"train_loss\":{:.6},\"train_acc\":{:.6},\"test_loss\":{test_loss:.6},\"test_acc\":{acc:.6}",
@@ -348,6 +559,16 @@ pub fn run_training(
         );
         if let Some((va, vl)) = val {
             let _ = write!(line, ",\"val_loss\":{vl:.6},\"val_acc\":{va:.6}");
+        }
+        if adv != AdvTraining::None {
+            let _ = write!(line, ",\"train_adv\":\"{adv}\"");
+        }
+        if let Some(r) = robust {
+            let _ = write!(
+                line,
+                ",\"test_pgd40_acc\":{r:.6},\"test_pgd40_n\":{}",
+                cfg.robust_limit.min(data.test.len())
+            );
         }
         let _ = write!(
             line,
@@ -366,11 +587,25 @@ pub fn run_training(
             if tty {
                 eprintln!();
             }
-            let val_txt = val.map_or(String::new(), |(va, _)| {
+            let mut val_txt = val.map_or(String::new(), |(va, _)| {
                 format!(", val acc {:.2}%", 100.0 * va)
             });
+            if let Some(r) = robust {
+                let n = cfg.robust_limit.min(data.test.len());
+                let _ = write!(
+                    val_txt,
+                    ", PGD-40 acc {:.2}% (eps {}, first {n} test images)",
+                    100.0 * r,
+                    cfg.adv.eps()
+                );
+            }
+            let kind = if adv == AdvTraining::None {
+                "train"
+            } else {
+                "robust train"
+            };
             println!(
-                "epoch {}/{}: train loss {:.4}, train acc {:.2}%, test acc {:.2}%{val_txt}, {:.1} s ({:.0} samples/s)",
+                "epoch {}/{}: {kind} loss {:.4}, {kind} acc {:.2}%, test acc {:.2}%{val_txt}, {:.1} s ({:.0} samples/s)",
                 epoch + 1,
                 cfg.epochs,
                 loss_sum / seen as f64,
@@ -454,7 +689,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         ));
     }
     println!(
-        "training {} on {} ({} train, {} test images), {} epochs, batch {}, {} lr {} ({}), seed {}, {} threads -> {}",
+        "training {} on {} ({} train, {} test images), {} epochs, batch {}, {} lr {} ({}), adversarial {}, seed {}, {} threads -> {}",
         cfg.arch,
         cfg.dataset,
         data.train.len(),
@@ -464,6 +699,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         cfg.optimizer,
         cfg.lr,
         cfg.schedule,
+        cfg.adv,
         cfg.seed,
         pool.current_num_threads(),
         out.display()
@@ -593,6 +829,68 @@ mod tests {
             "the synthetic task is learnable: {}",
             whole.test_acc
         );
+    }
+
+    /// The same with an attack in the loop (its random starts come from the epoch's
+    /// generator too), a clean/adversarial mix and an eps ramp.
+    #[test]
+    fn resumed_adversarial_run_is_bit_identical() {
+        let data = RunData {
+            train: synthetic(300, 5),
+            val: None,
+            test: synthetic(100, 6),
+        };
+        let cfg = TrainConfig {
+            adv: AdvTraining::parse("pgd:0.1:3:0.04").unwrap(),
+            adv_mix: 0.25,
+            adv_warmup: 2,
+            robust_every: 1,
+            robust_limit: 50,
+            ..small_config()
+        };
+        let (a, b) = (temp_run("adv-whole"), temp_run("adv-killed"));
+        let whole = run_training(&cfg, &data, &a, false, None, true).unwrap();
+        run_training(&cfg, &data, &b, false, Some(2), true).unwrap();
+        let resumed = run_training(&cfg, &data, &b, true, None, true).unwrap();
+        assert_eq!(whole.model.params, resumed.model.params);
+        let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+        assert!(
+            metrics.contains("\"train_adv\":\"pgd:0.05:3:0.02\"")
+                && metrics.contains("test_pgd40_acc"),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn adversarial_settings_parse_and_round_trip() {
+        assert_eq!(
+            AdvTraining::parse("pgd:0.3:10:0.075").unwrap(),
+            AdvTraining::Pgd {
+                eps: 0.3,
+                steps: 10,
+                step: 0.075
+            }
+        );
+        assert_eq!(
+            AdvTraining::parse("fgsm-rs:0.3:0.375").unwrap(),
+            AdvTraining::FgsmRs {
+                eps: 0.3,
+                alpha: 0.375
+            }
+        );
+        for bad in ["pgd:0.3:10", "pgd:-1:10:0.1", "fgsm:0.3", "pgd:0.3:x:0.1"] {
+            assert!(AdvTraining::parse(bad).is_err(), "{bad}");
+        }
+        let mut cfg = TrainConfig::default();
+        cfg.set("adv", "fgsm-rs:0.1:0.125").unwrap();
+        cfg.set("adv-mix", "0.5").unwrap();
+        assert!(cfg.clone().set("adv-mix", "1.5").is_err());
+        let mut back = TrainConfig::default();
+        for line in cfg.to_text().lines().filter(|l| !l.starts_with('#')) {
+            let (k, v) = line.split_once('=').unwrap();
+            back.set(k.trim(), v.trim()).unwrap();
+        }
+        assert_eq!(back, cfg);
     }
 
     #[test]

@@ -12,9 +12,11 @@
 pub mod classifier;
 pub mod error;
 pub mod fgsm;
+pub mod fgsm_rs;
 pub mod pgd;
 
 pub use classifier::{per_example_ce, Classifier};
 pub use error::{Error, Result};
 pub use fgsm::fgsm;
+pub use fgsm_rs::fgsm_rs;
 pub use pgd::{pgd_linf, PgdConfig};
