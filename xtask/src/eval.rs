@@ -1,13 +1,40 @@
-//! `cargo xtask eval --model FILE [--dataset mnist] [--arch A] [--batch B] [--threads T]
-//! [--limit N] [--json]`: clean test accuracy of a model file (the attacks issue adds
-//! robust accuracy). Files written elsewhere (a PyTorch `state_dict` saved with
-//! safetensors) need `--arch`.
+//! `cargo xtask eval --model FILE [--dataset D] [--arch A] [--attack LIST] [--eps E]
+//! [--eps-l2 E] [--steps N] [--step-size S] [--step-size-l2 S] [--restarts R]
+//! [--limit N] [--seed S] [--batch B] [--threads T] [--json] [--eps-sweep LIST
+//! [--plot FILE.svg]]`: clean and robust test accuracy of a model file.
+//!
+//! - `--attack fgsm|pgd|pgd-l2|apgd-ce|all` (comma lists work). Without `--attack` (and
+//!   without `--eps-sweep`) only the clean accuracy is measured.
+//! - Defaults follow method.md section 4 for the dataset: MNIST eps 0.3, PGD-40 with step
+//!   0.01; Fashion-MNIST eps 0.1, PGD-40, step 0.01; CIFAR-10 eps 8/255, PGD-20, step
+//!   2/255. PGD starts at a random point; 1 restart. APGD-CE runs 100 steps (AutoAttack's
+//!   budget) unless `--steps` is given, which sets every iterative attack's steps.
+//! - `--eps` is the l_inf radius (FGSM, PGD, APGD-CE); PGD-l_2 uses `--eps-l2` (MNIST 2.0,
+//!   Fashion-MNIST 1.5, CIFAR-10 0.5) and step `--step-size-l2` (default 2.5 eps / steps,
+//!   Madry et al.'s rule).
+//! - Without `--step-size`, the l_inf PGD step is the dataset's default step scaled by
+//!   eps / default eps (so 0.01 at eps 0.3 on MNIST, and the same reach in eps-units at
+//!   any other eps, e.g. along an `--eps-sweep`).
+//! - `--eps-sweep 0,0.1,0.2,0.3,0.4` runs the chosen attacks (default `pgd`) at each eps
+//!   and prints accuracy against eps, the robustness curve; `--plot FILE.svg` draws it.
+//!   The listed values are l_2 radii if the attacks are l_2 ones (l_inf and l_2 attacks
+//!   cannot share one sweep).
+//! - Robust accuracy counts an example only if it is classified correctly clean *and*
+//!   under the attack (see `rcc_attack::eval`). Every run is deterministic for its
+//!   `--seed` (default 0) and `--batch` (default 500), whatever `--threads`.
+//!
+//! Files written elsewhere (a PyTorch `state_dict` saved with safetensors) need `--arch`.
 
 use crate::cli::{data_dir, Cli};
+use rcc_attack::{AttackResult, AttackSpec, Examples, Norm, PgdConfig, Report};
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::{Arch, Model};
+use rcc_tensor::Tensor;
+use std::fmt::Write as _;
+use std::ops::Range;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 
 /// Accuracy and mean cross-entropy of `model` on `data` (inference mode, no tape), in
 /// batches of `batch`.
@@ -33,11 +60,566 @@ pub fn evaluate(model: &Model, data: &Dataset, batch: usize) -> Result<(f64, f64
     Ok((correct as f64 / n, loss / n))
 }
 
+/// A dataset split as the attack crate's batch source.
+pub struct DatasetExamples<'a>(pub &'a Dataset);
+
+impl Examples for DatasetExamples<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn batch(&self, range: Range<usize>) -> rcc_attack::Result<(Tensor, Vec<usize>)> {
+        if range.end > self.0.len() {
+            return Err(rcc_attack::Error::Data(format!(
+                "examples {range:?} of a set of {}",
+                self.0.len()
+            )));
+        }
+        Ok(self.0.batch(&range.collect::<Vec<_>>(), None))
+    }
+}
+
+/// The evaluation protocol of a dataset (method.md section 4).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Protocol {
+    pub eps: f32,
+    pub steps: usize,
+    pub step_size: f32,
+    pub eps_l2: f32,
+    pub apgd_steps: usize,
+}
+
+impl Protocol {
+    pub fn for_dataset(kind: DatasetKind) -> Protocol {
+        match kind {
+            DatasetKind::Mnist => Protocol {
+                eps: 0.3,
+                steps: 40,
+                step_size: 0.01,
+                eps_l2: 2.0,
+                apgd_steps: 100,
+            },
+            DatasetKind::FashionMnist => Protocol {
+                eps: 0.1,
+                steps: 40,
+                step_size: 0.01,
+                eps_l2: 1.5,
+                apgd_steps: 100,
+            },
+            DatasetKind::Cifar10 => Protocol {
+                eps: 8.0 / 255.0,
+                steps: 20,
+                step_size: 2.0 / 255.0,
+                eps_l2: 0.5,
+                apgd_steps: 100,
+            },
+        }
+    }
+}
+
+/// The attack settings after defaults and flags.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub protocol: Protocol,
+    pub names: Vec<&'static str>,
+    pub eps: f32,
+    pub eps_l2: f32,
+    pub steps: Option<usize>,
+    pub step_size: Option<f32>,
+    pub step_size_l2: Option<f32>,
+    pub restarts: usize,
+}
+
+pub const ATTACKS: [&str; 4] = ["fgsm", "pgd", "pgd-l2", "apgd-ce"];
+
+/// `fgsm,pgd,...` or `all` -> attack names, in the list's order, without repeats.
+pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>, String> {
+    let mut out: Vec<&'static str> = vec![];
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let names: Vec<&'static str> = match item {
+            "all" => ATTACKS.to_vec(),
+            "fgsm" => vec!["fgsm"],
+            "pgd" | "pgd-linf" => vec!["pgd"],
+            "pgd-l2" => vec!["pgd-l2"],
+            "apgd-ce" | "apgd" => vec!["apgd-ce"],
+            other => {
+                return Err(format!(
+                    "--attack: unknown attack {other:?} (known: {}, all)",
+                    ATTACKS.join(", ")
+                ))
+            }
+        };
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("--attack: no attack named".into());
+    }
+    Ok(out)
+}
+
+impl Settings {
+    /// The spec of attack `name` at radius `eps` (an l_2 radius for `pgd-l2`).
+    pub fn spec(&self, name: &str, eps: f32) -> AttackSpec {
+        let p = &self.protocol;
+        let restarts = self.restarts;
+        match name {
+            "fgsm" => AttackSpec::Fgsm { eps },
+            "pgd" => AttackSpec::PgdLinf(PgdConfig {
+                eps,
+                steps: self.steps.unwrap_or(p.steps),
+                step_size: self.step_size.unwrap_or(p.step_size * eps / p.eps),
+                random_start: true,
+                restarts,
+            }),
+            "pgd-l2" => {
+                let steps = self.steps.unwrap_or(p.steps);
+                AttackSpec::PgdL2(PgdConfig {
+                    eps,
+                    steps,
+                    step_size: self.step_size_l2.unwrap_or(2.5 * eps / steps.max(1) as f32),
+                    random_start: true,
+                    restarts,
+                })
+            }
+            _ => AttackSpec::ApgdCe {
+                eps,
+                steps: self.steps.unwrap_or(p.apgd_steps),
+                restarts,
+            },
+        }
+    }
+
+    /// Every chosen attack at the configured radii.
+    pub fn specs(&self) -> Vec<AttackSpec> {
+        self.names
+            .iter()
+            .map(|n| {
+                self.spec(
+                    n,
+                    if *n == "pgd-l2" {
+                        self.eps_l2
+                    } else {
+                        self.eps
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Every chosen attack at every eps of a sweep, attack after attack.
+    pub fn sweep_specs(&self, sweep: &[f32]) -> Result<Vec<AttackSpec>, String> {
+        let l2 = self.names.iter().filter(|n| **n == "pgd-l2").count();
+        if l2 > 0 && l2 < self.names.len() {
+            return Err(
+                "--eps-sweep: l_inf and l_2 attacks cannot share one sweep (the eps \
+                        axes differ); sweep pgd-l2 on its own"
+                    .into(),
+            );
+        }
+        Ok(self
+            .names
+            .iter()
+            .flat_map(|n| sweep.iter().map(move |&e| self.spec(n, e)))
+            .collect())
+    }
+}
+
+fn parse_list(name: &str, v: &str) -> Result<Vec<f32>, String> {
+    let vals: Vec<f32> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| crate::cli::parse_value::<f32>(name, s))
+        .collect::<Result<_, _>>()?;
+    if vals.is_empty() || vals.iter().any(|e| !(*e >= 0.0 && e.is_finite())) {
+        return Err(format!(
+            "--{name}: expected a list of numbers >= 0, got {v:?}"
+        ));
+    }
+    Ok(vals)
+}
+
+/// `--eps-sweep` values: at least one, non-negative, increasing.
+pub fn parse_sweep(v: &str) -> Result<Vec<f32>, String> {
+    let vals = parse_list("eps-sweep", v)?;
+    if vals.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(format!("--eps-sweep: values must increase, got {v:?}"));
+    }
+    Ok(vals)
+}
+
+/// Shortest round-trip form (JSON): 0.3, 0.01, 0.03137255 (8/255).
+fn fmt_num(v: f32) -> String {
+    format!("{v}")
+}
+
+/// At most 6 decimals (tables, labels): 0.3, 0.001667, 0.031373.
+fn fmt_short(v: f32) -> String {
+    format!("{}", (v as f64 * 1e6).round() / 1e6)
+}
+
+/// One JSON object: the run, the clean accuracy and every attack's result.
+pub fn report_json(header: &[(&str, String)], report: &Report) -> String {
+    let mut s = String::from("{");
+    for (k, v) in header {
+        let _ = write!(s, "\"{k}\":{v},");
+    }
+    let _ = write!(
+        s,
+        "\"n\":{},\"clean_acc\":{:.6},\"clean_loss\":{:.6},\"attacks\":[",
+        report.n, report.clean_acc, report.clean_loss
+    );
+    for (i, a) in report.attacks.iter().enumerate() {
+        let spec = &a.spec;
+        let _ = write!(
+            s,
+            "{}{{\"name\":\"{}\",\"norm\":\"{}\",\"eps\":{},\"steps\":{},\"step_size\":{},\"restarts\":{},\"random_start\":{},\"acc\":{:.6},\"correct\":{},\"max_dist\":{:.6},\"seconds\":{:.3}}}",
+            if i == 0 { "" } else { "," },
+            spec.name(),
+            spec.norm().name(),
+            fmt_num(spec.eps()),
+            spec.steps(),
+            fmt_num(spec.step_size()),
+            spec.restarts(),
+            spec.random_start(),
+            a.acc,
+            a.correct.iter().filter(|&&c| c).count(),
+            a.max_dist,
+            a.seconds
+        );
+    }
+    s.push_str("]}");
+    s
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The table of clean and per-attack accuracy with every setting.
+pub fn report_table(report: &Report, clean_secs: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>9} {:>9} {:>8}",
+        "attack",
+        "norm",
+        "eps",
+        "steps",
+        "step",
+        "restarts",
+        "start",
+        "accuracy",
+        "max dist",
+        "time"
+    );
+    let _ = writeln!(
+        s,
+        "{:<8} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9} {:>6.1} s",
+        "clean",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        100.0 * report.clean_acc,
+        "-",
+        clean_secs
+    );
+    for a in &report.attacks {
+        let _ = writeln!(s, "{}", table_row(a));
+    }
+    s
+}
+
+fn table_row(a: &AttackResult) -> String {
+    let spec = &a.spec;
+    let step = if let AttackSpec::ApgdCe { .. } = spec {
+        format!("{}*", fmt_short(spec.step_size()))
+    } else {
+        fmt_short(spec.step_size())
+    };
+    format!(
+        "{:<8} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9.4} {:>6.1} s",
+        spec.name(),
+        spec.norm().name(),
+        fmt_short(spec.eps()),
+        spec.steps(),
+        step,
+        spec.restarts(),
+        if spec.random_start() {
+            "random"
+        } else {
+            "clean"
+        },
+        100.0 * a.acc,
+        a.max_dist,
+        a.seconds
+    )
+}
+
+/// Accuracy (%) against eps, one column per attack.
+pub fn sweep_table(report: &Report, names: &[&str], sweep: &[f32], norm: Norm) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "accuracy (%) against eps ({}), {} examples, clean {:.2}%",
+        norm.name(),
+        report.n,
+        100.0 * report.clean_acc
+    );
+    let _ = write!(s, "{:>10}", "eps");
+    for n in names {
+        let _ = write!(s, " {n:>9}");
+    }
+    s.push('\n');
+    for (j, e) in sweep.iter().enumerate() {
+        let _ = write!(s, "{:>10}", fmt_short(*e));
+        for i in 0..names.len() {
+            let _ = write!(
+                s,
+                " {:>9.2}",
+                100.0 * report.attacks[i * sweep.len() + j].acc
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// "Nice" tick spacing (1, 2 or 5 times a power of ten) for about `target` ticks.
+fn nice_step(range: f64, target: f64) -> f64 {
+    let raw = (range / target).max(1e-12);
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    let m = if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    m * mag
+}
+
+/// A hand-written SVG line chart: accuracy (%) against eps, one polyline per series
+/// (with point markers), the clean accuracy as a dashed line, axes, ticks, grid and a
+/// legend.
+pub fn svg_plot(
+    title: &str,
+    x_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    clean: f64,
+) -> String {
+    const COLORS: [&str; 6] = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+    ];
+    let (w, h) = (760.0, 460.0);
+    let (left, right, top, bottom) = (70.0, 230.0, 50.0, 60.0);
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let xs = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
+    let x_max = xs.fold(0f64, f64::max);
+    let x_max = if x_max > 0.0 { x_max } else { 1.0 };
+    let xstep = nice_step(x_max, 6.0);
+    // Inputs are f32 values widened to f64 (0.4 -> 0.40000000596): round with slack.
+    let x_hi = (x_max / xstep - 1e-6).ceil().max(1.0) * xstep;
+    let px = |x: f64| left + pw * x / x_hi;
+    let py = |acc: f64| top + ph * (1.0 - acc / 100.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="0" y="0" width="{w}" height="{h}" fill="white"/>"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="25" text-anchor="middle" font-size="14">{}</text>"#,
+        left + pw / 2.0,
+        xml_escape(title)
+    );
+    // Grid and ticks.
+    for i in 0..=5 {
+        let acc = 20.0 * i as f64;
+        let y = py(acc);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end">{acc:.0}</text>"##,
+            left + pw,
+            left - 8.0,
+            y + 4.0
+        );
+    }
+    let nx = (x_hi / xstep).round() as usize;
+    for i in 0..=nx {
+        let x = xstep * i as f64;
+        let gx = px(x);
+        let label = format!("{}", (x * 1e6).round() / 1e6);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{gx:.1}" y1="{top}" x2="{gx:.1}" y2="{:.1}" stroke="#e0e0e0"/><text x="{gx:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
+            top + ph,
+            top + ph + 18.0
+        );
+    }
+    // Axes and their labels.
+    let _ = writeln!(
+        s,
+        r#"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{:.1}" stroke="black"/>"#,
+        top + ph,
+        left + pw,
+        top + ph,
+        top + ph
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        left + pw / 2.0,
+        h - 15.0,
+        xml_escape(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">accuracy (%)</text>"#,
+        top + ph / 2.0,
+        top + ph / 2.0
+    );
+    // Clean accuracy.
+    let yc = py(100.0 * clean);
+    let _ = writeln!(
+        s,
+        r##"<line x1="{left}" y1="{yc:.1}" x2="{:.1}" y2="{yc:.1}" stroke="#555555" stroke-dasharray="6 4"/>"##,
+        left + pw
+    );
+    // Series.
+    for (k, (_, pts)) in series.iter().enumerate() {
+        let c = COLORS[k % COLORS.len()];
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, a)| format!("{:.1},{:.1}", px(x), py(a)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        for &(x, a) in pts {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#,
+                px(x),
+                py(a)
+            );
+        }
+    }
+    // Legend.
+    let lx = left + pw + 20.0;
+    let mut ly = top + 10.0;
+    let mut entry = |s: &mut String, color: &str, dash: &str, label: &str| {
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            lx + 24.0,
+            lx + 30.0,
+            ly + 4.0,
+            xml_escape(label)
+        );
+        ly += 20.0;
+    };
+    for (k, (name, _)) in series.iter().enumerate() {
+        entry(&mut s, COLORS[k % COLORS.len()], "", name);
+    }
+    entry(
+        &mut s,
+        "#555555",
+        r#" stroke-dasharray="6 4""#,
+        &format!("clean {:.2}%", 100.0 * clean),
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A short legend label: the attack and its iteration settings, e.g. `PGD-40, step
+/// eps/30` (the step quoted at the sweep's largest eps, `spec`).
+fn series_label(spec: &AttackSpec) -> String {
+    let restarts = |r: usize| {
+        if r > 1 {
+            format!(", {r} restarts")
+        } else {
+            String::new()
+        }
+    };
+    match spec {
+        AttackSpec::Fgsm { .. } => "FGSM".into(),
+        AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => {
+            let ratio = c.eps as f64 / c.step_size as f64;
+            let step = if c.step_size > 0.0 && (ratio - ratio.round()).abs() < 1e-3 {
+                format!("eps/{}", ratio.round())
+            } else {
+                fmt_short(c.step_size)
+            };
+            format!(
+                "PGD-{}{}, step {step}{}",
+                c.steps,
+                if spec.norm() == Norm::L2 { "-l2" } else { "" },
+                restarts(c.restarts)
+            )
+        }
+        AttackSpec::ApgdCe {
+            steps, restarts: r, ..
+        } => format!("APGD-CE-{steps}{}", restarts(*r)),
+    }
+}
+
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let cli = Cli::parse(
         args,
         &[
-            "model", "dataset", "arch", "batch", "threads", "limit", "data",
+            "model",
+            "dataset",
+            "arch",
+            "batch",
+            "threads",
+            "limit",
+            "data",
+            "attack",
+            "eps",
+            "eps-l2",
+            "steps",
+            "step-size",
+            "step-size-l2",
+            "restarts",
+            "seed",
+            "eps-sweep",
+            "plot",
         ],
         &["json"],
     )?;
@@ -52,31 +634,302 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         .unwrap_or("mnist")
         .parse()
         .map_err(|e| format!("--dataset: {e}"))?;
+    let protocol = Protocol::for_dataset(kind);
+    let sweep = cli.get("eps-sweep").map(parse_sweep).transpose()?;
+    if cli.has("plot") && sweep.is_none() {
+        return Err("--plot draws the robustness curve: it needs --eps-sweep".into());
+    }
+    let names = match (cli.get("attack"), &sweep) {
+        (Some(list), _) => parse_attacks(list)?,
+        (None, Some(_)) => vec!["pgd"],
+        (None, None) => vec![],
+    };
+    let positive = |name: &str, v: Option<f32>| -> Result<Option<f32>, String> {
+        match v {
+            Some(x) if !(x >= 0.0 && x.is_finite()) => {
+                Err(format!("--{name}: expected a number >= 0, got {x}"))
+            }
+            _ => Ok(v),
+        }
+    };
+    let settings = Settings {
+        protocol,
+        names: names.clone(),
+        eps: positive("eps", cli.num("eps")?)?.unwrap_or(protocol.eps),
+        eps_l2: positive("eps-l2", cli.num("eps-l2")?)?.unwrap_or(protocol.eps_l2),
+        steps: cli.num("steps")?,
+        step_size: positive("step-size", cli.num("step-size")?)?,
+        step_size_l2: positive("step-size-l2", cli.num("step-size-l2")?)?,
+        restarts: cli.num("restarts")?.unwrap_or(1),
+    };
+    if settings.restarts == 0 {
+        return Err("--restarts: at least 1".into());
+    }
+    let specs = match &sweep {
+        Some(s) => settings.sweep_specs(s)?,
+        None => settings.specs(),
+    };
     let mut test =
         Dataset::load(kind, Split::Test, &data_dir(cli.get("data"))).map_err(|e| e.to_string())?;
+    if test.shape != model.arch().input_shape() {
+        return Err(format!(
+            "arch {} takes {:?} images, dataset {kind} has {:?}",
+            model.arch(),
+            model.arch().input_shape(),
+            test.shape
+        ));
+    }
     if let Some(limit) = cli.num::<usize>("limit")? {
         test = test.subset(&(0..limit.min(test.len())).collect::<Vec<_>>());
     }
     let threads = cli.num("threads")?.unwrap_or(0);
     let pool = rcc_tensor::threads::pool(threads).map_err(|e| e.to_string())?;
     let batch = cli.num("batch")?.unwrap_or(500);
-    let t0 = std::time::Instant::now();
-    let (acc, loss) = pool.install(|| evaluate(&model, &test, batch))?;
-    let secs = t0.elapsed().as_secs_f64();
-    if cli.has("json") {
+    let seed: u64 = cli.num("seed")?.unwrap_or(0);
+    let json = cli.has("json");
+    if !json {
+        println!("model    {model_path} ({})", model.arch());
         println!(
-            "{{\"model\":{:?},\"arch\":\"{}\",\"dataset\":\"{kind}\",\"n\":{},\"clean_acc\":{acc:.6},\"clean_loss\":{loss:.6}}}",
-            model_path,
+            "dataset  {kind} test, {} images; batch {batch}, seed {seed}, {} threads",
+            test.len(),
+            pool.current_num_threads()
+        );
+    }
+    let t0 = Instant::now();
+    let (report, clean_secs) = pool
+        .install(|| {
+            let mut clean_secs = None;
+            let report = rcc_attack::evaluate_with(
+                &model,
+                &DatasetExamples(&test),
+                &specs,
+                batch,
+                seed,
+                |a| {
+                    // The clean pass runs before the first attack.
+                    clean_secs.get_or_insert(t0.elapsed().as_secs_f64() - a.seconds);
+                    if !json {
+                        eprintln!(
+                            "  {}: {:.2}% ({:.1} s)",
+                            a.spec.describe(),
+                            100.0 * a.acc,
+                            a.seconds
+                        );
+                    }
+                },
+            )?;
+            let clean_secs = clean_secs.unwrap_or(t0.elapsed().as_secs_f64());
+            Ok::<_, rcc_attack::Error>((report, clean_secs))
+        })
+        .map_err(|e| e.to_string())?;
+    if json {
+        let mut header = vec![
+            ("model", json_str(model_path)),
+            ("arch", json_str(&model.arch().to_string())),
+            ("dataset", json_str(&kind.to_string())),
+            ("seed", seed.to_string()),
+            ("batch", batch.to_string()),
+        ];
+        if let Some(s) = &sweep {
+            let vals: Vec<String> = s.iter().map(|v| fmt_num(*v)).collect();
+            header.push(("eps_sweep", format!("[{}]", vals.join(","))));
+        }
+        println!("{}", report_json(&header, &report));
+    } else {
+        print!("{}", report_table(&report, clean_secs));
+        if specs.iter().any(|s| matches!(s, AttackSpec::ApgdCe { .. })) {
+            println!("(* APGD-CE: initial step size, adapted per example)");
+        }
+        if let Some(s) = &sweep {
+            println!();
+            print!("{}", sweep_table(&report, &names, s, specs[0].norm()));
+        }
+        if specs.is_empty() {
+            println!("(clean accuracy only: add --attack pgd, apgd-ce, ... or all)");
+        } else {
+            println!(
+                "robust accuracy counts an example correct only if it is correct clean and under the attack"
+            );
+        }
+    }
+    if let (Some(file), Some(s)) = (cli.get("plot"), &sweep) {
+        let series: Vec<(String, Vec<(f64, f64)>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                let results = &report.attacks[i * s.len()..(i + 1) * s.len()];
+                let label = series_label(&results[results.len() - 1].spec);
+                let pts = results
+                    .iter()
+                    .map(|a| (a.spec.eps() as f64, 100.0 * a.acc))
+                    .collect();
+                (label, pts)
+            })
+            .collect();
+        let title = format!(
+            "{} ({}) on {kind}, {} test images, seed {seed}",
+            Path::new(model_path)
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| model_path.to_string()),
             model.arch(),
             test.len()
         );
-    } else {
-        println!("model    {model_path} ({})", model.arch());
-        println!("dataset  {kind} test, {} images", test.len());
-        println!(
-            "clean    accuracy {:.2}%  loss {loss:.4}  ({secs:.1} s)",
-            100.0 * acc
-        );
+        let x_label = format!("eps ({})", specs[0].norm().name());
+        let svg = svg_plot(&title, &x_label, &series, report.clean_acc);
+        std::fs::write(file, svg).map_err(|e| format!("{file}: {e}"))?;
+        if !json {
+            println!("plot written to {file}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(names: &str) -> Settings {
+        let protocol = Protocol::for_dataset(DatasetKind::Mnist);
+        Settings {
+            protocol,
+            names: parse_attacks(names).unwrap(),
+            eps: protocol.eps,
+            eps_l2: protocol.eps_l2,
+            steps: None,
+            step_size: None,
+            step_size_l2: None,
+            restarts: 1,
+        }
+    }
+
+    #[test]
+    fn attack_lists_parse() {
+        assert_eq!(parse_attacks("all").unwrap(), ATTACKS.to_vec());
+        assert_eq!(parse_attacks("pgd, fgsm,pgd").unwrap(), vec!["pgd", "fgsm"]);
+        assert_eq!(
+            parse_attacks("apgd,pgd-l2").unwrap(),
+            vec!["apgd-ce", "pgd-l2"]
+        );
+        assert!(parse_attacks("cw").unwrap_err().contains("unknown attack"));
+        assert!(parse_attacks(",").is_err());
+        assert!(parse_sweep("0,0.1,0.3").is_ok());
+        assert!(parse_sweep("0.3,0.1").is_err());
+        assert!(parse_sweep("0,-1").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_the_protocol() {
+        let s = settings("all");
+        let specs = s.specs();
+        assert_eq!(specs[0], AttackSpec::Fgsm { eps: 0.3 });
+        assert_eq!(specs[1], AttackSpec::PgdLinf(PgdConfig::mnist_eval()));
+        assert_eq!(specs[2].eps(), 2.0);
+        assert_eq!(specs[2].steps(), 40);
+        assert!((specs[2].step_size() - 0.125).abs() < 1e-7);
+        assert_eq!(
+            specs[3],
+            AttackSpec::ApgdCe {
+                eps: 0.3,
+                steps: 100,
+                restarts: 1
+            }
+        );
+        // The step scales with eps in a sweep (same reach in eps units)...
+        let sw = s.clone();
+        let sweep = settings("pgd").sweep_specs(&[0.1, 0.3]).unwrap();
+        assert!((sweep[0].step_size() - 0.01 / 3.0).abs() < 1e-7);
+        assert_eq!(sweep[1].step_size(), 0.01);
+        // ... unless given; and l_inf and l_2 attacks cannot share a sweep.
+        let fixed = Settings {
+            step_size: Some(0.02),
+            steps: Some(10),
+            ..settings("pgd,apgd-ce")
+        };
+        let sweep = fixed.sweep_specs(&[0.1, 0.3]).unwrap();
+        assert_eq!(sweep[0].step_size(), 0.02);
+        assert_eq!(sweep[3].steps(), 10);
+        assert!(sw.sweep_specs(&[0.1]).is_err());
+        let cifar = Protocol::for_dataset(DatasetKind::Cifar10);
+        assert_eq!(
+            (cifar.eps, cifar.steps, cifar.step_size),
+            (8.0 / 255.0, 20, 2.0 / 255.0)
+        );
+        assert_eq!(Protocol::for_dataset(DatasetKind::FashionMnist).eps, 0.1);
+    }
+
+    fn fake_report() -> Report {
+        let specs = settings("pgd,apgd-ce")
+            .sweep_specs(&[0.0, 0.1, 0.3])
+            .unwrap();
+        let accs = [0.99, 0.7, 0.2, 0.99, 0.68, 0.15];
+        Report {
+            n: 100,
+            clean_acc: 0.99,
+            clean_loss: 0.05,
+            clean_correct: vec![true; 100],
+            attacks: specs
+                .iter()
+                .zip(accs)
+                .map(|(s, a)| AttackResult {
+                    spec: *s,
+                    acc: a,
+                    correct: (0..100).map(|i| (i as f64) < a * 100.0).collect(),
+                    max_dist: s.eps() as f64,
+                    seconds: 1.5,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn json_has_the_required_fields() {
+        let r = fake_report();
+        let j = report_json(&[("model", json_str("a \"b\".safetensors"))], &r);
+        assert!(j.starts_with(
+            "{\"model\":\"a \\\"b\\\".safetensors\",\"n\":100,\"clean_acc\":0.990000"
+        ));
+        for field in [
+            "\"name\":\"pgd\"",
+            "\"eps\":0.1",
+            "\"steps\":40",
+            "\"step_size\":0.01",
+            "\"restarts\":1",
+            "\"acc\":0.700000",
+            "\"name\":\"apgd-ce\"",
+        ] {
+            assert!(j.contains(field), "{field} in {j}");
+        }
+        assert_eq!(j.matches("\"name\"").count(), 6);
+        assert_eq!(j.matches('{').count(), j.matches('}').count());
+    }
+
+    #[test]
+    fn tables_and_plot() {
+        let r = fake_report();
+        let t = report_table(&r, 0.2);
+        assert!(t.contains("clean") && t.contains("99.00%") && t.contains("apgd-ce"));
+        let sw = sweep_table(&r, &["pgd", "apgd-ce"], &[0.0, 0.1, 0.3], Norm::Linf);
+        let last: Vec<&str> = sw.lines().nth(4).unwrap().split_whitespace().collect();
+        assert_eq!(last, ["0.3", "20.00", "15.00"], "{sw}");
+        let series = vec![
+            (
+                "PGD-40 <a&b>".to_string(),
+                vec![(0.0, 99.0), (0.1, 70.0), (0.2, 20.0)],
+            ),
+            (
+                "APGD-CE-100".to_string(),
+                vec![(0.0, 99.0), (0.1, 68.0), (0.2, 15.0)],
+            ),
+        ];
+        let svg = svg_plot("title", "eps (linf)", &series, 0.99);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 6);
+        assert!(svg.contains("PGD-40 &lt;a&amp;b&gt;"));
+        assert!(!svg.contains("NaN"));
+        assert_eq!(nice_step(0.4, 6.0), 0.1);
+        assert_eq!(nice_step(0.031, 6.0), 0.01);
+    }
 }

@@ -29,8 +29,15 @@ commands:
                                       train a model (defaults: lenet_adv:4 on MNIST,
                                       5 epochs, SGD 0.05 cosine); writes DIR/model.safetensors,
                                       metrics.jsonl, config.txt, checkpoint.safetensors
-  eval --model FILE [--dataset D] [--arch A] [--limit N] [--threads T] [--json]
-                                      test accuracy of a model file
+  eval --model FILE [--dataset D] [--arch A] [--attack fgsm|pgd|pgd-l2|apgd-ce|all]
+       [--eps E] [--eps-l2 E] [--steps N] [--step-size S] [--step-size-l2 S]
+       [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]
+       [--eps-sweep E1,E2,... [--plot FILE.svg]]
+                                      clean test accuracy of a model file, and its
+                                      accuracy under each attack (defaults per dataset:
+                                      MNIST eps 0.3, PGD-40 step 0.01, random start;
+                                      APGD-CE 100 steps); --eps-sweep prints accuracy
+                                      against eps, --plot draws it as SVG
 ";
 
 fn main() -> ExitCode {

@@ -13,7 +13,11 @@ pub trait Classifier: Sync {
     /// Per-example cross-entropy losses, the logits, and `d(sum_i loss_i)/dx`. Each
     /// example's gradient depends on that example only, so attacks can treat the batch
     /// as independent problems.
-    fn loss_and_input_grad(&self, x: &Tensor, labels: &[usize]) -> Result<(Vec<f32>, Tensor, Tensor)>;
+    fn loss_and_input_grad(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> Result<(Vec<f32>, Tensor, Tensor)>;
 }
 
 /// `logsumexp(z_i) - z_i[y_i]` for each row of `[N, K]` logits.
@@ -38,7 +42,11 @@ impl Classifier for Model {
         Ok(self.infer(x)?)
     }
 
-    fn loss_and_input_grad(&self, x: &Tensor, labels: &[usize]) -> Result<(Vec<f32>, Tensor, Tensor)> {
+    fn loss_and_input_grad(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> Result<(Vec<f32>, Tensor, Tensor)> {
         let (out, grad) = self.input_grad(x, labels, &Loss::CrossEntropy)?;
         let n = labels.len();
         let logits = Tensor::new(&[n, out.logits.len() / n.max(1)], out.logits)?;

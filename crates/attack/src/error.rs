@@ -8,6 +8,10 @@ pub enum Error {
     Config(String),
     /// The model failed (shape mismatch, ...).
     Model(String),
+    /// A test set handed out a malformed batch.
+    Data(String),
+    /// An attack returned a point outside its threat model (a bug, never expected).
+    Check(String),
 }
 
 impl fmt::Display for Error {
@@ -15,6 +19,8 @@ impl fmt::Display for Error {
         match self {
             Error::Config(m) => write!(f, "attack configuration: {m}"),
             Error::Model(m) => write!(f, "model: {m}"),
+            Error::Data(m) => write!(f, "data: {m}"),
+            Error::Check(m) => write!(f, "attack check failed: {m}"),
         }
     }
 }

@@ -6,10 +6,17 @@ use rcc_tensor::Tensor;
 
 pub fn fgsm(model: &impl Classifier, x: &Tensor, labels: &[usize], eps: f32) -> Result<Tensor> {
     if !(eps >= 0.0 && eps.is_finite()) {
-        return Err(Error::Config(format!("FGSM eps must be a finite number >= 0, got {eps}")));
+        return Err(Error::Config(format!(
+            "FGSM eps must be a finite number >= 0, got {eps}"
+        )));
     }
     let (_, _, g) = model.loss_and_input_grad(x, labels)?;
-    let adv = x.data().iter().zip(g.data()).map(|(&xv, &gv)| (xv + eps * sign(gv)).clamp(0.0, 1.0)).collect();
+    let adv = x
+        .data()
+        .iter()
+        .zip(g.data())
+        .map(|(&xv, &gv)| (xv + eps * sign(gv)).clamp(0.0, 1.0))
+        .collect();
     Ok(Tensor::new(x.shape(), adv)?)
 }
 

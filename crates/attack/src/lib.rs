@@ -8,15 +8,49 @@
 //!
 //! Inputs live in pixel space `[0, 1]`; every adversarial example is projected onto the
 //! eps-ball around its clean input and clamped to `[0, 1]`.
+//!
+//! # Attacks
+//!
+//! | function | threat model | what it is |
+//! |---|---|---|
+//! | [`fgsm()`] | l_inf | one signed-gradient step of eps (Goodfellow et al. 2015) |
+//! | [`fgsm_rs()`] | l_inf | FGSM from a random start, step alpha (Wong et al. 2020; training) |
+//! | [`pgd_linf`] | l_inf | PGD with random start and restarts (Madry et al. 2018) |
+//! | [`pgd_l2`] | l_2 | the same in the l_2 ball, normalised-gradient steps |
+//! | [`apgd_ce`] | l_inf | APGD-CE, step-size-free PGD with momentum (Croce & Hein 2020) |
+//!
+//! [`pgd()`] is the general form of the two PGDs, with the choice between Madry's "every
+//! example takes every step" (training) and "stop at the first fooling iterate"
+//! (evaluation), and it returns the per-example outcome and the loss trace. All
+//! attacks are deterministic given their `StdRng`.
+//!
+//! # Evaluation
+//!
+//! [`evaluate()`] reports, for a model and a labelled set ([`Examples`]), the clean
+//! accuracy and the accuracy under each [`AttackSpec`] of a list, with the per-example
+//! outcome. An example counts as robust only if it is classified correctly clean *and*
+//! at the adversarial point; every adversarial point is checked to lie in its eps-ball
+//! and in [0, 1] before it is classified. Each batch's randomness is derived from
+//! (seed, attack kind, batch index), so the report does not depend on the thread count.
+//! See the [`eval`] module for the details. `cargo xtask eval` is the command-line front
+//! end (tables, JSON, eps sweeps and their SVG plot).
 
+pub mod apgd;
+pub mod ball;
 pub mod classifier;
 pub mod error;
+pub mod eval;
 pub mod fgsm;
 pub mod fgsm_rs;
 pub mod pgd;
 
+pub use apgd::{apgd_ce, apgd_ce_outcome, ApgdConfig};
+pub use ball::Norm;
 pub use classifier::{per_example_ce, Classifier};
 pub use error::{Error, Result};
+pub use eval::{
+    evaluate, evaluate_with, run_attack, AttackResult, AttackSpec, Examples, Report, TensorExamples,
+};
 pub use fgsm::fgsm;
 pub use fgsm_rs::fgsm_rs;
-pub use pgd::{pgd_linf, PgdConfig};
+pub use pgd::{pgd, pgd_l2, pgd_linf, Outcome, PgdConfig};

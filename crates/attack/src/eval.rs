@@ -1,0 +1,432 @@
+//! Robustness evaluation: clean accuracy and accuracy under each attack of a list, with
+//! the per-example outcome.
+//!
+//! Definitions (method.md section 5):
+//!
+//! - An example is **robustly correct** under an attack when the model classifies it
+//!   correctly *both* clean *and* at the attack's adversarial point. Examples
+//!   misclassified clean are not attacked at all (as in AutoAttack) and count as
+//!   failures, so robust accuracy <= clean accuracy by construction. (An attack started
+//!   from a random point could otherwise "fix" a misclassified example.) With this
+//!   definition the gradient-masking signal of method.md section 5 is the other one: an
+//!   accuracy that barely moves as eps grows (see `cargo xtask eval --eps-sweep`).
+//! - The iterative attacks run in their evaluation mode: PGD stops an example at the
+//!   first iterate that fools the model ([`crate::pgd()`] with `stop_at_fool`), APGD-CE
+//!   keeps its first fooling iterate. A verdict is never taken from the attack: every
+//!   returned point is checked to lie in the eps-ball around its clean input and in
+//!   [0, 1] (an error otherwise: that would be a bug), and classified again by
+//!   [`Classifier::logits`].
+//! - Randomness: batch `b` of an attack draws from a generator seeded with
+//!   `(seed, attack kind, b)`. The attack *kind* (FGSM, PGD-l_inf, PGD-l_2, APGD-CE),
+//!   not its position in the list, so an attack gives the same result alone or in a
+//!   list, and attacks of one kind share their random starts (common random numbers:
+//!   PGD-40 and PGD-10 start from the same points, and an eps sweep scales the same
+//!   noise). Results do not depend on the thread count (the engine's kernels are
+//!   bit-identical for any count); they do depend on the batch size.
+
+use crate::apgd::{apgd_ce_outcome, ApgdConfig};
+use crate::ball::Norm;
+use crate::pgd::{pgd, PgdConfig};
+use crate::{fgsm, Classifier, Error, Result};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rcc_tensor::Tensor;
+use std::ops::Range;
+use std::time::Instant;
+
+/// An attack and all its settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AttackSpec {
+    /// One signed-gradient step of size eps (l_inf).
+    Fgsm { eps: f32 },
+    /// PGD in the l_inf ball.
+    PgdLinf(PgdConfig),
+    /// PGD in the l_2 ball (`step_size` is an l_2 length).
+    PgdL2(PgdConfig),
+    /// APGD-CE (l_inf) with the paper's rho and momentum and a random start.
+    ApgdCe {
+        eps: f32,
+        steps: usize,
+        restarts: usize,
+    },
+}
+
+impl AttackSpec {
+    /// Short name: `fgsm`, `pgd`, `pgd-l2`, `apgd-ce` (the `cargo xtask eval --attack`
+    /// names).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AttackSpec::Fgsm { .. } => "fgsm",
+            AttackSpec::PgdLinf(_) => "pgd",
+            AttackSpec::PgdL2(_) => "pgd-l2",
+            AttackSpec::ApgdCe { .. } => "apgd-ce",
+        }
+    }
+
+    pub fn norm(&self) -> Norm {
+        match self {
+            AttackSpec::PgdL2(_) => Norm::L2,
+            _ => Norm::Linf,
+        }
+    }
+
+    pub fn eps(&self) -> f32 {
+        match *self {
+            AttackSpec::Fgsm { eps } | AttackSpec::ApgdCe { eps, .. } => eps,
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.eps,
+        }
+    }
+
+    /// Gradient steps per restart (FGSM: 1).
+    pub fn steps(&self) -> usize {
+        match *self {
+            AttackSpec::Fgsm { .. } => 1,
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.steps,
+            AttackSpec::ApgdCe { steps, .. } => steps,
+        }
+    }
+
+    /// The step size (FGSM: eps; APGD-CE: its initial step size, 2 eps).
+    pub fn step_size(&self) -> f32 {
+        match *self {
+            AttackSpec::Fgsm { eps } => eps,
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.step_size,
+            AttackSpec::ApgdCe { eps, .. } => 2.0 * eps,
+        }
+    }
+
+    pub fn restarts(&self) -> usize {
+        match *self {
+            AttackSpec::Fgsm { .. } => 1,
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.restarts,
+            AttackSpec::ApgdCe { restarts, .. } => restarts,
+        }
+    }
+
+    pub fn random_start(&self) -> bool {
+        match *self {
+            AttackSpec::Fgsm { .. } => false,
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.random_start,
+            AttackSpec::ApgdCe { .. } => true,
+        }
+    }
+
+    /// The same attack at another radius (step sizes unchanged).
+    pub fn with_eps(&self, eps: f32) -> AttackSpec {
+        match *self {
+            AttackSpec::Fgsm { .. } => AttackSpec::Fgsm { eps },
+            AttackSpec::PgdLinf(c) => AttackSpec::PgdLinf(PgdConfig { eps, ..c }),
+            AttackSpec::PgdL2(c) => AttackSpec::PgdL2(PgdConfig { eps, ..c }),
+            AttackSpec::ApgdCe {
+                steps, restarts, ..
+            } => AttackSpec::ApgdCe {
+                eps,
+                steps,
+                restarts,
+            },
+        }
+    }
+
+    /// All the settings in words, e.g. `PGD-linf eps 0.3, 40 steps of 0.01, random
+    /// start, 1 restart`.
+    pub fn describe(&self) -> String {
+        let restarts = |r: usize| format!("{r} restart{}", if r == 1 { "" } else { "s" });
+        let start = |c: &PgdConfig| {
+            if c.random_start {
+                "random start"
+            } else {
+                "clean start"
+            }
+        };
+        match self {
+            AttackSpec::Fgsm { eps } => format!("FGSM-linf eps {eps}"),
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => format!(
+                "PGD-{} eps {}, {} steps of {}, {}, {}",
+                self.norm().name(),
+                c.eps,
+                c.steps,
+                c.step_size,
+                start(c),
+                restarts(c.restarts)
+            ),
+            AttackSpec::ApgdCe {
+                eps,
+                steps,
+                restarts: r,
+            } => format!(
+                "APGD-CE-linf eps {eps}, {steps} steps (initial step {}), random start, {}",
+                2.0 * eps,
+                restarts(*r)
+            ),
+        }
+    }
+
+    /// The random stream's tag (see the module docs).
+    fn stream_tag(&self) -> u64 {
+        match self {
+            AttackSpec::Fgsm { .. } => 1,
+            AttackSpec::PgdLinf(_) => 2,
+            AttackSpec::PgdL2(_) => 3,
+            AttackSpec::ApgdCe { .. } => 4,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let eps = self.eps();
+        if !(eps >= 0.0 && eps.is_finite()) {
+            return Err(Error::Config(format!(
+                "{}: eps must be >= 0, got {eps}",
+                self.describe()
+            )));
+        }
+        match self {
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.check(),
+            _ if self.restarts() == 0 => Err(Error::Config(format!(
+                "{}: at least one restart",
+                self.describe()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Runs `spec` on one batch in its evaluation mode (see the module docs). At eps = 0
+/// every attack returns the clean batch unchanged (the tests check this bit for bit for
+/// each attack), so it is returned without running the attack's iterations.
+pub fn run_attack(
+    model: &impl Classifier,
+    x: &Tensor,
+    labels: &[usize],
+    spec: &AttackSpec,
+    rng: &mut StdRng,
+) -> Result<Tensor> {
+    spec.check()?;
+    if spec.eps() == 0.0 {
+        return Ok(x.clone());
+    }
+    match spec {
+        AttackSpec::Fgsm { eps } => fgsm(model, x, labels, *eps),
+        AttackSpec::PgdLinf(c) => Ok(pgd(model, x, labels, c, Norm::Linf, true, rng)?.adv),
+        AttackSpec::PgdL2(c) => Ok(pgd(model, x, labels, c, Norm::L2, true, rng)?.adv),
+        AttackSpec::ApgdCe {
+            eps,
+            steps,
+            restarts,
+        } => {
+            let cfg = ApgdConfig::new(*eps, *steps, *restarts);
+            Ok(apgd_ce_outcome(model, x, labels, &cfg, rng)?.adv)
+        }
+    }
+}
+
+/// A labelled test set, handed out in batches.
+pub trait Examples {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Examples `range` as a batch `[B, ...]` with their labels.
+    fn batch(&self, range: Range<usize>) -> Result<(Tensor, Vec<usize>)>;
+}
+
+/// A whole test set held as one tensor.
+pub struct TensorExamples<'a> {
+    pub x: &'a Tensor,
+    pub labels: &'a [usize],
+}
+
+impl Examples for TensorExamples<'_> {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn batch(&self, range: Range<usize>) -> Result<(Tensor, Vec<usize>)> {
+        if range.end > self.labels.len() || self.x.shape().first() != Some(&self.labels.len()) {
+            return Err(Error::Data(format!(
+                "examples {range:?} of a tensor of shape {:?} with {} labels",
+                self.x.shape(),
+                self.labels.len()
+            )));
+        }
+        let per = self.x.numel() / self.labels.len().max(1);
+        let mut shape = self.x.shape().to_vec();
+        shape[0] = range.len();
+        let data = self.x.data()[range.start * per..range.end * per].to_vec();
+        Ok((Tensor::new(&shape, data)?, self.labels[range].to_vec()))
+    }
+}
+
+/// One attack's result on the whole set.
+#[derive(Clone, Debug)]
+pub struct AttackResult {
+    pub spec: AttackSpec,
+    /// Robust accuracy: the fraction of examples correct clean and adversarially.
+    pub acc: f64,
+    /// Per example: correct clean and at the adversarial point.
+    pub correct: Vec<bool>,
+    /// The largest distance (in the attack's norm) of an adversarial point from its
+    /// clean input; at most eps up to f32 rounding.
+    pub max_dist: f64,
+    /// Wall time of this attack over the whole set.
+    pub seconds: f64,
+}
+
+/// Clean and robust accuracy of a model on a set.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub n: usize,
+    pub clean_acc: f64,
+    /// Mean clean cross-entropy.
+    pub clean_loss: f64,
+    pub clean_correct: Vec<bool>,
+    pub attacks: Vec<AttackResult>,
+}
+
+/// SplitMix64's finaliser.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The generator of batch `batch` of attack kind `tag` in an evaluation seeded `seed`.
+pub(crate) fn batch_rng(seed: u64, tag: u64, batch: usize) -> StdRng {
+    StdRng::seed_from_u64(mix(mix(mix(seed) ^ tag) ^ batch as u64))
+}
+
+/// [`evaluate_with`] without a progress callback.
+pub fn evaluate(
+    model: &impl Classifier,
+    data: &impl Examples,
+    attacks: &[AttackSpec],
+    batch: usize,
+    seed: u64,
+) -> Result<Report> {
+    evaluate_with(model, data, attacks, batch, seed, |_| {})
+}
+
+/// Clean accuracy, then each attack over the whole set in batches of `batch`;
+/// `on_result` sees each attack's result as soon as it is done. See the module docs
+/// for the definitions and the seeding.
+pub fn evaluate_with(
+    model: &impl Classifier,
+    data: &impl Examples,
+    attacks: &[AttackSpec],
+    batch: usize,
+    seed: u64,
+    mut on_result: impl FnMut(&AttackResult),
+) -> Result<Report> {
+    for spec in attacks {
+        spec.check()?;
+    }
+    let n = data.len();
+    let batch = batch.max(1);
+    let ranges: Vec<Range<usize>> = (0..n)
+        .step_by(batch)
+        .map(|s| s..(s + batch).min(n))
+        .collect();
+    let (mut clean_correct, mut loss_sum) = (Vec::with_capacity(n), 0f64);
+    for r in &ranges {
+        let (x, labels) = data.batch(r.clone())?;
+        check_batch(&x, &labels, r)?;
+        let logits = model.logits(&x)?;
+        loss_sum += crate::per_example_ce(&logits, &labels)
+            .iter()
+            .map(|&l| l as f64)
+            .sum::<f64>();
+        clean_correct.extend(
+            logits
+                .argmax_rows()
+                .iter()
+                .zip(&labels)
+                .map(|(p, y)| p == y),
+        );
+    }
+    let frac = |v: &[bool]| v.iter().filter(|&&c| c).count() as f64 / v.len().max(1) as f64;
+    let mut results = Vec::with_capacity(attacks.len());
+    for spec in attacks {
+        let t0 = Instant::now();
+        let mut correct = vec![false; n];
+        let mut max_dist = 0f64;
+        for (b, r) in ranges.iter().enumerate() {
+            // Only the examples classified correctly clean are attacked.
+            let idx: Vec<usize> = r.clone().filter(|&i| clean_correct[i]).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let (x, labels) = data.batch(r.clone())?;
+            let local: Vec<usize> = idx.iter().map(|&i| i - r.start).collect();
+            let per = x.numel() / labels.len();
+            let xs = Tensor::new(
+                &crate::ball::with_batch(x.shape(), local.len()),
+                crate::ball::gather(x.data(), per, &local),
+            )?;
+            let ys: Vec<usize> = local.iter().map(|&j| labels[j]).collect();
+            let mut rng = batch_rng(seed, spec.stream_tag(), b);
+            let adv = run_attack(model, &xs, &ys, spec, &mut rng)?;
+            max_dist = max_dist.max(check_threat_model(spec, &xs, &adv, &idx)?);
+            let preds = model.logits(&adv)?.argmax_rows();
+            for ((&i, p), y) in idx.iter().zip(preds).zip(&ys) {
+                correct[i] = p == *y;
+            }
+        }
+        let result = AttackResult {
+            spec: *spec,
+            acc: frac(&correct),
+            correct,
+            max_dist,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        on_result(&result);
+        results.push(result);
+    }
+    Ok(Report {
+        n,
+        clean_acc: frac(&clean_correct),
+        clean_loss: loss_sum / n.max(1) as f64,
+        clean_correct,
+        attacks: results,
+    })
+}
+
+fn check_batch(x: &Tensor, labels: &[usize], r: &Range<usize>) -> Result<()> {
+    if labels.len() != r.len() || x.shape().first() != Some(&r.len()) {
+        return Err(Error::Data(format!(
+            "examples {r:?}: got a batch of shape {:?} with {} labels",
+            x.shape(),
+            labels.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks every adversarial example: finite, in [0, 1], and within eps of its clean
+/// input (up to f32 rounding). Returns the largest distance.
+fn check_threat_model(spec: &AttackSpec, x: &Tensor, adv: &Tensor, idx: &[usize]) -> Result<f64> {
+    if adv.shape() != x.shape() {
+        return Err(Error::Check(format!(
+            "{}: adversarial batch of shape {:?} for a clean batch of {:?}",
+            spec.describe(),
+            adv.shape(),
+            x.shape()
+        )));
+    }
+    let per = x.numel() / x.shape()[0].max(1);
+    let (norm, tol) = (spec.norm(), spec.norm().tolerance(spec.eps()));
+    let mut max = 0f64;
+    for (k, (a, c)) in adv.data().chunks(per).zip(x.data().chunks(per)).enumerate() {
+        let d = norm.dist(a, c);
+        // `d > tol` would let a NaN distance through.
+        let inside = d <= tol;
+        if !inside || !a.iter().all(|v| (0.0..=1.0).contains(v)) {
+            return Err(Error::Check(format!(
+                "{}: the adversarial example of example {} is at {} distance {d} (allowed {tol}) or outside [0, 1]",
+                spec.describe(),
+                idx[k],
+                norm.name()
+            )));
+        }
+        max = max.max(d);
+    }
+    Ok(max)
+}

@@ -1,0 +1,470 @@
+//! Attack invariants on small random-init models and synthetic images (fast; no data
+//! needed): the threat model holds for every example, eps = 0 changes nothing, the
+//! attacks are deterministic and thread-count invariant, PGD-l_inf is Madry's loop bit
+//! for bit, and the input gradient the attacks use matches finite differences.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rcc_attack::{
+    apgd_ce_outcome, evaluate, fgsm, per_example_ce, pgd, run_attack, ApgdConfig, AttackSpec,
+    Classifier, Norm, PgdConfig, TensorExamples,
+};
+use rcc_nn::{Arch, Model};
+use rcc_tensor::Tensor;
+
+/// MNIST-like images: most pixels exactly 0, some exactly 1, the rest uniform (so the
+/// box constraint is active on many coordinates).
+fn images(n: usize, seed: u64) -> (Tensor, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let x = Tensor::from_fn(&[n, 1, 28, 28], |_| {
+        let u: f32 = rng.gen();
+        if u < 0.6 {
+            0.0
+        } else if u < 0.75 {
+            1.0
+        } else {
+            rng.gen()
+        }
+    });
+    let labels = (0..n).map(|_| rng.gen_range(0..10)).collect();
+    (x, labels)
+}
+
+fn pgd_cfg(eps: f32, steps: usize, step_size: f32, restarts: usize) -> PgdConfig {
+    PgdConfig {
+        eps,
+        steps,
+        step_size,
+        random_start: true,
+        restarts,
+    }
+}
+
+/// Every attack in every mode, at `eps` (l_2 attacks at `4 * eps`).
+fn all_attacks(
+    model: &Model,
+    x: &Tensor,
+    labels: &[usize],
+    eps: f32,
+    seed: u64,
+) -> Vec<(String, Norm, f32, Tensor)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = vec![(
+        "fgsm".to_string(),
+        Norm::Linf,
+        eps,
+        fgsm(model, x, labels, eps).unwrap(),
+    )];
+    for (norm, e) in [(Norm::Linf, eps), (Norm::L2, 4.0 * eps)] {
+        for stop in [false, true] {
+            let cfg = pgd_cfg(e, 7, e / 3.0, 2);
+            let o = pgd(model, x, labels, &cfg, norm, stop, &mut rng).unwrap();
+            out.push((format!("pgd-{} stop={stop}", norm.name()), norm, e, o.adv));
+        }
+    }
+    let o = apgd_ce_outcome(model, x, labels, &ApgdConfig::new(eps, 12, 2), &mut rng).unwrap();
+    out.push(("apgd-ce".into(), Norm::Linf, eps, o.adv));
+    out
+}
+
+#[test]
+fn every_adversarial_example_is_in_its_ball_and_in_the_box() {
+    let (x, _) = images(24, 1);
+    let per = 784;
+    for (arch, seed) in [(Arch::LenetAdv(1), 3), (Arch::Mlp, 4)] {
+        let model = Model::new(arch, seed);
+        // Labels the model gets right, so no attack stops at its start.
+        let labels = model.logits(&x).unwrap().argmax_rows();
+        for eps in [0.01f32, 0.1, 0.3, 0.6] {
+            for (name, norm, e, adv) in all_attacks(&model, &x, &labels, eps, 5) {
+                assert_eq!(adv.shape(), x.shape(), "{name}");
+                for (i, (a, c)) in adv.data().chunks(per).zip(x.data().chunks(per)).enumerate() {
+                    let d = norm.dist(a, c);
+                    assert!(
+                        d <= norm.tolerance(e),
+                        "{arch} {name} eps {e}: example {i} at {d}"
+                    );
+                    assert!(
+                        a.iter().all(|v| (0.0..=1.0).contains(v)),
+                        "{arch} {name}: example {i} leaves [0, 1]"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn eps_zero_returns_the_clean_input_bit_for_bit() {
+    let (x, _) = images(16, 2);
+    let model = Model::new(Arch::LenetAdv(1), 6);
+    let labels = model.logits(&x).unwrap().argmax_rows();
+    for (name, _, _, adv) in all_attacks(&model, &x, &labels, 0.0, 7) {
+        assert!(
+            adv.data()
+                .iter()
+                .zip(x.data())
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{name}"
+        );
+    }
+}
+
+/// The previous `pgd_linf` (Madry's loop, restarts = 1), kept as the reference: the
+/// adversarial-training results depend on this exact sequence of operations.
+fn madry_reference(
+    model: &Model,
+    x: &Tensor,
+    labels: &[usize],
+    cfg: &PgdConfig,
+    rng: &mut StdRng,
+) -> Tensor {
+    let (eps, a) = (cfg.eps, cfg.step_size);
+    let clean = x.data();
+    let mut adv: Vec<f32> = clean
+        .iter()
+        .map(|&v| (v + rng.gen_range(-eps..=eps)).clamp(0.0, 1.0))
+        .collect();
+    for _ in 0..cfg.steps {
+        let xa = Tensor::new(x.shape(), adv).unwrap();
+        let (_, _, g) = model.loss_and_input_grad(&xa, labels).unwrap();
+        adv = xa.into_data();
+        for ((v, &c), &gv) in adv.iter_mut().zip(clean).zip(g.data()) {
+            let s = if gv > 0.0 {
+                1.0
+            } else if gv < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            *v = (*v + a * s).clamp(c - eps, c + eps).clamp(0.0, 1.0);
+        }
+    }
+    Tensor::new(x.shape(), adv).unwrap()
+}
+
+#[test]
+fn pgd_linf_is_madrys_loop_bit_for_bit() {
+    let (x, labels) = images(20, 3);
+    let model = Model::new(Arch::LenetAdv(2), 8);
+    let cfg = pgd_cfg(0.3, 10, 0.075, 1);
+    let ours =
+        rcc_attack::pgd_linf(&model, &x, &labels, &cfg, &mut StdRng::seed_from_u64(9)).unwrap();
+    let theirs = madry_reference(&model, &x, &labels, &cfg, &mut StdRng::seed_from_u64(9));
+    assert_eq!(ours.data(), theirs.data());
+}
+
+#[test]
+fn evaluation_is_deterministic_and_thread_count_invariant() {
+    let (x, labels) = images(40, 4);
+    let model = Model::new(Arch::LenetAdv(1), 10);
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels,
+    };
+    let attacks = [
+        AttackSpec::Fgsm { eps: 0.1 },
+        AttackSpec::PgdLinf(pgd_cfg(0.05, 5, 0.02, 2)),
+        AttackSpec::PgdL2(pgd_cfg(0.5, 5, 0.2, 2)),
+        AttackSpec::ApgdCe {
+            eps: 0.05,
+            steps: 8,
+            restarts: 2,
+        },
+    ];
+    let run = |threads: usize| {
+        let pool = rcc_tensor::threads::pool(threads).unwrap();
+        pool.install(|| evaluate(&model, &data, &attacks, 16, 42))
+            .unwrap()
+    };
+    let (a, b, c) = (run(1), run(2), run(1));
+    for r in [&b, &c] {
+        assert_eq!(a.clean_correct, r.clean_correct);
+        for (p, q) in a.attacks.iter().zip(&r.attacks) {
+            assert_eq!(p.correct, q.correct, "{}", p.spec.describe());
+            assert_eq!(
+                p.max_dist.to_bits(),
+                q.max_dist.to_bits(),
+                "{}",
+                p.spec.describe()
+            );
+        }
+    }
+    // And the adversarial points themselves.
+    for spec in &attacks {
+        let adv = |threads: usize| {
+            let pool = rcc_tensor::threads::pool(threads).unwrap();
+            pool.install(|| {
+                run_attack(&model, &x, &labels, spec, &mut StdRng::seed_from_u64(1)).unwrap()
+            })
+        };
+        assert_eq!(adv(1).data(), adv(2).data(), "{}", spec.describe());
+    }
+}
+
+#[test]
+fn report_is_consistent_and_robust_needs_clean() {
+    let (x, labels) = images(30, 5);
+    let model = Model::new(Arch::Mlp, 11);
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels,
+    };
+    let attacks = [
+        AttackSpec::PgdLinf(pgd_cfg(0.02, 3, 0.01, 1)),
+        AttackSpec::Fgsm { eps: 0.0 },
+    ];
+    let r = evaluate(&model, &data, &attacks, 7, 0).unwrap();
+    assert_eq!(r.n, 30);
+    assert_eq!(r.clean_correct.len(), 30);
+    let frac = |v: &[bool]| v.iter().filter(|&&c| c).count() as f64 / 30.0;
+    assert_eq!(r.clean_acc, frac(&r.clean_correct));
+    for a in &r.attacks {
+        assert_eq!(a.acc, frac(&a.correct));
+        for (c, rob) in r.clean_correct.iter().zip(&a.correct) {
+            assert!(*c || !*rob, "robust but not clean");
+        }
+    }
+    assert_eq!(r.attacks[1].correct, r.clean_correct, "eps 0");
+    // The clean accuracy matches the logits directly.
+    let preds = model.logits(&x).unwrap().argmax_rows();
+    let direct: Vec<bool> = preds.iter().zip(&labels).map(|(p, y)| p == y).collect();
+    assert_eq!(direct, r.clean_correct);
+}
+
+#[test]
+fn invalid_settings_are_errors() {
+    let (x, labels) = images(2, 6);
+    let model = Model::new(Arch::LenetAdv(1), 0);
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels,
+    };
+    for bad in [
+        AttackSpec::Fgsm { eps: -0.1 },
+        AttackSpec::PgdLinf(pgd_cfg(f32::NAN, 3, 0.1, 1)),
+        AttackSpec::PgdL2(pgd_cfg(0.3, 3, 0.1, 0)),
+        AttackSpec::ApgdCe {
+            eps: 0.3,
+            steps: 3,
+            restarts: 0,
+        },
+    ] {
+        assert!(evaluate(&model, &data, &[bad], 2, 0).is_err(), "{bad:?}");
+    }
+    let mut rng = StdRng::seed_from_u64(0);
+    assert!(pgd(
+        &model,
+        &x,
+        &labels[..1],
+        &pgd_cfg(0.1, 1, 0.1, 1),
+        Norm::Linf,
+        false,
+        &mut rng
+    )
+    .is_err());
+}
+
+/// Sum over the batch of the per-example cross-entropy, from the inference logits, in
+/// f64.
+fn summed_ce(model: &Model, x: &Tensor, labels: &[usize]) -> f64 {
+    let logits = model.logits(x).unwrap();
+    let k = 10;
+    logits
+        .data()
+        .chunks(k)
+        .zip(labels)
+        .map(|(row, &y)| {
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+            m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln() - row[y] as f64
+        })
+        .sum()
+}
+
+/// The input gradient the attacks step along equals a central finite-difference
+/// estimate of the summed per-example cross-entropy (h = 1e-3, f64 accumulation).
+#[test]
+fn input_gradient_matches_finite_differences() {
+    for (arch, seed) in [(Arch::LenetAdv(1), 12u64), (Arch::Mlp, 13)] {
+        let model = Model::new(arch, seed);
+        let mut rng = StdRng::seed_from_u64(seed);
+        // Mid-range pixels (not on the box boundary), two examples.
+        let x = Tensor::from_fn(&[2, 1, 28, 28], |_| rng.gen_range(0.1..0.9));
+        let labels = [3usize, 7];
+        let (losses, _, g) = model.loss_and_input_grad(&x, &labels).unwrap();
+        let direct: f64 = losses.iter().map(|&l| l as f64).sum();
+        assert!((direct - summed_ce(&model, &x, &labels)).abs() < 1e-5 * direct.abs().max(1.0));
+        assert_eq!(per_example_ce(&model.logits(&x).unwrap(), &labels), losses);
+        let h = 1e-3f32;
+        let mut fd = vec![0f64; x.numel()];
+        for (j, d) in fd.iter_mut().enumerate() {
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp.data_mut()[j] += h;
+            xm.data_mut()[j] -= h;
+            let step = xp.data()[j] as f64 - xm.data()[j] as f64;
+            *d = (summed_ce(&model, &xp, &labels) - summed_ce(&model, &xm, &labels)) / step;
+        }
+        let g: Vec<f64> = g.data().iter().map(|&v| v as f64).collect();
+        let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let diff: Vec<f64> = g.iter().zip(&fd).map(|(a, b)| a - b).collect();
+        let rel = norm(&diff) / norm(&fd);
+        let scale = fd.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let agree = g
+            .iter()
+            .zip(&fd)
+            .filter(|(a, b)| (*a - *b).abs() <= 1e-2 * scale)
+            .count();
+        println!(
+            "{arch}: |g - fd| / |fd| = {rel:.2e}, {agree}/{} coordinates within 1e-2 max|fd|",
+            fd.len()
+        );
+        assert!(rel < 1e-2, "{arch}: relative error {rel}");
+        assert!(agree as f64 >= 0.99 * fd.len() as f64, "{arch}: {agree}");
+        // And both examples' gradients are non-trivial.
+        assert!(norm(&g[..784]) > 0.0 && norm(&g[784..]) > 0.0);
+    }
+}
+
+/// Each example's gradient depends on that example only (the attacks rely on it to
+/// drop fooled examples from the batch).
+#[test]
+fn per_example_gradients_do_not_depend_on_the_batch() {
+    let (x, labels) = images(6, 7);
+    let model = Model::new(Arch::LenetAdv(1), 14);
+    let (l_all, _, g_all) = model.loss_and_input_grad(&x, &labels).unwrap();
+    for i in [0usize, 3, 5] {
+        let xi = Tensor::new(&[1, 1, 28, 28], x.data()[i * 784..(i + 1) * 784].to_vec()).unwrap();
+        let (l, _, g) = model.loss_and_input_grad(&xi, &labels[i..=i]).unwrap();
+        assert!((l[0] - l_all[i]).abs() <= 1e-6 * l[0].abs().max(1.0));
+        let gi = &g_all.data()[i * 784..(i + 1) * 784];
+        let scale = gi.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            g.data()
+                .iter()
+                .zip(gi)
+                .all(|(a, b)| (a - b).abs() <= 1e-5 * scale),
+            "example {i}"
+        );
+    }
+}
+
+/// A two-class linear classifier on 16 inputs, with its exact input gradient: the
+/// cross-entropy is increasing in the margin `v . x + c` (v = w_other - w_label), so its
+/// maximum over the l_inf ball and the box is at `x_i -> x_i + eps sign(v_i)` clamped,
+/// and over an l_2 ball inside the box at `x + eps v / |v|`.
+struct Linear {
+    w: [[f32; 16]; 2],
+}
+
+impl Classifier for Linear {
+    fn logits(&self, x: &Tensor) -> rcc_attack::Result<Tensor> {
+        let z: Vec<f32> = x
+            .data()
+            .chunks(16)
+            .flat_map(|r| {
+                self.w
+                    .iter()
+                    .map(move |w| w.iter().zip(r).map(|(a, b)| a * b).sum::<f32>())
+            })
+            .collect();
+        Ok(Tensor::new(&[x.shape()[0], 2], z)?)
+    }
+    fn loss_and_input_grad(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> rcc_attack::Result<(Vec<f32>, Tensor, Tensor)> {
+        let logits = self.logits(x)?;
+        let losses = per_example_ce(&logits, labels);
+        let mut g = Vec::with_capacity(x.numel());
+        for (row, &y) in logits.data().chunks(2).zip(labels) {
+            // d CE / dz = softmax - onehot; dz/dx = w.
+            let m = row[0].max(row[1]);
+            let e = [(row[0] - m).exp(), (row[1] - m).exp()];
+            let p = [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])];
+            let d = [p[0] - f32::from(y == 0), p[1] - f32::from(y == 1)];
+            g.extend((0..16).map(|i| d[0] * self.w[0][i] + d[1] * self.w[1][i]));
+        }
+        Ok((losses, logits, Tensor::new(x.shape(), g)?))
+    }
+}
+
+#[test]
+fn attacks_reach_the_exact_optimum_of_a_linear_model() {
+    let mut rng = StdRng::seed_from_u64(20);
+    let mut w = [[0f32; 16]; 2];
+    for row in w.iter_mut() {
+        for v in row.iter_mut() {
+            *v = rng.gen_range(-1.0..1.0);
+        }
+    }
+    // Class 0 wins by a wide margin at x, so no attack can fool it at these radii.
+    w[0][0] = 40.0;
+    let model = Linear { w };
+    let x = Tensor::from_fn(&[3, 1, 4, 4], |i| {
+        if i % 16 == 0 {
+            1.0
+        } else {
+            rng.gen_range(0.3..0.7)
+        }
+    });
+    let labels = [0usize; 3];
+    let v: Vec<f32> = (0..16).map(|i| w[1][i] - w[0][i]).collect();
+    let (eps, eps2) = (0.2f32, 0.25f32);
+    let mut best_linf = x.clone();
+    let mut best_l2 = x.clone();
+    let vn = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    for (k, ((b, b2), c)) in best_linf
+        .data_mut()
+        .iter_mut()
+        .zip(best_l2.data_mut().iter_mut())
+        .zip(x.data())
+        .enumerate()
+    {
+        let vi = v[k % 16];
+        *b = (c + eps * vi.signum()).clamp(0.0, 1.0);
+        *b2 = c + eps2 * vi / vn;
+    }
+    let optimum = |t: &Tensor| per_example_ce(&model.logits(t).unwrap(), &labels);
+    let (opt_linf, opt_l2) = (optimum(&best_linf), optimum(&best_l2));
+    let close = |got: &[f32], want: &[f32], what: &str| {
+        for (g, w) in got.iter().zip(want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1e-3),
+                "{what}: loss {g}, optimum {w}"
+            );
+        }
+    };
+    let cfg = |eps: f32, step: f32| PgdConfig {
+        eps,
+        steps: 30,
+        step_size: step,
+        random_start: true,
+        restarts: 1,
+    };
+    let o = pgd(
+        &model,
+        &x,
+        &labels,
+        &cfg(eps, 0.02),
+        Norm::Linf,
+        false,
+        &mut rng,
+    )
+    .unwrap();
+    close(&o.loss, &opt_linf, "PGD-linf");
+    let o = pgd(
+        &model,
+        &x,
+        &labels,
+        &cfg(eps2, 0.05),
+        Norm::L2,
+        false,
+        &mut rng,
+    )
+    .unwrap();
+    close(&o.loss, &opt_l2, "PGD-l2");
+    let o = apgd_ce_outcome(&model, &x, &labels, &ApgdConfig::new(eps, 20, 1), &mut rng).unwrap();
+    close(&o.loss, &opt_linf, "APGD-CE");
+    assert!(o.fooled.iter().all(|f| !f));
+}
