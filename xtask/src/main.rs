@@ -42,6 +42,11 @@ commands:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo xtask CMD --help` prints the usage too.
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let result = match args.first().map(String::as_str) {
         Some("check-reference") => check_reference::run(&args[1..]),
         Some("fetch-data") => fetch_data::run(&args[1..]),
