@@ -253,12 +253,14 @@ pub fn apgd_ce_outcome(
             x.data().to_vec()
         };
         let (pts, loss, fooled) = apgd_run(model, x, labels, &active, &start, cfg)?;
-        for (j, &i) in active.iter().enumerate() {
-            if r == 0 || fooled[j] || loss[j] > best_loss[i] {
-                best[i * per..(i + 1) * per].copy_from_slice(&pts[j * per..(j + 1) * per]);
-                (best_loss[i], best_fooled[i]) = (loss[j], fooled[j]);
-            }
-        }
+        let run = crate::pgd::Restart {
+            active: &active,
+            per,
+            pts: &pts,
+            loss: &loss,
+            fooled: &fooled,
+        };
+        run.merge_into(r == 0, &mut best, &mut best_loss, &mut best_fooled);
     }
     Ok(Outcome {
         adv: Tensor::new(x.shape(), best)?,

@@ -186,13 +186,14 @@ pub fn pgd(
             stop_at_fool,
             want_trace.then_some(&mut trace),
         )?;
-        for (j, &i) in active.iter().enumerate() {
-            // Keep the first fooling perturbation; among non-fooling ones, the highest loss.
-            if r == 0 || fooled[j] || loss[j] > best_loss[i] {
-                best[i * per..(i + 1) * per].copy_from_slice(&pts[j * per..(j + 1) * per]);
-                (best_loss[i], best_fooled[i]) = (loss[j], fooled[j]);
-            }
-        }
+        let run = Restart {
+            active: &active,
+            per,
+            pts: &pts,
+            loss: &loss,
+            fooled: &fooled,
+        };
+        run.merge_into(r == 0, &mut best, &mut best_loss, &mut best_fooled);
     }
     Ok(Outcome {
         adv: Tensor::new(x.shape(), best)?,
@@ -226,4 +227,35 @@ pub fn pgd_l2(
     rng: &mut StdRng,
 ) -> Result<Tensor> {
     Ok(pgd(model, x, labels, cfg, Norm::L2, false, rng)?.adv)
+}
+
+/// One restart's results for the examples it attacked (`active`, indices into the batch;
+/// the attacked ones are exactly those not fooled yet).
+pub(crate) struct Restart<'a> {
+    pub active: &'a [usize],
+    /// Values per example.
+    pub per: usize,
+    pub pts: &'a [f32],
+    pub loss: &'a [f32],
+    pub fooled: &'a [bool],
+}
+
+impl Restart<'_> {
+    /// Merges into the running best per example: the first perturbation that fools the
+    /// model, else the one with the highest loss (the first restart always counts).
+    pub(crate) fn merge_into(
+        &self,
+        first: bool,
+        best: &mut [f32],
+        best_loss: &mut [f32],
+        best_fooled: &mut [bool],
+    ) {
+        let per = self.per;
+        for (j, &i) in self.active.iter().enumerate() {
+            if first || self.fooled[j] || self.loss[j] > best_loss[i] {
+                best[i * per..(i + 1) * per].copy_from_slice(&self.pts[j * per..(j + 1) * per]);
+                (best_loss[i], best_fooled[i]) = (self.loss[j], self.fooled[j]);
+            }
+        }
+    }
 }
