@@ -1,0 +1,415 @@
+//! Direct sparse convolution, no im2col.
+//!
+//! Each sample is copied into a zero-padded buffer `xp [C, HP, WP]`. For stride 1 the
+//! output positions are taken on the padded-width grid, as in the engine's dense direct
+//! kernel (`rcc_tensor::kernels::direct_conv`): position `q = oy*WP + ox`, columns
+//! `ox >= OW` computed and discarded. On that grid a weight at tap `(c, ki, kj)` reads the
+//! input at `q + off`, `off = c*HP*WP + ki*WP + kj`, so consecutive outputs read
+//! consecutive inputs. Per output channel and block of B positions (B values held in
+//! registers), the kernel streams the channel's non-zeros with their precomputed offsets:
+//! `acc[l] += w * xp[q0 + off + l]`, one broadcast and B/16 (AVX-512) loads per non-zero,
+//! then stores the block's real positions with the bias and ReLU fused (XNNPACK's f32-spmm
+//! idea, with output positions in place of its batch dimension).
+//!
+//! The kernel body is plain Rust, instantiated per instruction set under
+//! `#[target_feature]` (B = 64 for AVX-512, 32 for AVX2+FMA, 16 portable) and chosen at
+//! run time, so the library stays built for baseline x86-64.
+//!
+//! Other strides use a simple direct loop over the same padded buffer (correct, not fast).
+
+use crate::csr::Csr;
+use crate::error::{shape, Result};
+use crate::linear::relu;
+use rcc_tensor::kernels::Isa;
+use rcc_tensor::ops::conv2d::Conv2dGeom;
+
+/// The grid's position count is rounded up to this (the largest block), so every block
+/// size divides it.
+const QROUND: usize = 64;
+
+/// A convolution layer with CSR weights `[O, C*KH*KW]` (row = output channel).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseConv {
+    pub w: Csr,
+    pub bias: Vec<f32>,
+    pub relu: bool,
+    /// Input `[C, H, W]`, kernel, stride, padding, output size.
+    pub c: usize,
+    pub h: usize,
+    pub wd: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub oh: usize,
+    pub ow: usize,
+    hp: usize,
+    wp: usize,
+    /// Grid positions (OH*WP rounded up to QROUND); stride 1 only.
+    q: usize,
+    /// Length of the padded input buffer, with slack for the last block's reads.
+    xp_len: usize,
+    /// Input offset of each stored weight: `c*HP*WP + ki*WP + kj`.
+    offs: Vec<u32>,
+    pub(crate) isa: Isa,
+}
+
+impl SparseConv {
+    /// From dense weights `[O, C, KH, KW]` for inputs `[C, H, W]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_dense(
+        w: &[f32],
+        wshape: [usize; 4],
+        input: [usize; 3],
+        bias: Option<&[f32]>,
+        stride: usize,
+        pad: usize,
+        relu: bool,
+    ) -> Result<SparseConv> {
+        let [o, c, kh, kw] = wshape;
+        let [_, h, wd] = input;
+        let g = Conv2dGeom::new(&[1, input[0], h, wd], &wshape, stride, pad).map_err(|e| {
+            crate::Error::Shape {
+                what: "sparse conv".into(),
+                expected: "a valid convolution".into(),
+                got: e.to_string(),
+            }
+        })?;
+        let k = c * kh * kw;
+        let wcsr = Csr::from_dense(w, o, k)?;
+        let bias = match bias {
+            Some(b) if b.len() != o => return shape("conv bias", o, b.len()),
+            Some(b) => b.to_vec(),
+            None => vec![0.0; o],
+        };
+        let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
+        let q = (g.oh * wp).next_multiple_of(QROUND);
+        let max_off = (c.max(1) - 1) * hp * wp + (kh - 1) * wp + kw - 1;
+        let xp_len = if stride == 1 {
+            (c * hp * wp).max(max_off + q)
+        } else {
+            c * hp * wp
+        };
+        if xp_len > u32::MAX as usize {
+            return Err(crate::Error::TooLarge {
+                what: "a padded input",
+                len: xp_len,
+            });
+        }
+        let offs = wcsr
+            .col_idx()
+            .to_usize()
+            .into_iter()
+            .map(|t| {
+                let (ci, ki, kj) = (t / (kh * kw), (t / kw) % kh, t % kw);
+                (ci * hp * wp + ki * wp + kj) as u32
+            })
+            .collect();
+        Ok(SparseConv {
+            w: wcsr,
+            bias,
+            relu,
+            c,
+            h,
+            wd,
+            kh,
+            kw,
+            stride,
+            pad,
+            oh: g.oh,
+            ow: g.ow,
+            hp,
+            wp,
+            q,
+            xp_len,
+            offs,
+            isa: Isa::detect(),
+        })
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.w.rows()
+    }
+    pub fn in_len(&self) -> usize {
+        self.c * self.h * self.wd
+    }
+    pub fn out_len(&self) -> usize {
+        self.out_channels() * self.oh * self.ow
+    }
+    /// Length of the padded-input scratch buffer `forward` needs.
+    pub fn xp_len(&self) -> usize {
+        self.xp_len
+    }
+    /// Useful multiply-adds per sample (non-zeros times output positions).
+    pub fn macs(&self) -> usize {
+        self.w.nnz() * self.oh * self.ow
+    }
+
+    /// Zero-padded copy of one sample `x [C, H, W]` into `xp`.
+    fn pad_into(&self, x: &[f32], xp: &mut [f32]) {
+        let (h, w, p) = (self.h, self.wd, self.pad);
+        xp.fill(0.0);
+        for ci in 0..self.c {
+            for iy in 0..h {
+                let dst = (ci * self.hp + iy + p) * self.wp + p;
+                xp[dst..dst + w].copy_from_slice(&x[(ci * h + iy) * w..][..w]);
+            }
+        }
+    }
+
+    /// `x [N, C, H, W]` -> `y [N, O, OH, OW]`; `xp` is scratch of at least
+    /// [`SparseConv::xp_len`] values.
+    pub fn forward(&self, x: &[f32], xp: &mut [f32], y: &mut [f32]) {
+        self.forward_isa(self.isa, x, xp, y)
+    }
+
+    pub(crate) fn forward_isa(&self, isa: Isa, x: &[f32], xp: &mut [f32], y: &mut [f32]) {
+        let (il, ol) = (self.in_len(), self.out_len());
+        let n = x.len().checked_div(il).unwrap_or(0);
+        assert!(
+            x.len() == n * il && y.len() == n * ol && xp.len() >= self.xp_len,
+            "sparse conv: x has {} values, y {}, xp {} (sample in {il}, out {ol}, xp {})",
+            x.len(),
+            y.len(),
+            xp.len(),
+            self.xp_len
+        );
+        let xp = &mut xp[..self.xp_len];
+        for (xs, ys) in x.chunks_exact(il.max(1)).zip(y.chunks_exact_mut(ol.max(1))) {
+            self.pad_into(xs, xp);
+            if self.stride != 1 {
+                self.sample_strided(xp, ys);
+                continue;
+            }
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `isa` is what `Isa::detect` found on this CPU (tests pass only
+                // detected ones); the body itself is safe code.
+                Isa::Avx512 => unsafe { self.sample_avx512(xp, ys) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx2Fma => unsafe { self.sample_avx2(xp, ys) },
+                _ => self.sample_grid::<16, false>(xp, ys),
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn sample_avx512(&self, xp: &[f32], y: &mut [f32]) {
+        self.sample_grid::<64, true>(xp, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn sample_avx2(&self, xp: &[f32], y: &mut [f32]) {
+        self.sample_grid::<32, true>(xp, y)
+    }
+
+    /// Stride 1, one sample, blocks of B grid positions. `xp.len() == xp_len`, which
+    /// covers `q0 + off + B` for every block and every tap.
+    #[inline(always)]
+    fn sample_grid<const B: usize, const FMA: bool>(&self, xp: &[f32], y: &mut [f32]) {
+        let (oh, ow, wp) = (self.oh, self.ow, self.wp);
+        let p = oh * ow;
+        let vals = self.w.values();
+        for (o, (yo, &b)) in y.chunks_exact_mut(p).zip(&self.bias).enumerate() {
+            let range = self.w.row_range(o);
+            let (offs, vals) = (&self.offs[range.clone()], &vals[range]);
+            for q0 in (0..self.q).step_by(B) {
+                let xq = &xp[q0..];
+                let mut acc = [0f32; B];
+                for (&off, &wv) in offs.iter().zip(vals) {
+                    let xs: &[f32; B] = xq[off as usize..][..B].try_into().unwrap();
+                    for l in 0..B {
+                        acc[l] = if FMA {
+                            wv.mul_add(xs[l], acc[l])
+                        } else {
+                            acc[l] + wv * xs[l]
+                        };
+                    }
+                }
+                // Store the block's real positions: runs along grid rows.
+                let (mut oy, mut ox) = (q0 / wp, q0 % wp);
+                let mut l = 0;
+                while l < B && oy < oh {
+                    let run = (B - l).min(wp - ox);
+                    let valid = run.min(ow.saturating_sub(ox));
+                    if valid > 0 {
+                        let dst = &mut yo[oy * ow + ox..][..valid];
+                        let src = &acc[l..l + valid];
+                        if self.relu {
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d = relu(s + b));
+                        } else {
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b);
+                        }
+                    }
+                    l += run;
+                    (oy, ox) = (oy + 1, 0);
+                }
+            }
+        }
+    }
+
+    /// Any stride, one sample: a direct loop per non-zero over the output positions.
+    fn sample_strided(&self, xp: &[f32], y: &mut [f32]) {
+        let (oh, ow, s, wp) = (self.oh, self.ow, self.stride, self.wp);
+        let p = oh * ow;
+        let vals = self.w.values();
+        for (o, (yo, &b)) in y.chunks_exact_mut(p).zip(&self.bias).enumerate() {
+            yo.fill(0.0);
+            let range = self.w.row_range(o);
+            for (&off, &wv) in self.offs[range.clone()].iter().zip(&vals[range]) {
+                for (oy, row) in yo.chunks_exact_mut(ow).enumerate() {
+                    let base = off as usize + oy * s * wp;
+                    let src = &xp[base..base + (ow - 1) * s + 1];
+                    for (d, &xv) in row.iter_mut().zip(src.iter().step_by(s)) {
+                        *d += wv * xv;
+                    }
+                }
+            }
+            for d in yo.iter_mut() {
+                let v = *d + b;
+                *d = if self.relu { relu(v) } else { v };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::linear::tests::{close, sparse_vec};
+    use proptest::prelude::*;
+
+    /// Instruction sets this CPU runs.
+    fn isas() -> Vec<Isa> {
+        match Isa::detect() {
+            Isa::Avx512 => vec![Isa::Avx512, Isa::Avx2Fma, Isa::Portable],
+            Isa::Avx2Fma => vec![Isa::Avx2Fma, Isa::Portable],
+            Isa::Portable => vec![Isa::Portable],
+        }
+    }
+
+    /// Naive dense reference, f64 accumulation.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f32],
+        n: usize,
+        [c, h, wd]: [usize; 3],
+        w: &[f32],
+        [o, _, kh, kw]: [usize; 4],
+        b: Option<&[f32]>,
+        s: usize,
+        pad: usize,
+        relu_: bool,
+    ) -> Vec<f32> {
+        let (oh, ow) = ((h + 2 * pad - kh) / s + 1, (wd + 2 * pad - kw) / s + 1);
+        let mut y = vec![];
+        for ni in 0..n {
+            for oc in 0..o {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = b.map_or(0.0, |b| b[oc] as f64);
+                        for ci in 0..c {
+                            for ki in 0..kh {
+                                for kj in 0..kw {
+                                    let iy = (oy * s + ki) as isize - pad as isize;
+                                    let ix = (ox * s + kj) as isize - pad as isize;
+                                    if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= wd {
+                                        continue;
+                                    }
+                                    let xi = ((ni * c + ci) * h + iy as usize) * wd + ix as usize;
+                                    let wi = ((oc * c + ci) * kh + ki) * kw + kj;
+                                    acc += x[xi] as f64 * w[wi] as f64;
+                                }
+                            }
+                        }
+                        let v = acc as f32;
+                        y.push(if relu_ { relu(v) } else { v });
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        n: usize,
+        input: [usize; 3],
+        o: usize,
+        (kh, kw): (usize, usize),
+        stride: usize,
+        pad: usize,
+        sparsity: f64,
+        bias: bool,
+        relu_: bool,
+        seed: u64,
+    ) -> std::result::Result<(), String> {
+        let ws = [o, input[0], kh, kw];
+        let w = sparse_vec(ws.iter().product(), sparsity, seed);
+        let x = sparse_vec(n * input.iter().product::<usize>(), 0.0, seed + 1);
+        let b = sparse_vec(o, 0.0, seed + 2);
+        let b = bias.then_some(&b[..]);
+        let conv = SparseConv::from_dense(&w, ws, input, b, stride, pad, relu_)
+            .map_err(|e| e.to_string())?;
+        let want = naive(&x, n, input, &w, ws, b, stride, pad, relu_);
+        let g = Conv2dGeom::new(&[n, input[0], input[1], input[2]], &ws, stride, pad).unwrap();
+        let engine = rcc_tensor::ops::conv2d::forward(&g, &x, &w, b, relu_);
+        for isa in isas() {
+            let mut xp = vec![f32::NAN; conv.xp_len()];
+            let mut y = vec![f32::NAN; n * conv.out_len()];
+            conv.forward_isa(isa, &x, &mut xp, &mut y);
+            let what = format!("{isa:?} x {input:?} w {ws:?} s {stride} p {pad} sp {sparsity}");
+            if !close(&y, &want, 1e-5) {
+                return Err(format!("differs from naive: {what}"));
+            }
+            if !close(&y, &engine, 1e-5) {
+                return Err(format!("differs from the engine: {what}"));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn matches_dense(
+            n in 1usize..3, c in 1usize..6, h in 1usize..14, w in 1usize..14, o in 1usize..7,
+            kh in 1usize..6, kw in 1usize..6, stride in 1usize..4, pad in 0usize..3,
+            sparsity in 0.0f64..0.99, bias: bool, relu_: bool, seed in 0u64..10_000,
+        ) {
+            prop_assume!(h + 2 * pad >= kh && w + 2 * pad >= kw);
+            check(n, [c, h, w], o, (kh, kw), stride, pad, sparsity, bias, relu_, seed)
+                .map_err(TestCaseError::fail)?;
+        }
+    }
+
+    /// The model layers' shapes, at several sparsities, including all-zero rows.
+    #[test]
+    fn model_layer_shapes() {
+        for (input, o, k, pad) in [
+            ([1, 28, 28], 20, 5, 0),
+            ([20, 12, 12], 50, 5, 0),
+            ([1, 28, 28], 8, 5, 2),
+            ([8, 14, 14], 16, 5, 2),
+            ([4, 32, 32], 4, 3, 1),
+        ] {
+            for sp in [0.0, 0.5, 0.9, 0.99, 1.0] {
+                check(1, input, o, (k, k), 1, pad, sp, true, true, 3).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let w = [1.0; 2 * 3 * 9];
+        assert!(SparseConv::from_dense(&w, [2, 3, 3, 3], [3, 2, 2], None, 1, 0, false).is_err());
+        assert!(SparseConv::from_dense(&w, [2, 3, 3, 3], [3, 5, 5], None, 0, 0, false).is_err());
+        assert!(
+            SparseConv::from_dense(&w, [2, 3, 3, 3], [3, 5, 5], Some(&[0.0]), 1, 0, false).is_err()
+        );
+        assert!(SparseConv::from_dense(&w, [2, 3, 3, 2], [3, 5, 5], None, 1, 0, false).is_err());
+    }
+}

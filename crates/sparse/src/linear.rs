@@ -1,0 +1,201 @@
+//! Sparse linear layer: `y = act(W x + b)` with `W` in CSR (row = output feature).
+
+use crate::csr::{ColIdx, Csr};
+use crate::error::{shape, Result};
+
+/// A linear layer with CSR weights `[out, in]`, a bias (zeros when the layer has none)
+/// and an optional fused ReLU.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparseLinear {
+    pub w: Csr,
+    pub bias: Vec<f32>,
+    pub relu: bool,
+}
+
+/// A column index type of the kernels.
+pub(crate) trait Idx: Copy {
+    fn ix(self) -> usize;
+}
+impl Idx for u16 {
+    #[inline(always)]
+    fn ix(self) -> usize {
+        self as usize
+    }
+}
+impl Idx for u32 {
+    #[inline(always)]
+    fn ix(self) -> usize {
+        self as usize
+    }
+}
+
+impl SparseLinear {
+    /// From dense row-major weights `[out, in]`.
+    pub fn from_dense(
+        w: &[f32],
+        fout: usize,
+        fin: usize,
+        bias: Option<&[f32]>,
+        relu: bool,
+    ) -> Result<SparseLinear> {
+        let w = Csr::from_dense(w, fout, fin)?;
+        let bias = match bias {
+            Some(b) if b.len() != fout => return shape("linear bias", fout, b.len()),
+            Some(b) => b.to_vec(),
+            None => vec![0.0; fout],
+        };
+        Ok(SparseLinear { w, bias, relu })
+    }
+
+    pub fn fin(&self) -> usize {
+        self.w.cols()
+    }
+    pub fn fout(&self) -> usize {
+        self.w.rows()
+    }
+
+    /// Multiply-adds actually executed per sample.
+    pub fn macs(&self) -> usize {
+        self.w.nnz()
+    }
+
+    /// `x [N, in]` -> `y [N, out]` for `N = x.len() / in` samples.
+    pub fn forward(&self, x: &[f32], y: &mut [f32]) {
+        let (fin, fout) = (self.fin(), self.fout());
+        let n = x.len().checked_div(fin).unwrap_or(0);
+        assert!(
+            x.len() == n * fin && y.len() == n * fout,
+            "sparse linear: x has {} values, y {} (in {fin}, out {fout})",
+            x.len(),
+            y.len()
+        );
+        for (xs, ys) in x.chunks_exact(fin).zip(y.chunks_exact_mut(fout)) {
+            match self.w.col_idx() {
+                ColIdx::U16(ix) => self.sample(ix, xs, ys),
+                ColIdx::U32(ix) => self.sample(ix, xs, ys),
+            }
+        }
+    }
+
+    /// One sample: `x [in]`, `y [out]` (lengths checked by the caller).
+    fn sample<I: Idx>(&self, ix: &[I], x: &[f32], y: &mut [f32]) {
+        let vals = self.w.values();
+        for (r, (yr, &b)) in y.iter_mut().zip(&self.bias).enumerate() {
+            let range = self.w.row_range(r);
+            let (v, ix) = (&vals[range.clone()], &ix[range]);
+            // Four independent partial sums: the gathers of one row overlap.
+            let mut acc = [0f32; 4];
+            let (v4, vt) = v.split_at(v.len() & !3);
+            let (i4, it) = ix.split_at(v4.len());
+            let xg = |i: I| {
+                // SAFETY: `Csr` is validated at construction (its fields are private):
+                // every column index is below `cols`, and `forward` checked that each
+                // sample slice `x` has exactly `cols` values.
+                unsafe { *x.get_unchecked(i.ix()) }
+            };
+            for (vc, ic) in v4.chunks_exact(4).zip(i4.chunks_exact(4)) {
+                for l in 0..4 {
+                    acc[l] += vc[l] * xg(ic[l]);
+                }
+            }
+            for (&vv, &ii) in vt.iter().zip(it) {
+                acc[0] += vv * xg(ii);
+            }
+            let s = (acc[0] + acc[1]) + (acc[2] + acc[3]) + b;
+            *yr = if self.relu { relu(s) } else { s };
+        }
+    }
+}
+
+/// ReLU that keeps NaN (as the engine's).
+#[inline(always)]
+pub(crate) fn relu(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+
+    /// `max|a - b| <= tol * (1 + max|b|)`, elementwise.
+    pub fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= tol * (1.0 + scale))
+    }
+
+    /// Random values with a fraction `sparsity` of exact zeros.
+    pub fn sparse_vec(n: usize, sparsity: f64, seed: u64) -> Vec<f32> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                if rng.gen_bool(sparsity) {
+                    0.0
+                } else {
+                    rng.gen_range(-1.0f32..1.0)
+                }
+            })
+            .collect()
+    }
+
+    /// The naive dense reference, f64 accumulation.
+    fn naive(x: &[f32], w: &[f32], b: Option<&[f32]>, relu_: bool, fin: usize) -> Vec<f32> {
+        let fout = w.len() / fin.max(1);
+        let mut y = vec![];
+        for xs in x.chunks_exact(fin) {
+            for o in 0..fout {
+                let s: f64 = (0..fin)
+                    .map(|i| w[o * fin + i] as f64 * xs[i] as f64)
+                    .sum::<f64>()
+                    + b.map_or(0.0, |b| b[o] as f64);
+                let s = s as f32;
+                y.push(if relu_ { relu(s) } else { s });
+            }
+        }
+        y
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        #[test]
+        fn matches_dense(n in 1usize..4, fin in 1usize..300, fout in 1usize..40, sparsity in 0.0f64..0.99,
+                         bias: bool, relu_: bool, seed in 0u64..10_000) {
+            let w = sparse_vec(fout * fin, sparsity, seed);
+            let x = sparse_vec(n * fin, 0.0, seed + 1);
+            let b = sparse_vec(fout, 0.0, seed + 2);
+            let b = bias.then_some(&b[..]);
+            let l = SparseLinear::from_dense(&w, fout, fin, b, relu_).unwrap();
+            let mut y = vec![f32::NAN; n * fout];
+            l.forward(&x, &mut y);
+            let want = naive(&x, &w, b, relu_, fin);
+            prop_assert!(close(&y, &want, 1e-5), "vs naive");
+            let engine = rcc_tensor::ops::linear::forward(&x, &w, b, relu_, n, fin, fout);
+            prop_assert!(close(&y, &engine, 1e-5), "vs engine");
+        }
+    }
+
+    #[test]
+    fn wide_layer_uses_u32_indices() {
+        let (fin, fout) = (70_000, 3);
+        let w = sparse_vec(fin * fout, 0.999, 5);
+        let x = sparse_vec(fin, 0.0, 6);
+        let l = SparseLinear::from_dense(&w, fout, fin, None, false).unwrap();
+        assert!(matches!(l.w.col_idx(), ColIdx::U32(_)));
+        let mut y = vec![0.0; fout];
+        l.forward(&x, &mut y);
+        assert!(close(&y, &naive(&x, &w, None, false, fin), 1e-5));
+    }
+
+    #[test]
+    fn bad_bias_is_an_error() {
+        assert!(SparseLinear::from_dense(&[1.0; 6], 2, 3, Some(&[0.0; 3]), false).is_err());
+    }
+}
