@@ -92,8 +92,12 @@ pub fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
 /// Work (in multiply-adds) below which a GEMM is not worth splitting across threads.
 const PAR_MIN_MACS: usize = 1 << 18;
 
-/// Like [`sgemm`] with `ldc = b.cols`, split across the current rayon pool by blocks of
-/// rows of `c` (or of columns of `b` and `c` when `c` has few rows).
+/// Like [`sgemm`] with `ldc = b.cols`, split across the current rayon pool into one
+/// block per thread: of rows of `a` and `c` when `a` is the taller operand, else of
+/// columns of `b` and `c`. Every block packs the whole of the operand it does not split,
+/// so the split goes along the dimension whose unsplit operand is the smaller one to
+/// re-pack (`k*n` for a row split, `m*k` for a column split); more blocks than threads
+/// would only re-pack it more often.
 ///
 /// Every element of `c` is computed by the same kernel over the same k-order whatever the
 /// split, so the result is bit-identical for any thread count.
@@ -103,9 +107,9 @@ pub fn par_sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
     if threads <= 1 || m * k * n < PAR_MIN_MACS {
         return sgemm(alpha, a, b, beta, c, n);
     }
-    if m >= 16 * threads || m >= n {
+    if m >= n {
         // Split rows of a and c: contiguous chunks of c.
-        let block = m.div_ceil(threads * 2).next_multiple_of(16).min(m);
+        let block = m.div_ceil(threads).next_multiple_of(16).min(m);
         c[..m * n]
             .par_chunks_mut(block * n)
             .enumerate()
@@ -122,7 +126,7 @@ pub fn par_sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
     } else {
         // Split columns of b and c: column blocks of c are strided, so hand each task a
         // disjoint column range through a raw pointer.
-        let block = n.div_ceil(threads * 2).next_multiple_of(16).min(n);
+        let block = n.div_ceil(threads).next_multiple_of(16).min(n);
         let cptr = SyncPtr(c.as_mut_ptr());
         let clen = c.len();
         (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
