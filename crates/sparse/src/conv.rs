@@ -20,6 +20,7 @@
 use crate::csr::Csr;
 use crate::error::{shape, Result};
 use crate::linear::relu;
+use crate::pool::{max_pool_plane, Pool};
 use rcc_tensor::kernels::Isa;
 use rcc_tensor::ops::conv2d::Conv2dGeom;
 
@@ -54,6 +55,14 @@ pub struct SparseConv {
     pub(crate) isa: Isa,
 }
 
+/// What happens to a channel's accumulated grid: cropped to the output plane, or max
+/// pooled first (bias and ReLU applied after the max, which commutes with both).
+#[derive(Clone, Copy)]
+enum Epilogue<'a> {
+    Crop,
+    MaxPool(&'a Pool),
+}
+
 impl SparseConv {
     /// From dense weights `[O, C, KH, KW]` for inputs `[C, H, W]`.
     #[allow(clippy::too_many_arguments)]
@@ -67,21 +76,48 @@ impl SparseConv {
         relu: bool,
     ) -> Result<SparseConv> {
         let [o, c, kh, kw] = wshape;
-        let [_, h, wd] = input;
-        let g = Conv2dGeom::new(&[1, input[0], h, wd], &wshape, stride, pad).map_err(|e| {
+        if input[0] != c {
+            return shape("sparse conv input channels", c, input[0]);
+        }
+        let wcsr = Csr::from_dense(w, o, c * kh * kw)?;
+        let bias = match bias {
+            Some(b) => b.to_vec(),
+            None => vec![0.0; o],
+        };
+        SparseConv::new(wcsr, input, kh, kw, stride, pad, bias, relu)
+    }
+
+    /// From CSR weights `[O, C*KH*KW]` for inputs `[C, H, W]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        w: Csr,
+        input: [usize; 3],
+        kh: usize,
+        kw: usize,
+        stride: usize,
+        pad: usize,
+        bias: Vec<f32>,
+        relu: bool,
+    ) -> Result<SparseConv> {
+        let [c, h, wd] = input;
+        let o = w.rows();
+        if c * kh * kw != w.cols() {
+            return shape(
+                "sparse conv weight columns (C*KH*KW)",
+                c * kh * kw,
+                w.cols(),
+            );
+        }
+        if bias.len() != o {
+            return shape("conv bias", o, bias.len());
+        }
+        let g = Conv2dGeom::new(&[1, c, h, wd], &[o, c, kh, kw], stride, pad).map_err(|e| {
             crate::Error::Shape {
                 what: "sparse conv".into(),
                 expected: "a valid convolution".into(),
                 got: e.to_string(),
             }
         })?;
-        let k = c * kh * kw;
-        let wcsr = Csr::from_dense(w, o, k)?;
-        let bias = match bias {
-            Some(b) if b.len() != o => return shape("conv bias", o, b.len()),
-            Some(b) => b.to_vec(),
-            None => vec![0.0; o],
-        };
         let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
         let q = (g.oh * wp).next_multiple_of(QROUND);
         let max_off = (c.max(1) - 1) * hp * wp + (kh - 1) * wp + kw - 1;
@@ -96,7 +132,7 @@ impl SparseConv {
                 len: xp_len,
             });
         }
-        let offs = wcsr
+        let offs = w
             .col_idx()
             .to_usize()
             .into_iter()
@@ -106,7 +142,7 @@ impl SparseConv {
             })
             .collect();
         Ok(SparseConv {
-            w: wcsr,
+            w,
             bias,
             relu,
             c,
@@ -140,6 +176,10 @@ impl SparseConv {
     pub fn xp_len(&self) -> usize {
         self.xp_len
     }
+    /// Length of the one-channel grid scratch `forward` needs.
+    pub fn grid_len(&self) -> usize {
+        self.q
+    }
     /// Useful multiply-adds per sample (non-zeros times output positions).
     pub fn macs(&self) -> usize {
         self.w.nnz() * self.oh * self.ow
@@ -148,6 +188,11 @@ impl SparseConv {
     /// Zero-padded copy of one sample `x [C, H, W]` into `xp`.
     fn pad_into(&self, x: &[f32], xp: &mut [f32]) {
         let (h, w, p) = (self.h, self.wd, self.pad);
+        if p == 0 {
+            xp[..x.len()].copy_from_slice(x);
+            xp[x.len()..].fill(0.0);
+            return;
+        }
         xp.fill(0.0);
         for ci in 0..self.c {
             for iy in 0..h {
@@ -157,25 +202,62 @@ impl SparseConv {
         }
     }
 
-    /// `x [N, C, H, W]` -> `y [N, O, OH, OW]`; `xp` is scratch of at least
-    /// [`SparseConv::xp_len`] values.
-    pub fn forward(&self, x: &[f32], xp: &mut [f32], y: &mut [f32]) {
-        self.forward_isa(self.isa, x, xp, y)
-    }
-
-    pub(crate) fn forward_isa(&self, isa: Isa, x: &[f32], xp: &mut [f32], y: &mut [f32]) {
-        let (il, ol) = (self.in_len(), self.out_len());
+    fn check(&self, x: &[f32], xp: &[f32], g: &[f32], y: &[f32], ol: usize) -> usize {
+        let il = self.in_len();
         let n = x.len().checked_div(il).unwrap_or(0);
         assert!(
-            x.len() == n * il && y.len() == n * ol && xp.len() >= self.xp_len,
-            "sparse conv: x has {} values, y {}, xp {} (sample in {il}, out {ol}, xp {})",
+            x.len() == n * il && y.len() == n * ol && xp.len() >= self.xp_len && g.len() >= self.q,
+            "sparse conv: x has {} values, y {}, xp {}, grid {} (sample in {il}, out {ol}, xp {}, grid {})",
             x.len(),
             y.len(),
             xp.len(),
-            self.xp_len
+            g.len(),
+            self.xp_len,
+            self.q,
         );
+        n
+    }
+
+    /// `x [N, C, H, W]` -> `y [N, O, OH, OW]`; scratch `xp` of at least
+    /// [`SparseConv::xp_len`] values and `g` of at least [`SparseConv::grid_len`].
+    pub fn forward(&self, x: &[f32], xp: &mut [f32], g: &mut [f32], y: &mut [f32]) {
+        self.forward_isa(self.isa, x, xp, g, Epilogue::Crop, y)
+    }
+
+    /// The convolution followed by max pooling `pool` (whose input is this layer's
+    /// output): `y [N, O, PH, PW]`, without writing the unpooled output. Stride 1 only.
+    pub fn forward_max_pool(
+        &self,
+        pool: &Pool,
+        x: &[f32],
+        xp: &mut [f32],
+        g: &mut [f32],
+        y: &mut [f32],
+    ) {
+        assert!(
+            self.stride == 1 && (pool.c, pool.h, pool.w) == (self.out_channels(), self.oh, self.ow),
+            "sparse conv: pooling {pool:?} does not fit the output"
+        );
+        self.forward_isa(self.isa, x, xp, g, Epilogue::MaxPool(pool), y)
+    }
+
+    fn forward_isa(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        xp: &mut [f32],
+        g: &mut [f32],
+        ep: Epilogue,
+        y: &mut [f32],
+    ) {
+        let ol = match ep {
+            Epilogue::Crop => self.out_len(),
+            Epilogue::MaxPool(p) => p.out_len(),
+        };
+        self.check(x, xp, g, y, ol);
         let xp = &mut xp[..self.xp_len];
-        for (xs, ys) in x.chunks_exact(il.max(1)).zip(y.chunks_exact_mut(ol.max(1))) {
+        let g = &mut g[..self.q];
+        for (xs, ys) in x.chunks_exact(self.in_len()).zip(y.chunks_exact_mut(ol)) {
             self.pad_into(xs, xp);
             if self.stride != 1 {
                 self.sample_strided(xp, ys);
@@ -185,36 +267,53 @@ impl SparseConv {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `isa` is what `Isa::detect` found on this CPU (tests pass only
                 // detected ones); the body itself is safe code.
-                Isa::Avx512 => unsafe { self.sample_avx512(xp, ys) },
+                Isa::Avx512 => unsafe { self.sample_avx512(xp, g, ep, ys) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
-                Isa::Avx2Fma => unsafe { self.sample_avx2(xp, ys) },
-                _ => self.sample_grid::<16, false>(xp, ys),
+                Isa::Avx2Fma => unsafe { self.sample_avx2(xp, g, ep, ys) },
+                _ => self.sample_grid::<16, false>(xp, g, ep, ys),
             }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
-    unsafe fn sample_avx512(&self, xp: &[f32], y: &mut [f32]) {
-        self.sample_grid::<64, true>(xp, y)
+    unsafe fn sample_avx512(&self, xp: &[f32], g: &mut [f32], ep: Epilogue, y: &mut [f32]) {
+        self.sample_grid::<64, true>(xp, g, ep, y)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sample_avx2(&self, xp: &[f32], y: &mut [f32]) {
-        self.sample_grid::<32, true>(xp, y)
+    unsafe fn sample_avx2(&self, xp: &[f32], g: &mut [f32], ep: Epilogue, y: &mut [f32]) {
+        self.sample_grid::<32, true>(xp, g, ep, y)
     }
 
-    /// Stride 1, one sample, blocks of B grid positions. `xp.len() == xp_len`, which
-    /// covers `q0 + off + B` for every block and every tap.
+    /// Stride 1, one sample. Per output channel: the channel's grid in blocks of B
+    /// positions (B accumulators in registers, one broadcast weight and B/16 loads per
+    /// non-zero), stored to the scratch `g`, then cropped or pooled into `y` with the bias
+    /// and ReLU fused. `xp.len() == xp_len` covers `q0 + off + B` for every block and tap.
     #[inline(always)]
-    fn sample_grid<const B: usize, const FMA: bool>(&self, xp: &[f32], y: &mut [f32]) {
+    fn sample_grid<const B: usize, const FMA: bool>(
+        &self,
+        xp: &[f32],
+        g: &mut [f32],
+        ep: Epilogue,
+        y: &mut [f32],
+    ) {
         let (oh, ow, wp) = (self.oh, self.ow, self.wp);
-        let p = oh * ow;
+        let plane = match ep {
+            Epilogue::Crop => oh * ow,
+            Epilogue::MaxPool(p) => p.oh * p.ow,
+        };
         let vals = self.w.values();
-        for (o, (yo, &b)) in y.chunks_exact_mut(p).zip(&self.bias).enumerate() {
+        for (o, (yo, &b)) in y.chunks_exact_mut(plane).zip(&self.bias).enumerate() {
+            let act = |v: f32| if self.relu { relu(v + b) } else { v + b };
             let range = self.w.row_range(o);
+            if range.is_empty() {
+                // A pruned-away channel: its output is the constant act(b).
+                yo.fill(act(0.0));
+                continue;
+            }
             let (offs, vals) = (&self.offs[range.clone()], &vals[range]);
             for q0 in (0..self.q).step_by(B) {
                 let xq = &xp[q0..];
@@ -229,24 +328,17 @@ impl SparseConv {
                         };
                     }
                 }
-                // Store the block's real positions: runs along grid rows.
-                let (mut oy, mut ox) = (q0 / wp, q0 % wp);
-                let mut l = 0;
-                while l < B && oy < oh {
-                    let run = (B - l).min(wp - ox);
-                    let valid = run.min(ow.saturating_sub(ox));
-                    if valid > 0 {
-                        let dst = &mut yo[oy * ow + ox..][..valid];
-                        let src = &acc[l..l + valid];
-                        if self.relu {
-                            dst.iter_mut().zip(src).for_each(|(d, s)| *d = relu(s + b));
-                        } else {
-                            dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b);
-                        }
+                g[q0..q0 + B].copy_from_slice(&acc);
+            }
+            match ep {
+                Epilogue::Crop => {
+                    for (oy, row) in yo.chunks_exact_mut(ow).enumerate() {
+                        row.iter_mut()
+                            .zip(&g[oy * wp..][..ow])
+                            .for_each(|(d, &s)| *d = act(s));
                     }
-                    l += run;
-                    (oy, ox) = (oy + 1, 0);
                 }
+                Epilogue::MaxPool(p) => max_pool_plane(g, wp, p, yo, act),
             }
         }
     }
@@ -272,6 +364,110 @@ impl SparseConv {
                 let v = *d + b;
                 *d = if self.relu { relu(v) } else { v };
             }
+        }
+    }
+
+    /// The input gradient of one sample: `dx [C, H, W] += conv^T(dy)`, where `dy
+    /// [O, OH, OW]` is the gradient of the layer's pre-activation (the caller applied the
+    /// ReLU mask). Scratch: `dxp` of `xp_len`, `g` of `grid_len`. The transposed kernel
+    /// scatters each non-zero's contribution: `dxp[q*S + off] += w * dy[q]`, vectorised
+    /// over output positions (stride 1: one `axpy` per non-zero on the grid).
+    pub fn input_grad(&self, dy: &[f32], dxp: &mut [f32], g: &mut [f32], dx: &mut [f32]) {
+        let taps = |o: usize| {
+            let r = self.w.row_range(o);
+            self.offs[r.clone()]
+                .iter()
+                .copied()
+                .zip(self.w.values()[r].iter().copied())
+        };
+        conv_input_grad(self.geometry(), taps, dy, dxp, g, dx)
+    }
+
+    pub(crate) fn geometry(&self) -> GridGeom {
+        GridGeom {
+            o: self.out_channels(),
+            c: self.c,
+            h: self.h,
+            wd: self.wd,
+            pad: self.pad,
+            stride: self.stride,
+            hp: self.hp,
+            wp: self.wp,
+            oh: self.oh,
+            ow: self.ow,
+            q: self.q,
+            xp_len: self.xp_len,
+        }
+    }
+}
+
+/// The padded-grid geometry shared by the sparse and dense input-gradient kernels.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GridGeom {
+    pub o: usize,
+    pub c: usize,
+    pub h: usize,
+    pub wd: usize,
+    pub pad: usize,
+    pub stride: usize,
+    pub hp: usize,
+    pub wp: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub q: usize,
+    pub xp_len: usize,
+}
+
+/// `dx += conv^T(dy)` for one sample, with the taps (input offset on the padded input,
+/// weight) of each output channel given by `taps(o)`.
+pub(crate) fn conv_input_grad<I: Iterator<Item = (u32, f32)>>(
+    gm: GridGeom,
+    taps: impl Fn(usize) -> I,
+    dy: &[f32],
+    dxp: &mut [f32],
+    g: &mut [f32],
+    dx: &mut [f32],
+) {
+    let (p, s) = (gm.oh * gm.ow, gm.stride);
+    assert!(
+        dy.len() == gm.o * p
+            && dx.len() == gm.c * gm.h * gm.wd
+            && dxp.len() >= gm.xp_len
+            && g.len() >= gm.q,
+        "sparse conv input gradient: buffer lengths"
+    );
+    let dxp = &mut dxp[..gm.xp_len];
+    dxp.fill(0.0);
+    for (o, d) in dy.chunks_exact(p).enumerate() {
+        if s == 1 {
+            // dy on the grid, zero in the discarded columns.
+            let g = &mut g[..gm.q];
+            g.fill(0.0);
+            for (oy, row) in d.chunks_exact(gm.ow).enumerate() {
+                g[oy * gm.wp..][..gm.ow].copy_from_slice(row);
+            }
+            for (off, w) in taps(o) {
+                let dst = &mut dxp[off as usize..][..gm.q];
+                dst.iter_mut().zip(g.iter()).for_each(|(a, &v)| *a += w * v);
+            }
+        } else {
+            for (off, w) in taps(o) {
+                for (oy, row) in d.chunks_exact(gm.ow).enumerate() {
+                    let base = off as usize + oy * s * gm.wp;
+                    for (ox, &v) in row.iter().enumerate() {
+                        dxp[base + ox * s] += w * v;
+                    }
+                }
+            }
+        }
+    }
+    for ci in 0..gm.c {
+        for iy in 0..gm.h {
+            let src = &dxp[(ci * gm.hp + iy + gm.pad) * gm.wp + gm.pad..][..gm.wd];
+            dx[(ci * gm.h + iy) * gm.wd..][..gm.wd]
+                .iter_mut()
+                .zip(src)
+                .for_each(|(a, &v)| *a += v);
         }
     }
 }
@@ -357,17 +553,65 @@ mod tests {
         let want = naive(&x, n, input, &w, ws, b, stride, pad, relu_);
         let g = Conv2dGeom::new(&[n, input[0], input[1], input[2]], &ws, stride, pad).unwrap();
         let engine = rcc_tensor::ops::conv2d::forward(&g, &x, &w, b, relu_);
+        let what = format!("x {input:?} w {ws:?} s {stride} p {pad} sp {sparsity}");
         for isa in isas() {
             let mut xp = vec![f32::NAN; conv.xp_len()];
+            let mut g = vec![f32::NAN; conv.grid_len()];
             let mut y = vec![f32::NAN; n * conv.out_len()];
-            conv.forward_isa(isa, &x, &mut xp, &mut y);
-            let what = format!("{isa:?} x {input:?} w {ws:?} s {stride} p {pad} sp {sparsity}");
+            conv.forward_isa(isa, &x, &mut xp, &mut g, Epilogue::Crop, &mut y);
             if !close(&y, &want, 1e-5) {
-                return Err(format!("differs from naive: {what}"));
+                return Err(format!("{isa:?} differs from naive: {what}"));
             }
             if !close(&y, &engine, 1e-5) {
-                return Err(format!("differs from the engine: {what}"));
+                return Err(format!("{isa:?} differs from the engine: {what}"));
             }
+            // Fused 2x2 (and 3x3 stride 2) max pooling against pooling the engine's output.
+            for (k, ps) in [(2, 2), (3, 2)] {
+                if stride != 1 || conv.oh < k || conv.ow < k {
+                    continue;
+                }
+                let pool = Pool::new([o, conv.oh, conv.ow], k, ps);
+                let mut want_p = vec![0.0; n * pool.out_len()];
+                for (e, wp) in engine
+                    .chunks(conv.out_len())
+                    .zip(want_p.chunks_mut(pool.out_len()))
+                {
+                    crate::pool::max_pool(&pool, e, wp);
+                }
+                let mut yp = vec![f32::NAN; n * pool.out_len()];
+                conv.forward_isa(isa, &x, &mut xp, &mut g, Epilogue::MaxPool(&pool), &mut yp);
+                if !close(&yp, &want_p, 1e-5) {
+                    return Err(format!("{isa:?} fused pool {k}/{ps} differs: {what}"));
+                }
+            }
+        }
+        // The input gradient against the engine's (of the pre-activation, per sample).
+        let dy = sparse_vec(n * conv.out_len(), 0.0, seed + 3);
+        let mut want_dx = vec![0.0; x.len()];
+        rcc_tensor::ops::conv2d::backward(
+            &g,
+            &x,
+            &w,
+            &dy,
+            None,
+            rcc_tensor::ops::conv2d::ConvGrads {
+                dx: Some(&mut want_dx),
+                dw: None,
+                db: None,
+            },
+        );
+        let mut dxp = vec![f32::NAN; conv.xp_len()];
+        let mut gs = vec![f32::NAN; conv.grid_len()];
+        let mut dx = vec![0.0; x.len()];
+        for ((d, xs), _) in dy
+            .chunks(conv.out_len())
+            .zip(dx.chunks_mut(conv.in_len()))
+            .zip(0..n)
+        {
+            conv.input_grad(d, &mut dxp, &mut gs, xs);
+        }
+        if !close(&dx, &want_dx, 1e-5) {
+            return Err(format!("input gradient differs from the engine: {what}"));
         }
         Ok(())
     }

@@ -3,20 +3,26 @@
 //!
 //! - [`Csr`]: compressed sparse rows (row = output channel of a conv, output feature of a
 //!   linear layer), 16-bit column indices where the column count allows, validated.
-//! - [`linear`]: CSR times vector, bias and ReLU fused.
-//! - [`conv`]: direct sparse convolution on the padded-width grid (stride 1), and a
-//!   simple direct loop for other strides.
-//! - [`SparseModel`]: a sequential network converted once, with its activation arena
-//!   planned at build time.
+//! - [`ModelSpec`]: what a sparse network is (layers, CSR weights), converted from a dense
+//!   model (batch norm folded) or read from a file ([`file`]).
+//! - [`linear`], [`conv`]: the sparse kernels, bias and ReLU fused (and max pooling, for
+//!   convolutions followed by one); [`dense`]: the dense fallback; [`pool`]: pooling.
+//! - [`SparseModel`]: a spec built for this CPU, with a dense or sparse kernel per layer
+//!   and its activation arena planned at build time; it also gives input gradients, so
+//!   attacks run on the deployed artifact.
 
 pub mod conv;
 pub mod csr;
+pub mod dense;
 pub mod error;
 pub mod linear;
 pub mod model;
+pub mod pool;
+pub mod spec;
 
 pub use conv::SparseConv;
 pub use csr::{ColIdx, Csr};
 pub use error::{Error, Result};
 pub use linear::SparseLinear;
-pub use model::{Arena, SparseModel};
+pub use model::{Arena, KernelChoice, SparseModel};
+pub use spec::{LayerSpec, ModelSpec};

@@ -39,12 +39,34 @@ impl SparseLinear {
         relu: bool,
     ) -> Result<SparseLinear> {
         let w = Csr::from_dense(w, fout, fin)?;
-        let bias = match bias {
-            Some(b) if b.len() != fout => return shape("linear bias", fout, b.len()),
-            Some(b) => b.to_vec(),
-            None => vec![0.0; fout],
-        };
+        SparseLinear::new(w, bias.map_or(vec![0.0; fout], <[f32]>::to_vec), relu)
+    }
+
+    /// From CSR weights `[out, in]`.
+    pub fn new(w: Csr, bias: Vec<f32>, relu: bool) -> Result<SparseLinear> {
+        if bias.len() != w.rows() {
+            return shape("linear bias", w.rows(), bias.len());
+        }
         Ok(SparseLinear { w, bias, relu })
+    }
+
+    /// `dx += W^T dy` for one sample (`dy` is the gradient of the pre-activation): each
+    /// row's non-zeros scatter `w * dy[row]` into `dx`.
+    pub fn input_grad(&self, dy: &[f32], dx: &mut [f32]) {
+        assert!(
+            dy.len() == self.fout() && dx.len() == self.fin(),
+            "sparse linear input gradient: lengths"
+        );
+        let vals = self.w.values();
+        for (r, &d) in dy.iter().enumerate() {
+            if d == 0.0 {
+                continue;
+            }
+            let range = self.w.row_range(r);
+            for (k, &v) in range.clone().zip(&vals[range]) {
+                dx[self.w.col_idx().get(k)] += v * d;
+            }
+        }
     }
 
     pub fn fin(&self) -> usize {
@@ -179,6 +201,14 @@ pub(crate) mod tests {
             prop_assert!(close(&y, &want, 1e-5), "vs naive");
             let engine = rcc_tensor::ops::linear::forward(&x, &w, b, relu_, n, fin, fout);
             prop_assert!(close(&y, &engine, 1e-5), "vs engine");
+            // Input gradient against the dense transpose, f64.
+            let dy = sparse_vec(fout, 0.2, seed + 3);
+            let mut dx = vec![0.0; fin];
+            l.input_grad(&dy, &mut dx);
+            let want: Vec<f32> = (0..fin)
+                .map(|i| (0..fout).map(|o| w[o * fin + i] as f64 * dy[o] as f64).sum::<f64>() as f32)
+                .collect();
+            prop_assert!(close(&dx, &want, 1e-5), "input gradient");
         }
     }
 

@@ -1,188 +1,271 @@
-//! A sequential network converted once into sparse layers, with its activation buffers
-//! planned at build time: `infer` allocates nothing.
+//! A [`ModelSpec`] built for this CPU: a sparse or dense kernel per layer, convolutions
+//! fused with the max pooling that follows them, and the activation buffers planned at
+//! build time so that [`SparseModel::infer`] allocates nothing.
 
-use crate::conv::SparseConv;
-use crate::error::{shape, Error, Result};
-use crate::linear::{relu, SparseLinear};
-use rcc_nn::layers::Layer;
-use rcc_nn::Model;
+use crate::conv::{conv_input_grad, GridGeom, SparseConv};
+use crate::csr::Csr;
+use crate::dense::{DenseConv, DenseLinear};
+use crate::error::{shape, Result};
+use crate::linear::SparseLinear;
+use crate::pool::{self, Pool};
+use crate::spec::{LayerSpec, ModelSpec};
 use std::sync::Mutex;
 
-/// One step of the sparse network.
-#[derive(Clone, Debug, PartialEq)]
-enum Op {
-    Conv(SparseConv),
-    Linear(SparseLinear),
-    /// Max pooling over `[c, h, w]`, no padding, floor mode.
-    MaxPool {
-        c: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-        s: usize,
-        oh: usize,
-        ow: usize,
-    },
-    /// A ReLU that could not be fused into the preceding layer.
-    Relu,
+/// Which kernel each conv and linear layer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Sparse where the layer's density is below the crossover measured for its kind
+    /// ([`CONV_CROSSOVER`], [`LINEAR_CROSSOVER`]), dense elsewhere.
+    Auto,
+    /// CSR kernels everywhere.
+    Sparse,
+    /// Dense kernels everywhere (strided convolutions excepted: CSR only).
+    Dense,
 }
 
-/// The working memory of one inference: two ping-pong activation buffers and the
-/// padded-input scratch of the convolutions, each sized for the largest layer.
+/// Density (non-zeros / weights) below which the CSR convolution beats the dense direct
+/// kernel, batch 1, one core. Measured with `cargo run --release -p rcc-sparse --example
+/// crossover` on the lenet5, lenet_adv:4 and vgg16:4 layers (Sapphire Rapids, AVX-512):
+/// see the README's sparse section.
+pub const CONV_CROSSOVER: f64 = 0.30;
+/// The same for linear layers (CSR gather against the dense row dot products).
+pub const LINEAR_CROSSOVER: f64 = 0.30;
+
+#[derive(Clone, Debug)]
+enum ConvKernel {
+    Sparse(SparseConv),
+    Dense(DenseConv),
+}
+
+#[derive(Clone, Debug)]
+enum LinearKernel {
+    Sparse(SparseLinear),
+    Dense(DenseLinear),
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// `pool_next`: the next op is a max pool this convolution computes in its epilogue.
+    Conv {
+        kernel: ConvKernel,
+        pool_next: bool,
+    },
+    Linear(LinearKernel),
+    MaxPool(Pool),
+    AvgPool(Pool),
+    Relu,
+    Flatten,
+}
+
+/// One layer as built: for reports and benches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerInfo {
+    /// `conv`, `linear`, `max_pool`, ...
+    pub kind: &'static str,
+    /// `csr` or `dense` for conv and linear layers, empty otherwise.
+    pub kernel: &'static str,
+    /// Output shape of one sample.
+    pub out_shape: Vec<usize>,
+    /// Weights, and how many are non-zero (0 for layers without weights).
+    pub weights: usize,
+    pub nnz: usize,
+    /// Multiply-adds the chosen kernel executes per sample (dense: all weights).
+    pub macs: usize,
+    /// Bytes of the stored weights as the chosen kernel holds them (CSR: values, indices
+    /// and row pointers; dense: f32 values), and of the biases.
+    pub weight_bytes: usize,
+    pub bias_bytes: usize,
+}
+
+/// The working memory of one inference: two ping-pong activation buffers, the padded
+/// input of a convolution and one channel's output grid.
 #[derive(Clone, Debug, Default)]
 pub struct Arena {
     a: Vec<f32>,
     b: Vec<f32>,
     xp: Vec<f32>,
+    g: Vec<f32>,
 }
 
 impl Arena {
     pub fn bytes(&self) -> usize {
-        4 * (self.a.len() + self.b.len() + self.xp.len())
+        4 * (self.a.len() + self.b.len() + self.xp.len() + self.g.len())
     }
 }
 
 /// A pruned network for batch-1, single-thread inference.
 #[derive(Debug)]
 pub struct SparseModel {
+    arch: String,
+    input: [usize; 3],
     ops: Vec<Op>,
-    in_len: usize,
+    info: Vec<LayerInfo>,
     out_len: usize,
     act_len: usize,
     xp_len: usize,
-    dense_weight_bytes: usize,
+    g_len: usize,
     arena: Mutex<Arena>,
 }
 
 impl SparseModel {
-    /// Converts a sequential model (conv, linear, ReLU, max pool, flatten, dropout).
-    /// Batch norm is not folded yet: models with it are an error.
-    pub fn from_model(model: &Model) -> Result<SparseModel> {
-        let net = &model.net;
-        let [c0, h0, w0] = net.arch.input_shape();
-        let mut dims = vec![c0, h0, w0];
-        let mut ops = vec![];
-        let (mut act_len, mut xp_len, mut dense_bytes) = (c0 * h0 * w0, 0, 0);
-        let val = |id| &model.params[net.params.view(id).range()];
-        let mut i = 0;
-        while i < net.layers.len() {
-            let layer = &net.layers[i];
-            let fuse = layer.fuses_relu() && net.layers.get(i + 1) == Some(&Layer::Relu);
-            i += 1 + usize::from(fuse);
-            match *layer {
-                Layer::Conv2d {
-                    weight,
-                    bias,
+    /// [`ModelSpec::from_model`] then [`SparseModel::build`] with [`KernelChoice::Auto`].
+    pub fn from_model(model: &rcc_nn::Model) -> Result<SparseModel> {
+        SparseModel::build(&ModelSpec::from_model(model)?, KernelChoice::Auto)
+    }
+
+    /// Builds the kernels of every layer, validating the spec's shapes first.
+    pub fn build(spec: &ModelSpec, choice: KernelChoice) -> Result<SparseModel> {
+        let shapes = spec.shapes()?;
+        let (mut ops, mut info) = (vec![], vec![]);
+        let [c0, h0, w0] = spec.input;
+        let (mut act_len, mut xp_len, mut g_len) = (c0 * h0 * w0, 0, 0);
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let (inp, out) = (&shapes[i], &shapes[i + 1]);
+            let dense = |w: &Csr, strided: bool| match choice {
+                KernelChoice::Sparse => false,
+                KernelChoice::Dense => !strided,
+                KernelChoice::Auto => {
+                    let crossover = match layer {
+                        LayerSpec::Conv { .. } => CONV_CROSSOVER,
+                        _ => LINEAR_CROSSOVER,
+                    };
+                    !strided && 1.0 - w.sparsity() >= crossover
+                }
+            };
+            let mut li = LayerInfo {
+                kind: layer.kind(),
+                kernel: "",
+                out_shape: out.clone(),
+                weights: 0,
+                nnz: 0,
+                macs: 0,
+                weight_bytes: 0,
+                bias_bytes: 0,
+            };
+            let op = match layer {
+                LayerSpec::Conv {
+                    w,
+                    kh,
+                    kw,
                     stride,
-                    padding,
+                    pad,
+                    bias,
+                    relu,
+                    ..
                 } => {
-                    let ws = &net.params.view(weight).shape;
-                    let (ws, input) = match (&ws[..], &dims[..]) {
-                        (&[o, c, kh, kw], &[ci, h, w]) if c == ci => ([o, c, kh, kw], [c, h, w]),
-                        _ => {
-                            return shape(
-                                "conv2d layer",
-                                format!("weight [O, {}, KH, KW]", dims[0]),
-                                format!("{ws:?} on input {dims:?}"),
-                            )
-                        }
+                    let input = [inp[0], inp[1], inp[2]];
+                    let positions = out[1] * out[2];
+                    (li.weights, li.nnz, li.bias_bytes) =
+                        (w.rows() * w.cols(), w.nnz(), 4 * bias.len());
+                    let kernel = if dense(w, *stride != 1) {
+                        let dc = DenseConv::new(
+                            &w.to_dense(),
+                            w.rows(),
+                            input,
+                            *kh,
+                            *kw,
+                            *pad,
+                            bias.clone(),
+                            *relu,
+                        )?;
+                        xp_len = xp_len.max(dc.xp_len());
+                        (li.kernel, li.macs, li.weight_bytes) =
+                            ("dense", li.weights * positions, 4 * li.weights);
+                        ConvKernel::Dense(dc)
+                    } else {
+                        let sc = SparseConv::new(
+                            w.clone(),
+                            input,
+                            *kh,
+                            *kw,
+                            *stride,
+                            *pad,
+                            bias.clone(),
+                            *relu,
+                        )?;
+                        xp_len = xp_len.max(sc.xp_len());
+                        g_len = g_len.max(sc.grid_len());
+                        (li.kernel, li.macs, li.weight_bytes) = ("csr", sc.macs(), w.bytes());
+                        ConvKernel::Sparse(sc)
                     };
-                    let conv = SparseConv::from_dense(
-                        val(weight),
-                        ws,
-                        input,
-                        bias.map(val),
-                        stride,
-                        padding,
-                        fuse,
-                    )?;
-                    dims = vec![ws[0], conv.oh, conv.ow];
-                    xp_len = xp_len.max(conv.xp_len());
-                    dense_bytes += 4 * ws.iter().product::<usize>();
-                    ops.push(Op::Conv(conv));
+                    let pool_next = matches!(kernel, ConvKernel::Sparse(_))
+                        && *stride == 1
+                        && matches!(spec.layers.get(i + 1), Some(LayerSpec::MaxPool { .. }));
+                    Op::Conv { kernel, pool_next }
                 }
-                Layer::Linear { weight, bias } => {
-                    let ws = &net.params.view(weight).shape;
-                    let fin: usize = dims.iter().product();
-                    if dims.len() != 1 || ws.len() != 2 || ws[1] != fin {
-                        return shape(
-                            "linear layer",
-                            format!("a flattened input of {} values", ws.get(1).unwrap_or(&0)),
-                            format!("{dims:?}"),
-                        );
+                LayerSpec::Linear { w, bias, relu } => {
+                    (li.weights, li.nnz, li.bias_bytes) =
+                        (w.rows() * w.cols(), w.nnz(), 4 * bias.len());
+                    if dense(w, false) {
+                        (li.kernel, li.macs, li.weight_bytes) =
+                            ("dense", li.weights, 4 * li.weights);
+                        Op::Linear(LinearKernel::Dense(DenseLinear::new(
+                            w.to_dense(),
+                            w.rows(),
+                            w.cols(),
+                            bias.clone(),
+                            *relu,
+                        )?))
+                    } else {
+                        (li.kernel, li.macs, li.weight_bytes) = ("csr", w.nnz(), w.bytes());
+                        Op::Linear(LinearKernel::Sparse(SparseLinear::new(
+                            w.clone(),
+                            bias.clone(),
+                            *relu,
+                        )?))
                     }
-                    let l =
-                        SparseLinear::from_dense(val(weight), ws[0], ws[1], bias.map(val), fuse)?;
-                    dims = vec![ws[0]];
-                    dense_bytes += 4 * ws[0] * ws[1];
-                    ops.push(Op::Linear(l));
                 }
-                Layer::MaxPool2d { kernel, stride } => {
-                    let (c, h, w) = match dims[..] {
-                        [c, h, w] if kernel > 0 && stride > 0 && h >= kernel && w >= kernel => {
-                            (c, h, w)
-                        }
-                        _ => {
-                            return shape(
-                                "max_pool2d layer",
-                                format!("an input [C, H, W] of at least {kernel} x {kernel}"),
-                                format!("{dims:?}"),
-                            )
-                        }
-                    };
-                    let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1);
-                    dims = vec![c, oh, ow];
-                    ops.push(Op::MaxPool {
-                        c,
-                        h,
-                        w,
-                        k: kernel,
-                        s: stride,
-                        oh,
-                        ow,
-                    });
+                LayerSpec::MaxPool { k, s } => {
+                    Op::MaxPool(Pool::new([inp[0], inp[1], inp[2]], *k, *s))
                 }
-                Layer::Relu => ops.push(Op::Relu),
-                Layer::Flatten => dims = vec![dims.iter().product()],
-                Layer::Dropout { .. } => {}
-                Layer::BatchNorm2d { .. } => {
-                    return Err(Error::Unsupported(format!(
-                    "batch norm in {} (folding it into the preceding conv is not implemented yet)",
-                    net.arch
-                )))
+                LayerSpec::AvgPool { k, s } => {
+                    Op::AvgPool(Pool::new([inp[0], inp[1], inp[2]], *k, *s))
                 }
-                Layer::AvgPool2d { .. } => {
-                    return Err(Error::Unsupported(format!(
-                        "average pooling in {}",
-                        net.arch
-                    )))
-                }
-            }
-            act_len = act_len.max(dims.iter().product());
+                LayerSpec::Relu => Op::Relu,
+                LayerSpec::Flatten => Op::Flatten,
+            };
+            act_len = act_len.max(out.iter().product());
+            ops.push(op);
+            info.push(li);
         }
         let arena = Arena {
             a: vec![0.0; act_len],
             b: vec![0.0; act_len],
             xp: vec![0.0; xp_len],
+            g: vec![0.0; g_len],
         };
         Ok(SparseModel {
+            arch: spec.arch.clone(),
+            input: spec.input,
             ops,
-            in_len: c0 * h0 * w0,
-            out_len: dims.iter().product(),
+            info,
+            out_len: shapes.last().unwrap().iter().product(),
             act_len,
             xp_len,
-            dense_weight_bytes: dense_bytes,
+            g_len,
             arena: Mutex::new(arena),
         })
     }
 
+    /// The architecture the model was converted from.
+    pub fn arch(&self) -> &str {
+        &self.arch
+    }
+    /// One sample's input shape `[C, H, W]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input
+    }
     /// Values per input sample.
     pub fn in_len(&self) -> usize {
-        self.in_len
+        self.input.iter().product()
     }
     /// Logits per sample.
     pub fn out_len(&self) -> usize {
         self.out_len
+    }
+    /// Each layer as built.
+    pub fn layers(&self) -> &[LayerInfo] {
+        &self.info
     }
 
     /// A fresh arena, for callers that run several inferences at once (see
@@ -192,39 +275,29 @@ impl SparseModel {
             a: vec![0.0; self.act_len],
             b: vec![0.0; self.act_len],
             xp: vec![0.0; self.xp_len],
+            g: vec![0.0; self.g_len],
         }
     }
 
-    /// Weight storage of the conv and linear layers: CSR values, indices and row pointers
-    /// (biases not counted).
+    /// Stored conv and linear weights as the kernels hold them (see [`LayerInfo`]).
     pub fn weight_bytes(&self) -> usize {
-        self.ops
-            .iter()
-            .map(|op| match op {
-                Op::Conv(c) => c.w.bytes(),
-                Op::Linear(l) => l.w.bytes(),
-                _ => 0,
-            })
-            .sum()
+        self.info.iter().map(|l| l.weight_bytes).sum()
+    }
+    /// Biases (never pruned).
+    pub fn bias_bytes(&self) -> usize {
+        self.info.iter().map(|l| l.bias_bytes).sum()
     }
     /// The same weights stored dense (f32).
     pub fn dense_weight_bytes(&self) -> usize {
-        self.dense_weight_bytes
+        self.info.iter().map(|l| 4 * l.weights).sum()
     }
-    /// The activation arena (both activation buffers and the padded-input scratch).
+    /// The activation arena of one inference.
     pub fn arena_bytes(&self) -> usize {
-        4 * (2 * self.act_len + self.xp_len)
+        4 * (2 * self.act_len + self.xp_len + self.g_len)
     }
-    /// Multiply-adds executed per sample by the conv and linear layers.
+    /// Multiply-adds executed per sample by the conv and linear kernels.
     pub fn macs(&self) -> usize {
-        self.ops
-            .iter()
-            .map(|op| match op {
-                Op::Conv(c) => c.macs(),
-                Op::Linear(l) => l.macs(),
-                _ => 0,
-            })
-            .sum()
+        self.info.iter().map(|l| l.macs).sum()
     }
 
     /// Logits `out [N, K]` for inputs `x [N, C, H, W]` (`N = x.len() / in_len`), using
@@ -236,56 +309,73 @@ impl SparseModel {
 
     /// As [`SparseModel::infer`], with a caller-owned arena from [`SparseModel::arena`].
     pub fn infer_with(&self, arena: &mut Arena, x: &[f32], out: &mut [f32]) -> Result<()> {
-        let n = x.len() / self.in_len.max(1);
-        if x.len() != n * self.in_len || out.len() != n * self.out_len {
+        let il = self.in_len();
+        let n = x.len() / il;
+        if x.len() != n * il || out.len() != n * self.out_len {
             return shape(
                 "sparse model input and output",
-                format!("N x {} and N x {} values", self.in_len, self.out_len),
+                format!("N x {il} and N x {} values", self.out_len),
                 format!("{} and {}", x.len(), out.len()),
             );
         }
         if arena.a.len() < self.act_len
             || arena.b.len() < self.act_len
             || arena.xp.len() < self.xp_len
+            || arena.g.len() < self.g_len
         {
             return shape("sparse model arena", self.arena_bytes(), arena.bytes());
         }
-        let Arena { a, b, xp } = arena;
-        for (xs, ys) in x
-            .chunks_exact(self.in_len)
-            .zip(out.chunks_exact_mut(self.out_len))
-        {
+        let Arena { a, b, xp, g } = arena;
+        for (xs, ys) in x.chunks_exact(il).zip(out.chunks_exact_mut(self.out_len)) {
             let (mut cur, mut nxt) = (&mut a[..], &mut b[..]);
-            let mut len = self.in_len;
+            let mut len = il;
             cur[..len].copy_from_slice(xs);
-            for op in &self.ops {
+            let mut ops = self.ops.iter();
+            while let Some(op) = ops.next() {
                 match op {
-                    Op::Conv(conv) => {
-                        let ol = conv.out_len();
-                        conv.forward(&cur[..len], xp, &mut nxt[..ol]);
-                        len = ol;
-                    }
-                    Op::Linear(l) => {
-                        let ol = l.fout();
-                        l.forward(&cur[..len], &mut nxt[..ol]);
-                        len = ol;
-                    }
-                    Op::MaxPool {
-                        c,
-                        h,
-                        w,
-                        k,
-                        s,
-                        oh,
-                        ow,
+                    Op::Conv {
+                        kernel: ConvKernel::Sparse(c),
+                        pool_next: true,
                     } => {
-                        max_pool(&cur[..len], [*c, *h, *w], *k, *s, [*oh, *ow], nxt);
-                        len = c * oh * ow;
+                        let Some(Op::MaxPool(p)) = ops.next() else {
+                            unreachable!("pool_next is set only before a max pool")
+                        };
+                        len = p.out_len();
+                        c.forward_max_pool(p, &cur[..c.in_len()], xp, g, &mut nxt[..len]);
+                    }
+                    Op::Conv { kernel, .. } => match kernel {
+                        ConvKernel::Sparse(c) => {
+                            len = c.out_len();
+                            c.forward(&cur[..c.in_len()], xp, g, &mut nxt[..len]);
+                        }
+                        ConvKernel::Dense(c) => {
+                            len = c.out_len();
+                            c.forward(&cur[..c.in_len()], xp, &mut nxt[..len]);
+                        }
+                    },
+                    Op::Linear(l) => {
+                        let (fin, fout) = l.dims();
+                        match l {
+                            LinearKernel::Sparse(l) => l.forward(&cur[..fin], &mut nxt[..fout]),
+                            LinearKernel::Dense(l) => l.forward(&cur[..fin], &mut nxt[..fout]),
+                        }
+                        len = fout;
+                    }
+                    Op::MaxPool(p) => {
+                        pool::max_pool(p, &cur[..len], &mut nxt[..p.out_len()]);
+                        len = p.out_len();
+                    }
+                    Op::AvgPool(p) => {
+                        pool::avg_pool(p, &cur[..len], &mut nxt[..p.out_len()]);
+                        len = p.out_len();
                     }
                     Op::Relu => {
-                        cur[..len].iter_mut().for_each(|v| *v = relu(*v));
+                        cur[..len]
+                            .iter_mut()
+                            .for_each(|v| *v = crate::linear::relu(*v));
                         continue;
                     }
+                    Op::Flatten => continue,
                 }
                 std::mem::swap(&mut cur, &mut nxt);
             }
@@ -293,122 +383,331 @@ impl SparseModel {
         }
         Ok(())
     }
-}
 
-/// Max pooling of `x [c, h, w]` into `y [c, oh, ow]`, as the engine's: the first maximum in
-/// row-major order, compared with strict `>`.
-fn max_pool(
-    x: &[f32],
-    [c, h, w]: [usize; 3],
-    k: usize,
-    s: usize,
-    [oh, ow]: [usize; 2],
-    y: &mut [f32],
-) {
-    for ci in 0..c {
-        let plane = &x[ci * h * w..][..h * w];
-        let out = &mut y[ci * oh * ow..][..oh * ow];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut m = plane[oy * s * w + ox * s];
-                for ki in 0..k {
-                    for &v in &plane[(oy * s + ki) * w + ox * s..][..k] {
-                        if v > m {
-                            m = v;
+    /// One sample's cross-entropy loss for `label`, its logits and `d loss / d x` (added
+    /// into `dx`). Runs the layers unfused and keeps every activation (allocates: this is
+    /// the attack path, not the deployment path), then walks them back with the
+    /// transposed kernels.
+    pub fn loss_and_input_grad(
+        &self,
+        x: &[f32],
+        label: usize,
+        dx: &mut [f32],
+    ) -> Result<(f64, Vec<f32>)> {
+        let il = self.in_len();
+        if x.len() != il || dx.len() != il || label >= self.out_len {
+            return shape(
+                "sparse model input gradient",
+                format!(
+                    "one sample of {il} values and a label below {}",
+                    self.out_len
+                ),
+                format!("{} values, gradient {}, label {label}", x.len(), dx.len()),
+            );
+        }
+        let mut xp = vec![0.0; self.xp_len];
+        let mut g = vec![0.0; self.g_len];
+        // acts[i] is the input of op i; acts[ops.len()] the logits.
+        let mut acts: Vec<Vec<f32>> = vec![x.to_vec()];
+        for op in &self.ops {
+            let cur = acts.last().unwrap();
+            let next = match op {
+                Op::Conv {
+                    kernel: ConvKernel::Sparse(c),
+                    ..
+                } => {
+                    let mut y = vec![0.0; c.out_len()];
+                    c.forward(cur, &mut xp, &mut g, &mut y);
+                    y
+                }
+                Op::Conv {
+                    kernel: ConvKernel::Dense(c),
+                    ..
+                } => {
+                    let mut y = vec![0.0; c.out_len()];
+                    c.forward(cur, &mut xp, &mut y);
+                    y
+                }
+                Op::Linear(l) => {
+                    let mut y = vec![0.0; l.dims().1];
+                    match l {
+                        LinearKernel::Sparse(l) => l.forward(cur, &mut y),
+                        LinearKernel::Dense(l) => l.forward(cur, &mut y),
+                    }
+                    y
+                }
+                Op::MaxPool(p) => {
+                    let mut y = vec![0.0; p.out_len()];
+                    pool::max_pool(p, cur, &mut y);
+                    y
+                }
+                Op::AvgPool(p) => {
+                    let mut y = vec![0.0; p.out_len()];
+                    pool::avg_pool(p, cur, &mut y);
+                    y
+                }
+                Op::Relu => cur.iter().map(|&v| crate::linear::relu(v)).collect(),
+                Op::Flatten => cur.clone(),
+            };
+            acts.push(next);
+        }
+        let logits = acts.pop().unwrap();
+        // Cross-entropy and its gradient, softmax(z) - onehot(label), in f64.
+        let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let sum: f64 = logits.iter().map(|&v| (v as f64 - m).exp()).sum();
+        let loss = m + sum.ln() - logits[label] as f64;
+        let mut dy: Vec<f32> = logits
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| ((v as f64 - m).exp() / sum - f64::from(u8::from(k == label))) as f32)
+            .collect();
+        let mut y = logits.clone();
+        for (op, xin) in self.ops.iter().zip(&acts).rev() {
+            let mut dxi = vec![0.0; xin.len()];
+            match op {
+                Op::Conv { kernel, .. } => {
+                    let relu = match kernel {
+                        ConvKernel::Sparse(c) => c.relu,
+                        ConvKernel::Dense(c) => c.relu,
+                    };
+                    if relu {
+                        mask_relu(&mut dy, &y);
+                    }
+                    match kernel {
+                        ConvKernel::Sparse(c) => c.input_grad(&dy, &mut xp, &mut g, &mut dxi),
+                        ConvKernel::Dense(c) => {
+                            let gm = dense_geometry(c);
+                            let k = c.grid.off.len();
+                            g.resize(g.len().max(gm.q), 0.0);
+                            xp.resize(xp.len().max(gm.xp_len), 0.0);
+                            let taps =
+                                |o| (0..k).map(move |t| (c.grid.off[t] as u32, c.weight(o, t)));
+                            conv_input_grad(gm, taps, &dy, &mut xp, &mut g, &mut dxi);
                         }
                     }
                 }
-                out[oy * ow + ox] = m;
+                Op::Linear(l) => {
+                    let relu = match l {
+                        LinearKernel::Sparse(l) => l.relu,
+                        LinearKernel::Dense(l) => l.relu,
+                    };
+                    if relu {
+                        mask_relu(&mut dy, &y);
+                    }
+                    match l {
+                        LinearKernel::Sparse(l) => l.input_grad(&dy, &mut dxi),
+                        LinearKernel::Dense(l) => l.input_grad(&dy, &mut dxi),
+                    }
+                }
+                Op::MaxPool(p) => pool::max_pool_input_grad(p, xin, &dy, &mut dxi),
+                Op::AvgPool(p) => pool::avg_pool_input_grad(p, &dy, &mut dxi),
+                Op::Relu => {
+                    mask_relu(&mut dy, &y);
+                    dxi.copy_from_slice(&dy);
+                }
+                Op::Flatten => dxi.copy_from_slice(&dy),
             }
+            dy = dxi;
+            y = xin.clone();
+        }
+        dx.iter_mut().zip(&dy).for_each(|(a, &b)| *a += b);
+        Ok((loss, logits))
+    }
+}
+
+/// `dy *= relu'(pre-activation)`, read off the ReLU's output (PyTorch: 0 at 0).
+fn mask_relu(dy: &mut [f32], y: &[f32]) {
+    dy.iter_mut().zip(y).for_each(|(d, &v)| {
+        if v <= 0.0 {
+            *d = 0.0
+        }
+    });
+}
+
+fn dense_geometry(c: &DenseConv) -> GridGeom {
+    let g = &c.grid;
+    GridGeom {
+        o: c.o,
+        c: c.c,
+        h: g.hp - 2 * g.pad,
+        wd: g.wp - 2 * g.pad,
+        pad: g.pad,
+        stride: 1,
+        hp: g.hp,
+        wp: g.wp,
+        oh: g.oh,
+        ow: g.ow,
+        q: g.q,
+        xp_len: g.xp_len,
+    }
+}
+
+impl LinearKernel {
+    fn dims(&self) -> (usize, usize) {
+        match self {
+            LinearKernel::Sparse(l) => (l.fin(), l.fout()),
+            LinearKernel::Dense(l) => (l.fin, l.fout),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::linear::tests::{close, sparse_vec};
-    use rcc_nn::Arch;
+    use rcc_nn::layers::Layer;
+    use rcc_nn::{Arch, Loss, Model};
     use rcc_tensor::Tensor;
 
     /// Zeroes the `sparsity` fraction of smallest-magnitude weights of every conv and
     /// linear layer (per layer; biases kept).
-    fn prune(model: &mut Model, sparsity: f64) {
-        let views: Vec<_> = model
-            .net
-            .layers
-            .iter()
-            .filter_map(|l| match *l {
-                Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } => {
-                    Some(model.net.params.view(weight).range())
+    pub fn prune(model: &mut Model, sparsity: f64) {
+        for l in model.net.layers.clone() {
+            if let Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } = l {
+                let w = &mut model.params[model.net.params.view(weight).range()];
+                let mut order: Vec<usize> = (0..w.len()).collect();
+                order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
+                let k = (w.len() as f64 * sparsity).round() as usize;
+                order[..k].iter().for_each(|&i| w[i] = 0.0);
+            }
+        }
+    }
+
+    /// A model with non-trivial batch-norm statistics (so folding is exercised).
+    pub fn model(arch: Arch, sparsity: f64, seed: u64) -> Model {
+        let mut m = Model::new(arch, seed);
+        prune(&mut m, sparsity);
+        let noise = sparse_vec(m.buffers.len(), 0.0, seed + 100);
+        for (i, l) in m.net.layers.clone().into_iter().enumerate() {
+            if let Layer::BatchNorm2d {
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                ..
+            } = l
+            {
+                for (v, n) in [(running_mean, 0.3f32), (running_var, 0.5)] {
+                    let r = m.net.buffers.view(v).range();
+                    for j in r {
+                        m.buffers[j] = if n == 0.5 {
+                            1.0 + n * noise[j]
+                        } else {
+                            n * noise[j]
+                        };
+                    }
                 }
-                _ => None,
-            })
-            .collect();
-        for r in views {
-            let w = &mut model.params[r];
-            let mut order: Vec<usize> = (0..w.len()).collect();
-            order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
-            let k = (w.len() as f64 * sparsity).round() as usize;
-            for &i in &order[..k] {
-                w[i] = 0.0;
+                for p in [weight, bias] {
+                    let r = m.net.params.view(p).range();
+                    for (k, j) in r.enumerate() {
+                        m.params[j] += 0.2 * ((k + i) % 5) as f32 - 0.4;
+                    }
+                }
+            }
+        }
+        m
+    }
+
+    pub const SPARSITIES: [f64; 7] = [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99];
+    const CHOICES: [KernelChoice; 3] = [
+        KernelChoice::Auto,
+        KernelChoice::Sparse,
+        KernelChoice::Dense,
+    ];
+
+    fn input(arch: Arch, n: usize, seed: u64) -> Vec<f32> {
+        let [c, h, w] = arch.input_shape();
+        sparse_vec(n * c * h * w, 0.0, seed)
+            .iter()
+            .map(|v| v.abs())
+            .collect()
+    }
+
+    /// Issue 5, must-show 1: every arch and sparsity, every kernel choice: the logits equal
+    /// the dense engine's on the masked model, and so does the input gradient.
+    #[test]
+    fn logits_and_input_gradients_equal_the_dense_engine() {
+        for arch in [Arch::Lenet5, Arch::LenetAdv(4), Arch::Vgg16(4), Arch::Mlp] {
+            for sparsity in SPARSITIES {
+                let m = model(arch, sparsity, 7);
+                let spec = ModelSpec::from_model(&m).unwrap();
+                let [c, h, w] = arch.input_shape();
+                let n = 2;
+                let x = input(arch, n, 11);
+                let xt = Tensor::new(&[n, c, h, w], x.clone()).unwrap();
+                let dense = m.infer(&xt).unwrap();
+                let labels = [3, 8];
+                let (_, want_dx) = m.input_grad(&xt, &labels, &Loss::CrossEntropy).unwrap();
+                // The engine differentiates the batch mean.
+                let want_dx: Vec<f32> = want_dx.data().iter().map(|g| g * n as f32).collect();
+                for choice in CHOICES {
+                    let sm = SparseModel::build(&spec, choice).unwrap();
+                    let what = format!("{arch} at {sparsity}, {choice:?}");
+                    let mut out = vec![f32::NAN; n * sm.out_len()];
+                    sm.infer(&x, &mut out).unwrap();
+                    assert!(
+                        close(&out, dense.data(), 1e-5),
+                        "{what}: {out:?} vs {:?}",
+                        dense.data()
+                    );
+                    let il = sm.in_len();
+                    for s in 0..n {
+                        let mut dx = vec![0.0; il];
+                        let (_, logits) = sm
+                            .loss_and_input_grad(&x[s * il..][..il], labels[s], &mut dx)
+                            .unwrap();
+                        assert!(close(&logits, &out[s * 10..][..10], 1e-5), "{what}");
+                        assert!(
+                            close(&dx, &want_dx[s * il..][..il], 1e-5),
+                            "{what}: gradient of sample {s}"
+                        );
+                    }
+                }
             }
         }
     }
 
     #[test]
-    fn logits_equal_dense_inference() {
-        for arch in [Arch::Lenet5, Arch::LenetAdv(4), Arch::Mlp] {
-            for sparsity in [0.0, 0.5, 0.9, 0.99] {
-                let mut model = Model::new(arch, 7);
-                prune(&mut model, sparsity);
-                let sm = SparseModel::from_model(&model).unwrap();
-                let n = 3;
-                let x = sparse_vec(n * sm.in_len(), 0.0, 11)
-                    .into_iter()
-                    .map(|v| v.abs())
-                    .collect::<Vec<_>>();
-                let [c, h, w] = arch.input_shape();
-                let dense = model
-                    .infer(&Tensor::new(&[n, c, h, w], x.clone()).unwrap())
-                    .unwrap();
-                let mut out = vec![f32::NAN; n * sm.out_len()];
-                sm.infer(&x, &mut out).unwrap();
-                assert!(
-                    close(&out, dense.data(), 1e-5),
-                    "{arch} at {sparsity}: {out:?} vs {:?}",
-                    dense.data()
-                );
-                // Per sample, with a caller-owned arena: the same logits.
-                let mut arena = sm.arena();
-                let mut one = vec![0.0; sm.out_len()];
-                sm.infer_with(&mut arena, &x[..sm.in_len()], &mut one)
-                    .unwrap();
-                assert_eq!(one, out[..sm.out_len()]);
-                // Footprint: CSR bytes shrink with sparsity.
-                assert!(sm.weight_bytes() > 0 && sm.dense_weight_bytes() > 0);
-                if sparsity >= 0.9 {
-                    assert!(sm.weight_bytes() * 4 < sm.dense_weight_bytes());
-                }
-            }
+    fn per_sample_arena_gives_the_same_logits() {
+        let sm = SparseModel::from_model(&model(Arch::Lenet5, 0.9, 1)).unwrap();
+        let x = input(Arch::Lenet5, 3, 2);
+        let mut all = vec![0.0; 30];
+        sm.infer(&x, &mut all).unwrap();
+        let mut arena = sm.arena();
+        for s in 0..3 {
+            let mut one = vec![0.0; 10];
+            sm.infer_with(&mut arena, &x[s * 784..][..784], &mut one)
+                .unwrap();
+            assert_eq!(one, all[s * 10..][..10]);
         }
     }
 
-    /// Issue 5's footprint target: lenet5 at 95% under 12% of the dense bytes.
+    #[test]
+    fn kernel_choice_follows_the_crossover() {
+        for (sparsity, kernel) in [(0.3, "dense"), (0.95, "csr")] {
+            let sm = SparseModel::from_model(&model(Arch::Lenet5, sparsity, 1)).unwrap();
+            let kernels: Vec<_> = sm
+                .layers()
+                .iter()
+                .filter(|l| l.weights > 0)
+                .map(|l| l.kernel)
+                .collect();
+            assert!(
+                kernels.iter().all(|&k| k == kernel),
+                "{sparsity}: {kernels:?}"
+            );
+        }
+    }
+
+    /// Issue 5, must-show 3: lenet5 at 95% stores its weights in under 12% of the dense
+    /// bytes (values, 16-bit indices and row pointers).
     #[test]
     fn lenet5_footprint_at_95_percent() {
-        let mut model = Model::new(Arch::Lenet5, 1);
-        prune(&mut model, 0.95);
-        let sm = SparseModel::from_model(&model).unwrap();
+        let sm = SparseModel::from_model(&model(Arch::Lenet5, 0.95, 1)).unwrap();
         let ratio = sm.weight_bytes() as f64 / sm.dense_weight_bytes() as f64;
         assert!(ratio < 0.12, "{ratio}");
-    }
-
-    #[test]
-    fn batch_norm_archs_are_unsupported_for_now() {
-        let e = SparseModel::from_model(&Model::new(Arch::Vgg16(1), 0)).unwrap_err();
-        assert!(matches!(e, Error::Unsupported(_)), "{e}");
-        assert!(e.to_string().contains("batch norm"), "{e}");
+        assert_eq!(sm.dense_weight_bytes(), 4 * 430_500);
+        assert_eq!(sm.bias_bytes(), 4 * (20 + 50 + 500 + 10));
     }
 
     #[test]
@@ -419,5 +718,8 @@ mod tests {
         assert!(sm.infer(&[0.0; 784], &mut out[..9]).is_err());
         let mut small = Arena::default();
         assert!(sm.infer_with(&mut small, &[0.0; 784], &mut out).is_err());
+        let mut dx = vec![0.0; 784];
+        assert!(sm.loss_and_input_grad(&[0.0; 784], 10, &mut dx).is_err());
+        assert!(sm.loss_and_input_grad(&[0.0; 783], 1, &mut dx).is_err());
     }
 }
