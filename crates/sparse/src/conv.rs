@@ -24,9 +24,18 @@ use crate::pool::{max_pool_plane, Pool};
 use rcc_tensor::kernels::Isa;
 use rcc_tensor::ops::conv2d::Conv2dGeom;
 
-/// The grid's position count is rounded up to this (the largest block), so every block
-/// size divides it.
-const QROUND: usize = 64;
+/// Block sizes (grid positions held in registers per output channel): 4, 2 or 1
+/// AVX-512 registers. Small outputs take small blocks so that rounding the grid up to a
+/// whole block wastes little (vgg16's 2x2 planes on a 4-wide grid are 8 positions).
+const BLOCKS: [usize; 3] = [64, 32, 16];
+
+/// The largest block that wastes at most 1/8 of the rounded grid, else the smallest.
+fn block_for(positions: usize) -> usize {
+    BLOCKS
+        .into_iter()
+        .find(|&b| 8 * (positions.next_multiple_of(b) - positions) <= positions)
+        .unwrap_or(16)
+}
 
 /// A convolution layer with CSR weights `[O, C*KH*KW]` (row = output channel).
 #[derive(Clone, Debug, PartialEq)]
@@ -46,8 +55,10 @@ pub struct SparseConv {
     pub ow: usize,
     hp: usize,
     wp: usize,
-    /// Grid positions (OH*WP rounded up to QROUND); stride 1 only.
+    /// Grid positions (OH*WP rounded up to `block`); stride 1 only.
     q: usize,
+    /// Positions per register block (one of `BLOCKS`).
+    block: usize,
     /// Length of the padded input buffer, with slack for the last block's reads.
     xp_len: usize,
     /// Input offset of each stored weight: `c*HP*WP + ki*WP + kj`.
@@ -119,7 +130,8 @@ impl SparseConv {
             }
         })?;
         let (hp, wp) = (h + 2 * pad, wd + 2 * pad);
-        let q = (g.oh * wp).next_multiple_of(QROUND);
+        let block = block_for(g.oh * wp);
+        let q = (g.oh * wp).next_multiple_of(block);
         let max_off = (c.max(1) - 1) * hp * wp + (kh - 1) * wp + kw - 1;
         let xp_len = if stride == 1 {
             (c * hp * wp).max(max_off + q)
@@ -157,6 +169,7 @@ impl SparseConv {
             hp,
             wp,
             q,
+            block,
             xp_len,
             offs,
             isa: Isa::detect(),
@@ -279,13 +292,21 @@ impl SparseConv {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn sample_avx512(&self, xp: &[f32], g: &mut [f32], ep: Epilogue, y: &mut [f32]) {
-        self.sample_grid::<64, true>(xp, g, ep, y)
+        match self.block {
+            64 => self.sample_grid::<64, true>(xp, g, ep, y),
+            32 => self.sample_grid::<32, true>(xp, g, ep, y),
+            _ => self.sample_grid::<16, true>(xp, g, ep, y),
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn sample_avx2(&self, xp: &[f32], g: &mut [f32], ep: Epilogue, y: &mut [f32]) {
-        self.sample_grid::<32, true>(xp, g, ep, y)
+        match self.block {
+            64 => self.sample_grid::<64, true>(xp, g, ep, y),
+            32 => self.sample_grid::<32, true>(xp, g, ep, y),
+            _ => self.sample_grid::<16, true>(xp, g, ep, y),
+        }
     }
 
     /// Stride 1, one sample. Per output channel: the channel's grid in blocks of B

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelChoice {
     /// Sparse where the layer's density is below the crossover measured for its kind
-    /// ([`CONV_CROSSOVER`], [`LINEAR_CROSSOVER`]), dense elsewhere.
+    /// ([`conv_crossover`], [`LINEAR_CROSSOVER`]), dense elsewhere.
     Auto,
     /// CSR kernels everywhere.
     Sparse,
@@ -24,12 +24,25 @@ pub enum KernelChoice {
 }
 
 /// Density (non-zeros / weights) below which the CSR convolution beats the dense direct
-/// kernel, batch 1, one core. Measured with `cargo run --release -p rcc-sparse --example
-/// crossover` on the lenet5, lenet_adv:4 and vgg16:4 layers (Sapphire Rapids, AVX-512):
-/// see the README's sparse section.
-pub const CONV_CROSSOVER: f64 = 0.30;
-/// The same for linear layers (CSR gather against the dense row dot products).
-pub const LINEAR_CROSSOVER: f64 = 0.30;
+/// kernel, batch 1, one core, by input channels. Measured with `cargo run --release -p
+/// rcc-sparse --example crossover` on every conv shape of lenet5, lenet_adv:4 and vgg16:4
+/// (Sapphire Rapids, AVX-512; the README's sparse section has the table). The dense
+/// kernel reuses each input load across 8 output channels, which pays more the more
+/// input channels there are: few-channel layers (conv1 of the LeNets, C = 1) cross at 50-
+/// 60% density, 20-32 channels at about 40%, 64 and more at about 20%.
+pub fn conv_crossover(in_channels: usize) -> f64 {
+    match in_channels {
+        0..=4 => 0.5,
+        5..=16 => 0.45,
+        17..=32 => 0.38,
+        _ => 0.2,
+    }
+}
+
+/// The same for linear layers: the CSR gather kernel against the dense row dot products,
+/// which at batch 1 stream every weight once (memory-bound), so CSR wins until about
+/// 65% density. 0.6 keeps a margin: a layer at 30% sparsity stays dense.
+pub const LINEAR_CROSSOVER: f64 = 0.6;
 
 #[derive(Clone, Debug)]
 enum ConvKernel {
@@ -126,7 +139,7 @@ impl SparseModel {
                 KernelChoice::Dense => !strided,
                 KernelChoice::Auto => {
                     let crossover = match layer {
-                        LayerSpec::Conv { .. } => CONV_CROSSOVER,
+                        LayerSpec::Conv { in_channels, .. } => conv_crossover(*in_channels),
                         _ => LINEAR_CROSSOVER,
                     };
                     !strided && 1.0 - w.sparsity() >= crossover

@@ -1,0 +1,102 @@
+//! The attack crate's model interface for the sparse model, so robustness is measured on
+//! the deployed artifact: the same CSR kernels, the same fused epilogues, the same folded
+//! batch norm. Samples of a batch run in parallel (each with its own buffers); every
+//! sample's result depends on that sample only, so any thread count gives the same bits.
+
+use crate::model::SparseModel;
+use rayon::prelude::*;
+use rcc_attack::{Classifier, Error, Result};
+use rcc_tensor::Tensor;
+
+impl SparseModel {
+    fn check_batch(&self, x: &Tensor) -> Result<usize> {
+        let shape = x.shape();
+        if shape.len() != 4 || shape[1..] != self.input_shape() {
+            return Err(Error::Model(format!(
+                "sparse model input: expected [N, {:?}], got {shape:?}",
+                self.input_shape()
+            )));
+        }
+        Ok(shape[0])
+    }
+}
+
+impl Classifier for SparseModel {
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let n = self.check_batch(x)?;
+        let (il, k) = (self.in_len(), self.out_len());
+        let mut out = vec![0.0; n * k];
+        // Chunks of samples per task, each with its own arena.
+        let per = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        out.par_chunks_mut(per * k)
+            .zip(x.data().par_chunks(per * il))
+            .try_for_each(|(o, xs)| self.infer_with(&mut self.arena(), xs, o))
+            .map_err(|e| Error::Model(e.to_string()))?;
+        Ok(Tensor::new(&[n, k], out)?)
+    }
+
+    fn loss_and_input_grad(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> Result<(Vec<f32>, Tensor, Tensor)> {
+        let n = self.check_batch(x)?;
+        if labels.len() != n {
+            return Err(Error::Model(format!(
+                "{} labels for {n} samples",
+                labels.len()
+            )));
+        }
+        let (il, k) = (self.in_len(), self.out_len());
+        let mut grad = vec![0.0; n * il];
+        let per_sample: Vec<(f32, Vec<f32>)> = grad
+            .par_chunks_mut(il)
+            .zip(x.data().par_chunks(il))
+            .zip(labels.par_iter())
+            .map(|((g, xs), &y)| {
+                let (loss, logits) = self.loss_and_input_grad(xs, y, g)?;
+                Ok((loss as f32, logits))
+            })
+            .collect::<crate::Result<_>>()
+            .map_err(|e| Error::Model(e.to_string()))?;
+        let losses = per_sample.iter().map(|p| p.0).collect();
+        let logits = per_sample.into_iter().flat_map(|p| p.1).collect();
+        Ok((
+            losses,
+            Tensor::new(&[n, k], logits)?,
+            Tensor::new(x.shape(), grad)?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::linear::tests::close;
+    use crate::model::tests::model;
+    use crate::{KernelChoice, ModelSpec, SparseModel};
+    use rcc_attack::Classifier;
+    use rcc_nn::Arch;
+    use rcc_tensor::Tensor;
+
+    /// The trait's answers equal the dense model's through the same trait.
+    #[test]
+    fn classifier_matches_the_dense_model() {
+        let m = model(Arch::LenetAdv(2), 0.9, 3);
+        let sm =
+            SparseModel::build(&ModelSpec::from_model(&m).unwrap(), KernelChoice::Auto).unwrap();
+        let x: Vec<f32> = (0..5 * 784)
+            .map(|i| ((i * 7919) % 101) as f32 / 101.0)
+            .collect();
+        let x = Tensor::new(&[5, 1, 28, 28], x).unwrap();
+        let labels = [0, 1, 2, 3, 4];
+        let (l1, z1, g1) = Classifier::loss_and_input_grad(&sm, &x, &labels).unwrap();
+        let (l2, z2, g2) = Classifier::loss_and_input_grad(&m, &x, &labels).unwrap();
+        assert!(close(&l1, &l2, 1e-5) && close(z1.data(), z2.data(), 1e-5));
+        assert!(close(g1.data(), g2.data(), 1e-5));
+        assert!(close(sm.logits(&x).unwrap().data(), z2.data(), 1e-5));
+        assert!(sm
+            .logits(&Tensor::new(&[1, 784], vec![0.0; 784]).unwrap())
+            .is_err());
+        assert!(Classifier::loss_and_input_grad(&sm, &x, &labels[..4]).is_err());
+    }
+}
