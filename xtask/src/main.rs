@@ -4,15 +4,23 @@
 
 use std::process::ExitCode;
 
+mod bench_report;
 mod check_reference;
 mod cli;
 mod eval;
+mod export;
 mod fetch_data;
 mod train;
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
 
 commands:
+  bench-report [--criterion DIR] [--out FILE] [--svg FILE] [--peak-gflops G]
+                                      table (markdown, default docs/sparse-bench.md) and
+                                      plot (default docs/sparse-latency.svg) of the results
+                                      of `cargo bench --bench sparse` (criterion's directory
+                                      DIR, default target/criterion); G: peak for the
+                                      % of peak column (default 174)
   check-reference FILE... [--tol T]   check the engine against PyTorch reference files
                                       (../shared/reference/*.safetensors); exits non-zero
                                       if any tensor's relative error exceeds T (default 1e-4)
@@ -38,6 +46,10 @@ commands:
                                       MNIST eps 0.3, PGD-40 step 0.01, random start;
                                       APGD-CE 100 steps); --eps-sweep prints accuracy
                                       against eps, --plot draws it as SVG
+  export --model FILE --out FILE [--arch A] [--kernels auto|csr|dense]
+                                      write a (pruned) model as a sparse CSR file, read it
+                                      back, check its logits against the dense model (1e-4)
+                                      and print per-layer nnz, kernels and memory
 ";
 
 fn main() -> ExitCode {
@@ -48,7 +60,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let result = match args.first().map(String::as_str) {
+        Some("bench-report") => bench_report::run(&args[1..]),
         Some("check-reference") => check_reference::run(&args[1..]),
+        Some("export") => export::run(&args[1..]),
         Some("fetch-data") => fetch_data::run(&args[1..]),
         Some("train") => train::run(&args[1..]),
         Some("eval") => eval::run(&args[1..]),

@@ -111,6 +111,8 @@ impl Case<'_> {
             crate::safetensors::TensorData::F64(v) => v.clone(),
             crate::safetensors::TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
             crate::safetensors::TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            crate::safetensors::TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+            crate::safetensors::TensorData::U16(v) => v.iter().map(|&x| f64::from(x)).collect(),
         };
         let max_abs_ref = theirs.iter().fold(0f64, |m, v| m.max(v.abs()));
         self.rows.push(Row {

@@ -18,8 +18,10 @@
 //!
 //! * `"__metadata__"` first (left out when empty, as the library does), its keys sorted;
 //! * then the tensors in data order: 8-byte dtypes (F64 and I64 *together*, by name) first,
-//!   then F32 by name, so every tensor is aligned to its element size; offsets are contiguous
-//!   from 0 with no gaps;
+//!   then 4-byte ones (F32 and I32 together, by name), then U16 by name, so every tensor is
+//!   aligned to its element size; offsets are contiguous from 0 with no gaps. (Files of
+//!   only F32, F64 and I64 tensors, such as the reference files, are unaffected by the
+//!   integer dtypes' place in this order);
 //! * per tensor the keys `dtype`, `shape`, `data_offsets`, in that order, no spaces;
 //! * strings escaped as Python's `json.dumps` does by default (`ensure_ascii=True`): `\"`,
 //!   `\\`, `\b \f \n \r \t`, every other character outside printable ASCII as lowercase
@@ -61,18 +63,22 @@ const METADATA_KEY: &str = "__metadata__";
 const MEMORY_PATH: &str = "<memory>";
 
 /// The element types this crate stores. Other safetensors dtypes are rejected when reading.
+/// U16 and I32 exist for the sparse model files (CSR column indices and row pointers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
     F32,
     F64,
     I64,
+    I32,
+    U16,
 }
 
 impl Dtype {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            Dtype::F32 => 4,
+            Dtype::U16 => 2,
+            Dtype::F32 | Dtype::I32 => 4,
             Dtype::F64 | Dtype::I64 => 8,
         }
     }
@@ -83,6 +89,8 @@ impl Dtype {
             Dtype::F32 => "F32",
             Dtype::F64 => "F64",
             Dtype::I64 => "I64",
+            Dtype::I32 => "I32",
+            Dtype::U16 => "U16",
         }
     }
 
@@ -92,6 +100,8 @@ impl Dtype {
             "F32" => Some(Dtype::F32),
             "F64" => Some(Dtype::F64),
             "I64" => Some(Dtype::I64),
+            "I32" => Some(Dtype::I32),
+            "U16" => Some(Dtype::U16),
             _ => None,
         }
     }
@@ -109,6 +119,8 @@ pub enum TensorData {
     F32(Vec<f32>),
     F64(Vec<f64>),
     I64(Vec<i64>),
+    I32(Vec<i32>),
+    U16(Vec<u16>),
 }
 
 impl TensorData {
@@ -117,6 +129,8 @@ impl TensorData {
             TensorData::F32(_) => Dtype::F32,
             TensorData::F64(_) => Dtype::F64,
             TensorData::I64(_) => Dtype::I64,
+            TensorData::I32(_) => Dtype::I32,
+            TensorData::U16(_) => Dtype::U16,
         }
     }
 
@@ -126,6 +140,8 @@ impl TensorData {
             TensorData::F32(v) => v.len(),
             TensorData::F64(v) => v.len(),
             TensorData::I64(v) => v.len(),
+            TensorData::I32(v) => v.len(),
+            TensorData::U16(v) => v.len(),
         }
     }
 
@@ -140,6 +156,8 @@ impl TensorData {
             TensorData::F32(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
             TensorData::F64(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
             TensorData::I64(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+            TensorData::I32(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+            TensorData::U16(v) => out.extend(v.iter().flat_map(|x| x.to_le_bytes())),
         }
     }
 
@@ -163,6 +181,18 @@ impl TensorData {
                 bytes
                     .chunks_exact(8)
                     .map(|c| i64::from_le_bytes(le8(c)))
+                    .collect(),
+            ),
+            Dtype::I32 => TensorData::I32(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ),
+            Dtype::U16 => TensorData::U16(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
                     .collect(),
             ),
         }
@@ -235,6 +265,14 @@ impl SafeTensors {
 
     pub fn push_i64(&mut self, name: &str, shape: &[usize], data: Vec<i64>) -> Result<()> {
         self.push(name, shape, TensorData::I64(data))
+    }
+
+    pub fn push_i32(&mut self, name: &str, shape: &[usize], data: Vec<i32>) -> Result<()> {
+        self.push(name, shape, TensorData::I32(data))
+    }
+
+    pub fn push_u16(&mut self, name: &str, shape: &[usize], data: Vec<u16>) -> Result<()> {
+        self.push(name, shape, TensorData::U16(data))
     }
 
     pub fn get(&self, name: &str) -> Option<&Entry> {
@@ -498,18 +536,39 @@ impl SafeTensors {
         Ok(v)
     }
 
-    /// f32 data, converting F64 to f32 if needed, any shape; error if missing or I64.
+    /// Like [`SafeTensors::expect_f32`] for I32.
+    pub fn expect_i32(&self, name: &str, shape: &[usize], path: &Path) -> Result<&[i32]> {
+        let e = self.require(name, path)?;
+        let TensorData::I32(v) = &e.data else {
+            return wrong_dtype(e, Dtype::I32, path);
+        };
+        check_shape(e, shape, path)?;
+        Ok(v)
+    }
+
+    /// Like [`SafeTensors::expect_f32`] for U16.
+    pub fn expect_u16(&self, name: &str, shape: &[usize], path: &Path) -> Result<&[u16]> {
+        let e = self.require(name, path)?;
+        let TensorData::U16(v) = &e.data else {
+            return wrong_dtype(e, Dtype::U16, path);
+        };
+        check_shape(e, shape, path)?;
+        Ok(v)
+    }
+
+    /// f32 data, converting F64 to f32 if needed, any shape; error if missing or an
+    /// integer dtype.
     /// (For reference files, whose `f64.*` tensors are compared in f32.)
     pub fn f32_any(&self, name: &str, path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         let e = self.require(name, path)?;
         let data = match &e.data {
             TensorData::F32(v) => v.clone(),
             TensorData::F64(v) => v.iter().map(|&x| x as f32).collect(),
-            TensorData::I64(_) => {
+            TensorData::I64(_) | TensorData::I32(_) | TensorData::U16(_) => {
                 return file_err(
                     path,
                     name,
-                    "expected a float tensor (F32 or F64), found I64",
+                    format!("expected a float tensor (F32 or F64), found {}", e.dtype()),
                 );
             }
         };
@@ -552,8 +611,9 @@ impl SafeTensors {
             }
         }
 
-        // 8-byte dtypes first, then by name: every tensor starts at a multiple of its element
-        // size (the header is padded to 8, and sizes within a group are multiples of it).
+        // Larger dtypes first, then by name: every tensor starts at a multiple of its element
+        // size (the header is padded to 8, and every size before a group is a multiple of
+        // that group's element size, as 8, 4 and 2 divide each other).
         let mut order: Vec<&Entry> = self.entries.iter().collect();
         order.sort_by(|a, b| {
             b.dtype()
@@ -849,7 +909,7 @@ fn parse_dtype(v: &Json) -> std::result::Result<Dtype, String> {
     match v {
         Json::String(s) => Dtype::from_name(s).ok_or_else(|| {
             format!(
-                "dtype: unsupported dtype {}; this reader supports F32, F64 and I64",
+                "dtype: unsupported dtype {}; this reader supports F32, F64, I64, I32 and U16",
                 v.describe()
             )
         }),
@@ -1327,6 +1387,8 @@ mod tests {
             TensorData::F32(v) => v.iter().map(|x| u64::from(x.to_bits())).collect(),
             TensorData::F64(v) => v.iter().map(|x| x.to_bits()).collect(),
             TensorData::I64(v) => v.iter().map(|&x| x as u64).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as u32 as u64).collect(),
+            TensorData::U16(v) => v.iter().map(|&x| u64::from(x)).collect(),
         };
         (d.dtype(), v)
     }
@@ -1659,6 +1721,126 @@ mod tests {
         assert_eq!(st.expect_i64("argmax", &[1, 1], p).unwrap(), &[42]);
     }
 
+    /// A file mixing every dtype, with odd element counts so that a wrong order would
+    /// misalign the wider types.
+    fn mixed_dtypes() -> SafeTensors {
+        let mut st = SafeTensors::new();
+        st.push_u16("idx", &[3], vec![0, 1, u16::MAX]).unwrap();
+        st.push_u16("a.idx", &[1], vec![7]).unwrap();
+        st.push_i32("ptr", &[5], vec![0, -1, i32::MIN, i32::MAX, 42])
+            .unwrap();
+        st.push_f32("values", &[3], vec![1.5, -0.0, f32::from_bits(0x7fc0_1234)])
+            .unwrap();
+        st.push_i64("labels", &[1], vec![i64::MIN]).unwrap();
+        st.push_f64("f64.x", &[1], vec![-2.5]).unwrap();
+        st.push_i32("empty", &[0], vec![]).unwrap();
+        st.metadata.insert("format".into(), "mixed".into());
+        st
+    }
+
+    #[test]
+    fn integer_dtypes_round_trip_aligned() {
+        let st = mixed_dtypes();
+        let bytes = st.to_bytes().unwrap();
+        let back = SafeTensors::parse(&bytes, bad_path()).unwrap();
+        assert_bit_identical(&st, &back);
+        assert_eq!(back.to_bytes().unwrap(), bytes);
+        let p = bad_path();
+        assert_eq!(back.expect_u16("idx", &[3], p).unwrap(), &[0, 1, u16::MAX]);
+        assert_eq!(
+            back.expect_i32("ptr", &[5], p).unwrap(),
+            &[0, -1, i32::MIN, i32::MAX, 42]
+        );
+        assert_eq!(back.get("idx").unwrap().dtype(), Dtype::U16);
+        assert_eq!(back.get("ptr").unwrap().dtype(), Dtype::I32);
+        // Order: 8-byte (by name), 4-byte F32 and I32 together (by name), then U16.
+        let (n, header) = split_header(&bytes);
+        let Json::Object(members) = parse_json(header).unwrap() else {
+            panic!("not an object")
+        };
+        let mut order = vec![];
+        for (name, info) in &members[1..] {
+            let Json::Object(fields) = info else { panic!() };
+            let Json::String(dtype) = &fields[0].1 else {
+                panic!()
+            };
+            let offs = parse_uint_array(&fields[2].1, "data_offsets", Some(2)).unwrap();
+            let size = Dtype::from_name(dtype).unwrap().size();
+            assert_eq!((8 + n + offs[0]) % size, 0, "{name} misaligned");
+            order.push(name.as_str());
+        }
+        assert_eq!(
+            order,
+            ["f64.x", "labels", "empty", "ptr", "values", "a.idx", "idx"]
+        );
+        assert!(header.contains(r#""idx":{"dtype":"U16","shape":[3],"data_offsets":"#));
+        assert!(header.contains(r#""ptr":{"dtype":"I32","shape":[5],"data_offsets":"#));
+        // Little-endian on disk: the U16 tensors are last, "idx" = 0, 1, 65535.
+        assert_eq!(
+            &bytes[bytes.len() - 6..],
+            &[0x00, 0x00, 0x01, 0x00, 0xff, 0xff]
+        );
+        // Through the file system too.
+        let dir = temp_dir("intdtypes");
+        let path = dir.join("m.safetensors");
+        st.write(&path).unwrap();
+        assert_bit_identical(&st, &SafeTensors::read(&path).unwrap());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn integer_dtype_errors_are_clear() {
+        let st = mixed_dtypes();
+        let p = bad_path();
+        assert_file_err(
+            st.expect_u16("ptr", &[5], p),
+            "ptr",
+            &["expected dtype U16", "found I32"],
+        );
+        assert_file_err(
+            st.expect_i32("idx", &[3], p),
+            "idx",
+            &["expected dtype I32", "found U16"],
+        );
+        assert_file_err(
+            st.expect_i32("values", &[3], p),
+            "values",
+            &["expected dtype I32", "found F32"],
+        );
+        assert_file_err(
+            st.expect_f32("idx", &[3], p),
+            "idx",
+            &["expected dtype F32", "found U16"],
+        );
+        assert_file_err(
+            st.expect_i32("ptr", &[4], p),
+            "ptr",
+            &["expected shape [4]", "found [5]"],
+        );
+        assert_file_err(st.expect_u16("nope", &[1], p), "nope", &["missing tensor"]);
+        assert_file_err(st.f32_any("ptr", p), "ptr", &["F32 or F64", "found I32"]);
+        assert_file_err(st.f32_any("idx", p), "idx", &["F32 or F64", "found U16"]);
+        assert_file_err(
+            st.clone().push_u16("x", &[2], vec![1]),
+            "x",
+            &["[2]", "2 elements", "U16 data has 1"],
+        );
+        // The byte size of a header entry must match the dtype: 3 U16 are 6 bytes, 3 I32
+        // are 12.
+        parse_err(
+            r#"{"a":{"dtype":"U16","shape":[3],"data_offsets":[0,12]}}"#,
+            12,
+            "a",
+            &["span 12 bytes", "[3] of U16 needs 6"],
+        );
+        parse_err(
+            r#"{"a":{"dtype":"I32","shape":[3],"data_offsets":[0,6]}}"#,
+            6,
+            "a",
+            &["span 6 bytes", "[3] of I32 needs 12"],
+        );
+    }
+
     #[test]
     fn push_rejects_bad_tensors() {
         let mut st = SafeTensors::new();
@@ -1950,13 +2132,17 @@ mod tests {
 
     #[test]
     fn err_unknown_dtype() {
-        for d in ["F16", "BF16", "U8", "f32", ""] {
+        for d in ["F16", "BF16", "U8", "I16", "U32", "i32", "u16", "f32", ""] {
             let h = format!(r#"{{"a":{{"dtype":"{d}","shape":[4],"data_offsets":[0,16]}}}}"#);
             parse_err(
                 &h,
                 16,
                 "a",
-                &["unsupported dtype", &format!("\"{d}\""), "F32, F64 and I64"],
+                &[
+                    "unsupported dtype",
+                    &format!("\"{d}\""),
+                    "F32, F64, I64, I32 and U16",
+                ],
             );
         }
     }

@@ -1,6 +1,8 @@
-//! Errors of the sparse crate: malformed CSR data, unsupported layers, bad shapes.
+//! Errors of the sparse crate: malformed CSR data, unsupported layers, bad shapes, bad
+//! sparse model files.
 
 use std::fmt;
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -38,6 +40,19 @@ pub enum Error {
     },
     /// A layer or configuration the sparse engine does not handle (yet).
     Unsupported(String),
+    /// A sparse model file is malformed or inconsistent (see [`crate::file`]).
+    File {
+        path: PathBuf,
+        /// The tensor, metadata key or layer at fault (`layer.3.row_ptr`, `input`, ...).
+        field: String,
+        /// What was expected and what was found.
+        problem: String,
+    },
+    /// The operating system refused a read or write. The message, not the
+    /// `std::io::Error`, is kept so that this enum stays `Clone` and `Eq`.
+    Io { path: PathBuf, message: String },
+    /// Any other error of the dense crate (`rcc_nn`), as its message.
+    Nn(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -86,11 +101,54 @@ impl fmt::Display for Error {
                 got,
             } => write!(f, "{what}: expected {expected}, got {got}"),
             Error::Unsupported(s) => write!(f, "unsupported by the sparse engine: {s}"),
+            Error::File {
+                path,
+                field,
+                problem,
+            } => write!(f, "{}: {field}: {problem}", path.display()),
+            Error::Io { path, message } => write!(f, "{}: {message}", path.display()),
+            Error::Nn(msg) => f.write_str(msg),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// The safetensors reader and writer report through `rcc_nn::Error`; its file and I/O
+/// errors keep their path, field and problem.
+impl From<rcc_nn::Error> for Error {
+    fn from(e: rcc_nn::Error) -> Self {
+        match e {
+            rcc_nn::Error::File {
+                path,
+                field,
+                problem,
+            } => Error::File {
+                path,
+                field,
+                problem,
+            },
+            rcc_nn::Error::Io { path, source } => Error::Io {
+                path,
+                message: source.to_string(),
+            },
+            other => Error::Nn(other.to_string()),
+        }
+    }
+}
+
+/// A file error.
+pub(crate) fn file_err<T>(
+    path: impl Into<PathBuf>,
+    field: impl Into<String>,
+    problem: impl Into<String>,
+) -> Result<T> {
+    Err(Error::File {
+        path: path.into(),
+        field: field.into(),
+        problem: problem.into(),
+    })
+}
 
 /// A shape error.
 pub(crate) fn shape<T>(

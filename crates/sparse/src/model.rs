@@ -126,6 +126,11 @@ impl SparseModel {
         SparseModel::build(&ModelSpec::from_model(model)?, KernelChoice::Auto)
     }
 
+    /// A sparse model file (see [`crate::file`]), validated, built for this CPU.
+    pub fn load(path: &std::path::Path, choice: KernelChoice) -> Result<SparseModel> {
+        SparseModel::build(&crate::file::load(path)?, choice)
+    }
+
     /// Builds the kernels of every layer, validating the spec's shapes first.
     pub fn build(spec: &ModelSpec, choice: KernelChoice) -> Result<SparseModel> {
         let shapes = spec.shapes()?;

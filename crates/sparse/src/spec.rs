@@ -185,7 +185,7 @@ impl ModelSpec {
     /// The shape after each layer (`shapes[0]` is the input), validating the chain.
     pub fn shapes(&self) -> Result<Vec<Vec<usize>>> {
         let input = self.input.to_vec();
-        if input.iter().any(|&d| d == 0) || input.iter().product::<usize>() > MAX_LEN {
+        if input.contains(&0) || input.iter().product::<usize>() > MAX_LEN {
             return shape(
                 "sparse model input",
                 format!("[C, H, W], each at least 1, at most {MAX_LEN} values"),

@@ -1,0 +1,58 @@
+//! `SparseModel::infer` allocates nothing: the activation buffers are planned when the
+//! model is built. A counting global allocator (this test binary only) checks it.
+
+use rcc_nn::{Arch, Model};
+use rcc_sparse::{KernelChoice, ModelSpec, SparseModel};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+#[test]
+fn infer_allocates_nothing() {
+    for arch in [Arch::Lenet5, Arch::LenetAdv(4), Arch::Vgg16(1)] {
+        let mut m = Model::new(arch, 1);
+        // Half the weights zeroed, so that the per-layer choice mixes both kernel kinds.
+        for (i, w) in m.params.iter_mut().enumerate() {
+            if i % 3 != 0 {
+                *w = 0.0;
+            }
+        }
+        let spec = ModelSpec::from_model(&m).unwrap();
+        for choice in [
+            KernelChoice::Auto,
+            KernelChoice::Sparse,
+            KernelChoice::Dense,
+        ] {
+            let sm = SparseModel::build(&spec, choice).unwrap();
+            let x = vec![0.5; 2 * sm.in_len()];
+            let mut out = vec![0.0; 2 * sm.out_len()];
+            sm.infer(&x, &mut out).unwrap(); // warm (lazy CPU feature detection)
+            let before = ALLOCS.load(Ordering::SeqCst);
+            for _ in 0..3 {
+                sm.infer(&x, &mut out).unwrap();
+            }
+            assert_eq!(ALLOCS.load(Ordering::SeqCst), before, "{arch} {choice:?}");
+            assert!(out.iter().all(|v| v.is_finite()));
+        }
+    }
+}
