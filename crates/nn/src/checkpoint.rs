@@ -21,7 +21,23 @@ pub fn save(
     epochs_done: usize,
     metadata: &[(&str, &str)],
 ) -> Result<()> {
+    save_with(path, model, opt, epochs_done, metadata, &[])
+}
+
+/// As [`save`], plus `extra` named f32 state (a compression method's, e.g. ADMM's Z and
+/// U), stored as `extra.NAME` and read back with [`load_extra`].
+pub fn save_with(
+    path: &Path,
+    model: &Model,
+    opt: &Optimizer,
+    epochs_done: usize,
+    metadata: &[(&str, &str)],
+    extra: &[(&str, &[f32])],
+) -> Result<()> {
     let mut st = model.to_safetensors(metadata)?;
+    for (name, v) in extra {
+        st.push_f32(&format!("extra.{name}"), &[v.len()], v.to_vec())?;
+    }
     for (name, state) in opt.state() {
         st.push_f32(&format!("optimizer.{name}"), &[state.len()], state.to_vec())?;
     }
@@ -58,6 +74,16 @@ pub fn load(path: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<usize
     }
     *model = loaded;
     meta_num(&st, path, "epochs_done")
+}
+
+/// The `extra.NAME` state of a checkpoint written by [`save_with`], if present.
+pub fn load_extra(path: &Path, name: &str) -> Result<Option<Vec<f32>>> {
+    let st = SafeTensors::read(path)?;
+    let key = format!("extra.{name}");
+    match st.get(&key) {
+        None => Ok(None),
+        Some(_) => Ok(Some(st.f32_any(&key, path)?.1)),
+    }
 }
 
 fn meta_num<T: std::str::FromStr>(st: &SafeTensors, path: &Path, key: &str) -> Result<T> {

@@ -79,14 +79,15 @@ fn main() {
             }
             let sm = auto.unwrap();
             println!(
-                "{arch} s{:>2}: engine {engine:6.1} us  dense {:6.1}  auto {:6.1}  csr {:6.1} us  auto/dense {:5.2}x  MMAC {:.3}  bytes {:.1}%",
+                "{arch} s{:>2}: engine {engine:6.1} us  dense {:6.1}  auto {:6.1}  csr {:6.1} us  auto/dense {:5.2}x  MMAC {:.3}  bytes {:.1}%  arena {} B",
                 (s * 100.0) as u32,
                 t[0],
                 t[1],
                 t[2],
                 t[0] / t[1],
                 sm.macs() as f64 / 1e6,
-                100.0 * sm.weight_bytes() as f64 / sm.dense_weight_bytes() as f64
+                100.0 * sm.weight_bytes() as f64 / sm.dense_weight_bytes() as f64,
+                sm.arena_bytes()
             );
         }
     }

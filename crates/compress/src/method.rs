@@ -1,0 +1,316 @@
+//! The compression methods as hooks into one training loop (method.md sections 2 and 3).
+//! The loop (xtask's `train`) crafts the adversarial batch, computes the gradient of the
+//! robust loss (with distillation for ours) and takes the optimiser step; a
+//! [`Compressor`] adds what makes each method itself:
+//!
+//! | method | main phase | at the end of it | then |
+//! |---|---|---|---|
+//! | `prox` (ours) | after each step, W = prox(W) (section 2 step 4) | project to the exact budget, freeze the mask | debias: masked fine-tuning |
+//! | `admm` (Ye et al.) | gradient += rho (W - Z + U); every `admm_epoch` epochs Z, U, rho updated | hard-prune to the budget, freeze the mask | masked retraining |
+//! | `magnitude` | (none: pruned once before the first step, mask frozen) | | masked fine-tuning |
+//! | `dense` | plain training | | |
+//!
+//! The l0 prox follows a gradual budget: the kept count of each tensor goes from all of
+//! it to its final count along Zhu & Gupta's cubic schedule over the first `ramp` of the
+//! main phase, then stays there (a one-shot projection to 16x wrecks a robust net's
+//! accuracy before training can adapt). l1 and group-l2 shrink every step with
+//! `c = lr * lambda` and are projected to the exact budget when the main phase ends.
+
+use crate::admm::Admm;
+use crate::budget::Budget;
+use crate::error::{Error, Result};
+use crate::mask::Mask;
+use crate::prox::{group_l2, keep_top_k, soft_threshold};
+use crate::prunable::Prunable;
+use rcc_nn::Network;
+use std::fmt;
+
+/// The regulariser R(W) of method.md section 1.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Regularizer {
+    /// Budget `||W_l||_0 <= k_l`: keep-top-k prox on a gradual schedule.
+    L0,
+    /// `lambda ||W_l||_1`: soft-thresholding by `lr * lambda`.
+    L1 { lambda: f32 },
+    /// `lambda sum_filters ||W_f||_2`: group soft-thresholding of conv filters and
+    /// linear rows by `lr * lambda`.
+    GroupL2 { lambda: f32 },
+}
+
+/// A compression method.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// Ours: stochastic proximal gradient.
+    Prox { reg: Regularizer },
+    /// Ye et al.'s ADMM: initial rho, epochs between updates.
+    Admm { rho: f32, every: usize },
+    /// One-shot magnitude pruning of the start model, then masked fine-tuning.
+    Magnitude,
+    /// No pruning.
+    Dense,
+}
+
+impl Method {
+    /// `prox`, `prox:l1:LAMBDA`, `prox:group:LAMBDA`, `admm`, `admm:RHO:EVERY`,
+    /// `magnitude`, `dense`.
+    pub fn parse(s: &str) -> Result<Method> {
+        let bad = || {
+            Error::Config(format!(
+                "method {s:?}: expected prox, prox:l1:LAMBDA, prox:group:LAMBDA, admm, admm:RHO:EVERY, magnitude or dense"
+            ))
+        };
+        let num = |v: &str| -> Result<f32> {
+            v.parse::<f32>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(bad)
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        Ok(match parts.as_slice() {
+            ["prox"] | ["prox", "l0"] => Method::Prox {
+                reg: Regularizer::L0,
+            },
+            ["prox", "l1", l] => Method::Prox {
+                reg: Regularizer::L1 { lambda: num(l)? },
+            },
+            ["prox", "group", l] => Method::Prox {
+                reg: Regularizer::GroupL2 { lambda: num(l)? },
+            },
+            // Ye et al.'s MNIST settings.
+            ["admm"] => Method::Admm {
+                rho: 1e-3,
+                every: 4,
+            },
+            ["admm", r, e] => Method::Admm {
+                rho: num(r)?,
+                every: e.parse().ok().filter(|&e| e > 0).ok_or_else(bad)?,
+            },
+            ["magnitude"] => Method::Magnitude,
+            ["dense"] => Method::Dense,
+            _ => return Err(bad()),
+        })
+    }
+
+    /// Whether the method prunes at all.
+    pub fn prunes(&self) -> bool {
+        !matches!(self, Method::Dense)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Method::Prox {
+                reg: Regularizer::L0,
+            } => write!(f, "prox"),
+            Method::Prox {
+                reg: Regularizer::L1 { lambda },
+            } => write!(f, "prox:l1:{lambda}"),
+            Method::Prox {
+                reg: Regularizer::GroupL2 { lambda },
+            } => write!(f, "prox:group:{lambda}"),
+            Method::Admm { rho, every } => write!(f, "admm:{rho}:{every}"),
+            Method::Magnitude => write!(f, "magnitude"),
+            Method::Dense => write!(f, "dense"),
+        }
+    }
+}
+
+/// Fraction of the main phase over which the l0 budget tightens to its final value.
+pub const L0_RAMP: f64 = 0.6;
+
+/// A method's state during one run.
+#[derive(Clone, Debug)]
+pub struct Compressor {
+    pub method: Method,
+    prunable: Prunable,
+    /// Final kept count per pruned tensor (exactly the target rate in total).
+    keep: Vec<usize>,
+    /// Epochs before the mask is frozen; the rest of the run fine-tunes under it.
+    main_epochs: usize,
+    steps_per_epoch: usize,
+    mask: Option<Mask>,
+    admm: Option<Admm>,
+}
+
+impl Compressor {
+    /// `rate` = prunable / non-zero prunable weights at the end (e.g. 16); `main_epochs`
+    /// of the run's epochs compress, the rest debias (or retrain) under the frozen mask.
+    pub fn new(
+        method: Method,
+        net: &Network,
+        params: &[f32],
+        rate: f64,
+        budget: Budget,
+        main_epochs: usize,
+        steps_per_epoch: usize,
+    ) -> Result<Compressor> {
+        let prunable = Prunable::of(net);
+        let keep = if method.prunes() {
+            budget.keep_counts(&prunable, params, rate)?
+        } else {
+            prunable.groups.iter().map(|g| g.len()).collect()
+        };
+        if let Some((g, _)) = prunable.groups.iter().zip(&keep).find(|(_, &k)| k == 0) {
+            return Err(Error::Config(format!(
+                "the budget at rate {rate} keeps no weight of {}: the network would be cut; use a per-layer budget or a lower rate",
+                g.name
+            )));
+        }
+        Ok(Compressor {
+            method,
+            prunable,
+            keep,
+            main_epochs,
+            steps_per_epoch: steps_per_epoch.max(1),
+            mask: None,
+            admm: None,
+        })
+    }
+
+    /// The pruned tensors.
+    pub fn prunable(&self) -> &Prunable {
+        &self.prunable
+    }
+    /// The final kept count of each pruned tensor.
+    pub fn keep(&self) -> &[usize] {
+        &self.keep
+    }
+    /// The frozen mask, once there is one.
+    pub fn mask(&self) -> Option<&Mask> {
+        self.mask.as_ref()
+    }
+
+    /// The phase epoch `epoch` (0-based) belongs to, for progress lines and metrics.
+    pub fn phase(&self, epoch: usize) -> &'static str {
+        match self.method {
+            Method::Dense => "dense",
+            Method::Magnitude => "finetune",
+            _ if epoch >= self.main_epochs => {
+                if matches!(self.method, Method::Admm { .. }) {
+                    "retrain"
+                } else {
+                    "debias"
+                }
+            }
+            Method::Admm { .. } => "admm",
+            Method::Prox { .. } => "prune",
+        }
+    }
+
+    /// Sets up the state for a run that starts (or resumes) at epoch `epoch`: magnitude
+    /// pruning prunes and freezes at once; ADMM starts with Z = Proj(W), U = 0; a run
+    /// resumed past the main phase recovers its frozen mask from the zero pattern.
+    /// `admm_state` is the checkpointed (z, u, rho) of a resumed ADMM run.
+    pub fn start(
+        &mut self,
+        params: &mut [f32],
+        epoch: usize,
+        admm_state: Option<(Vec<f32>, Vec<f32>, f32)>,
+    ) -> Result<()> {
+        let frozen = matches!(self.method, Method::Magnitude) || epoch >= self.main_epochs;
+        if !self.method.prunes() {
+            return Ok(());
+        }
+        if frozen {
+            if epoch == 0 {
+                self.project(params);
+            }
+            self.mask = Some(Mask::from_params(params, &self.prunable)?);
+            return Ok(());
+        }
+        if let Method::Admm { rho, .. } = self.method {
+            let mut admm = Admm::new(params, &self.prunable, &self.keep, rho)?;
+            if let Some((z, u, r)) = admm_state {
+                if z.len() != admm.z.len() || u.len() != admm.u.len() {
+                    return Err(Error::Length {
+                        what: "checkpointed ADMM state",
+                        expected: admm.z.len(),
+                        got: z.len().min(u.len()),
+                    });
+                }
+                (admm.z, admm.u, admm.rho) = (z, u, r);
+            }
+            self.admm = Some(admm);
+        }
+        Ok(())
+    }
+
+    /// Before the optimiser step: ADMM's penalty gradient `rho (W - Z + U)` in its main
+    /// phase; the frozen mask on the gradient afterwards (so momentum cannot revive a
+    /// pruned weight).
+    pub fn before_step(&self, params: &[f32], grads: &mut [f32]) {
+        if let Some(mask) = &self.mask {
+            mask.apply_to_grad(grads);
+        } else if let Some(admm) = &self.admm {
+            admm.penalty_grad(params, grads);
+        }
+    }
+
+    /// After the optimiser step at (`epoch`, `step`) with learning rate `lr`: the prox
+    /// (main phase of ours) or the frozen mask.
+    pub fn after_step(&self, params: &mut [f32], epoch: usize, step: usize, lr: f32) {
+        if let Some(mask) = &self.mask {
+            mask.apply(params);
+            return;
+        }
+        let Method::Prox { reg } = self.method else {
+            return;
+        };
+        for (g, &k) in self.prunable.groups.iter().zip(&self.keep) {
+            let v = &mut params[g.range.clone()];
+            match reg {
+                Regularizer::L0 => {
+                    let t = (epoch * self.steps_per_epoch + step + 1) as f64;
+                    let ramp =
+                        (L0_RAMP * (self.main_epochs * self.steps_per_epoch) as f64).max(1.0);
+                    let left = (1.0 - (t / ramp).min(1.0)).powi(3);
+                    let kt = k + ((g.len() - k) as f64 * left).round() as usize;
+                    keep_top_k(v, kt);
+                }
+                Regularizer::L1 { lambda } => soft_threshold(v, lr * lambda),
+                Regularizer::GroupL2 { lambda } => group_l2(v, g.row_len(), lr * lambda),
+            }
+        }
+    }
+
+    /// At the end of epoch `epoch` (0-based): ADMM's Z/U/rho update every `every`
+    /// epochs; at the end of the main phase, the projection to the exact budget (ADMM:
+    /// hard pruning) and the frozen mask.
+    pub fn end_epoch(&mut self, params: &mut [f32], epoch: usize) -> Result<()> {
+        if self.mask.is_some() || !self.method.prunes() {
+            return Ok(());
+        }
+        if let (Some(admm), Method::Admm { every, .. }) = (&mut self.admm, self.method) {
+            if (epoch + 1).is_multiple_of(every) && epoch + 1 < self.main_epochs {
+                admm.update(params);
+            }
+        }
+        if epoch + 1 >= self.main_epochs {
+            self.project(params);
+            self.mask = Some(Mask::from_params(params, &self.prunable)?);
+            self.admm = None;
+        }
+        Ok(())
+    }
+
+    /// W = the top `keep` of each pruned tensor (the l0 projection; ADMM's hard pruning).
+    fn project(&self, params: &mut [f32]) {
+        for (g, &k) in self.prunable.groups.iter().zip(&self.keep) {
+            keep_top_k(&mut params[g.range.clone()], k);
+        }
+    }
+
+    /// ADMM's (Z, U, rho) for a checkpoint, while it has them.
+    pub fn admm_state(&self) -> Option<(&[f32], &[f32], f32)> {
+        self.admm.as_ref().map(|a| (&a.z[..], &a.u[..], a.rho))
+    }
+
+    /// Bytes of the method's own training state: (mask, ADMM's Z and U).
+    pub fn state_bytes(&self) -> (usize, usize) {
+        (
+            self.mask.as_ref().map_or(0, Mask::bytes),
+            self.admm.as_ref().map_or(0, Admm::state_bytes),
+        )
+    }
+}
