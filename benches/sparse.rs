@@ -40,7 +40,6 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rcc::nn::layers::Layer;
 use rcc::nn::{Arch, Model};
 use rcc::sparse::dense::{DenseConv, DenseLinear};
 use rcc::sparse::{KernelChoice, ModelSpec, SparseConv, SparseLinear, SparseModel};
@@ -65,20 +64,6 @@ const FORMATS: [(&str, KernelChoice); 3] = [
     ("csr-only", KernelChoice::Sparse),
 ];
 
-/// Zeroes the `round(sparsity * len)` smallest-magnitude weights of every conv and linear
-/// weight tensor (per layer; biases kept). Same rule as `cargo xtask bench-report`.
-fn prune(model: &mut Model, sparsity: f64) {
-    for l in model.net.layers.clone() {
-        if let Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } = l {
-            let w = &mut model.params[model.net.params.view(weight).range()];
-            let mut order: Vec<usize> = (0..w.len()).collect();
-            order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
-            let k = (w.len() as f64 * sparsity).round() as usize;
-            order[..k].iter().for_each(|&i| w[i] = 0.0);
-        }
-    }
-}
-
 /// The unpruned model of `arch`: `$RCC_BENCH_MODELS/{id}.safetensors` when present, else
 /// seeded random weights. Says which on stderr.
 fn base_model(id: &str, arch: Arch) -> Model {
@@ -100,7 +85,7 @@ fn base_model(id: &str, arch: Arch) -> Model {
 
 fn pruned(base: &Model, percent: u32) -> Model {
     let mut m = base.clone();
-    prune(&mut m, percent as f64 / 100.0);
+    rcc::compress::prune_by_magnitude(&mut m, percent as f64 / 100.0);
     m
 }
 

@@ -21,7 +21,6 @@
 //!   nearly evenly spaced).
 
 use crate::cli::{workspace_root, Cli};
-use rcc_nn::layers::Layer;
 use rcc_nn::{Arch, Model};
 use rcc_sparse::{KernelChoice, ModelSpec, SparseModel};
 use std::collections::BTreeMap;
@@ -74,20 +73,6 @@ impl Entry {
 
 // ---------------------------------------------------------------------------------------
 // The models, rebuilt.
-
-/// Zeroes the `round(sparsity * len)` smallest-magnitude weights of every conv and linear
-/// weight tensor (per layer; biases kept). Must stay the same as benches/sparse.rs.
-fn prune(model: &mut Model, sparsity: f64) {
-    for l in model.net.layers.clone() {
-        if let Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } = l {
-            let w = &mut model.params[model.net.params.view(weight).range()];
-            let mut order: Vec<usize> = (0..w.len()).collect();
-            order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
-            let k = (w.len() as f64 * sparsity).round() as usize;
-            order[..k].iter().for_each(|&i| w[i] = 0.0);
-        }
-    }
-}
 
 /// The unpruned model the bench used for `arch`, and a description of where it came from.
 fn base_model(id: &str, arch: Arch) -> Result<(Model, String), String> {
@@ -143,7 +128,7 @@ fn entries() -> Result<Entries, String> {
         sources.push((id.to_string(), source));
         for s in SPARSITIES {
             let mut m = base.clone();
-            prune(&mut m, s as f64 / 100.0);
+            rcc_compress::prune_by_magnitude(&mut m, s as f64 / 100.0);
             let spec = ModelSpec::from_model(&m).map_err(err)?;
             let built: Vec<(&'static str, SparseModel)> = FORMATS
                 .iter()

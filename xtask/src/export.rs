@@ -243,7 +243,6 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcc_nn::layers::Layer;
     use std::path::PathBuf;
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -251,20 +250,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
-    }
-
-    /// Zeroes the `sparsity` fraction of smallest-magnitude weights of every conv and
-    /// linear layer (magnitude pruning, per layer).
-    fn prune(model: &mut Model, sparsity: f64) {
-        for l in model.net.layers.clone() {
-            if let Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } = l {
-                let w = &mut model.params[model.net.params.view(weight).range()];
-                let mut order: Vec<usize> = (0..w.len()).collect();
-                order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
-                let k = (w.len() as f64 * sparsity).round() as usize;
-                order[..k].iter().for_each(|&i| w[i] = 0.0);
-            }
-        }
     }
 
     fn args(v: &[&str]) -> Vec<String> {
@@ -276,7 +261,7 @@ mod tests {
         let dir = temp_dir("lenet");
         let dense_path = dir.join("model.safetensors");
         let mut model = Model::new(Arch::LenetAdv(1), 5);
-        prune(&mut model, 0.9);
+        rcc_compress::prune_by_magnitude(&mut model, 0.9);
         model.save(&dense_path, &[]).unwrap();
         let out = dir.join("sparse.safetensors");
         for choice in [
@@ -327,7 +312,7 @@ mod tests {
         assert!(e.contains("missing.safetensors"), "{e}");
         // A sparse file is not a dense model file.
         let mut model = Model::new(Arch::LenetAdv(1), 0);
-        prune(&mut model, 0.5);
+        rcc_compress::prune_by_magnitude(&mut model, 0.5);
         file::save(&ModelSpec::from_model(&model).unwrap(), &out).unwrap();
         let e = err(&["--model", o, "--out", o]);
         assert!(e.contains("out.safetensors"), "{e}");

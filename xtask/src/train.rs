@@ -710,7 +710,8 @@ pub fn run_training(
         let mut compress_txt = String::new();
         let mut compress_json = String::new();
         if let Some(c) = &mut compressor {
-            let (mask_bytes, admm_bytes) = c.state_bytes();
+            // ADMM's Z and U exist until the end of its phase: read their size first.
+            let admm_bytes = c.state_bytes().1;
             c.end_epoch(&mut model.params, epoch)
                 .map_err(|e| e.to_string())?;
             let p = c.prunable();
@@ -719,7 +720,7 @@ pub fn run_training(
                 params: 4 * model.params.len(),
                 grads: 4 * grads.len(),
                 optimizer: opt.state().iter().map(|(_, s)| 4 * s.len()).sum(),
-                masks: mask_bytes.max(c.state_bytes().0),
+                masks: c.state_bytes().0,
                 admm: admm_bytes,
                 teacher: teacher.as_ref().map_or(0, |t| 4 * t.params.len()),
             };

@@ -195,6 +195,17 @@ pub fn group_l2(v: &mut [f32], group_len: usize, c: f32) {
     }
 }
 
+/// One-shot magnitude pruning of a whole model: every conv and linear weight tensor keeps
+/// its `len - round(sparsity * len)` largest magnitudes ([`keep_top_k`] per tensor);
+/// biases and batch norm untouched. The `magnitude` baseline's first step, and how the
+/// sparse benches and tests make pruned models.
+pub fn prune_by_magnitude(model: &mut rcc_nn::Model, sparsity: f64) {
+    for g in crate::Prunable::of(&model.net).groups {
+        let zeroed = (g.len() as f64 * sparsity.clamp(0.0, 1.0)).round() as usize;
+        keep_top_k(&mut model.params[g.range.clone()], g.len() - zeroed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +318,43 @@ mod tests {
     #[should_panic(expected = "must divide")]
     fn group_l2_rejects_ragged_groups() {
         group_l2(&mut [1.0; 5], 2, 0.1);
+    }
+
+    /// Each conv/linear weight loses exactly round(sparsity * len) entries, the
+    /// smallest; biases stay.
+    #[test]
+    fn magnitude_pruning_zeroes_the_smallest_per_tensor() {
+        let mut m = rcc_nn::Model::new(rcc_nn::Arch::LenetAdv(1), 5);
+        let before = m.params.clone();
+        prune_by_magnitude(&mut m, 0.9);
+        let p = crate::Prunable::of(&m.net);
+        for g in &p.groups {
+            let w = &m.params[g.range.clone()];
+            let kept = w.iter().filter(|v| **v != 0.0).count();
+            assert_eq!(
+                kept,
+                g.len() - (g.len() as f64 * 0.9).round() as usize,
+                "{}",
+                g.name
+            );
+            let min_kept = w
+                .iter()
+                .filter(|v| **v != 0.0)
+                .fold(f32::MAX, |a, v| a.min(v.abs()));
+            let max_dropped = before[g.range.clone()]
+                .iter()
+                .zip(w)
+                .filter(|(_, a)| **a == 0.0)
+                .fold(0f32, |a, (b, _)| a.max(b.abs()));
+            assert!(max_dropped <= min_kept, "{}", g.name);
+        }
+        let prunable: Vec<bool> = (0..m.params.len())
+            .map(|j| p.groups.iter().any(|g| g.range.contains(&j)))
+            .collect();
+        for (j, (a, b)) in m.params.iter().zip(&before).enumerate() {
+            if !prunable[j] {
+                assert_eq!(a, b);
+            }
+        }
     }
 }

@@ -3,23 +3,10 @@
 //! `cargo run --release -p rcc-sparse --example latency [arch ...]` (a quick look; the
 //! figures of record come from `cargo bench --bench sparse`).
 
-use rcc_nn::layers::Layer;
 use rcc_nn::{Arch, Model};
 use rcc_sparse::{KernelChoice, ModelSpec, SparseModel};
 use rcc_tensor::Tensor;
 use std::time::Instant;
-
-fn prune(model: &mut Model, sparsity: f64) {
-    for l in model.net.layers.clone() {
-        if let Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } = l {
-            let w = &mut model.params[model.net.params.view(weight).range()];
-            let mut order: Vec<usize> = (0..w.len()).collect();
-            order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
-            let k = (w.len() as f64 * sparsity).round() as usize;
-            order[..k].iter().for_each(|&i| w[i] = 0.0);
-        }
-    }
-}
 
 /// Median of 7 runs of the mean over `reps` calls, in microseconds.
 fn time(mut f: impl FnMut()) -> f64 {
@@ -57,7 +44,7 @@ fn main() {
         let xt = Tensor::new(&[1, c, h, w], x.clone()).unwrap();
         for s in [0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99] {
             let mut m = Model::new(arch, 1);
-            prune(&mut m, s);
+            rcc_compress::prune_by_magnitude(&mut m, s);
             let spec = ModelSpec::from_model(&m).unwrap();
             let engine = pool.install(|| time(|| drop(m.infer(&xt).unwrap())));
             let mut out = vec![0.0; 10];

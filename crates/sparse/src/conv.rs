@@ -215,7 +215,7 @@ impl SparseConv {
         }
     }
 
-    fn check(&self, x: &[f32], xp: &[f32], g: &[f32], y: &[f32], ol: usize) -> usize {
+    fn check(&self, x: &[f32], xp: &[f32], g: &[f32], y: &[f32], ol: usize) {
         let il = self.in_len();
         let n = x.len().checked_div(il).unwrap_or(0);
         assert!(
@@ -228,7 +228,6 @@ impl SparseConv {
             self.xp_len,
             self.q,
         );
-        n
     }
 
     /// `x [N, C, H, W]` -> `y [N, O, OH, OW]`; scratch `xp` of at least

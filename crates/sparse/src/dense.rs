@@ -58,7 +58,10 @@ impl DenseLinear {
             match self.isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the ISA was detected on this CPU; the body is safe code.
-                Isa::Avx512 | Isa::Avx2Fma => unsafe { self.sample_fma(xs, ys) },
+                Isa::Avx512 => unsafe { self.sample_avx512(xs, ys) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Isa::Avx2Fma => unsafe { self.sample_avx2(xs, ys) },
                 _ => self.sample(xs, ys),
             }
         }
@@ -74,15 +77,6 @@ impl DenseLinear {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn sample_avx2(&self, x: &[f32], y: &mut [f32]) {
         self.sample(x, y)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn sample_fma(&self, x: &[f32], y: &mut [f32]) {
-        if self.isa == Isa::Avx512 {
-            self.sample_avx512(x, y)
-        } else {
-            self.sample_avx2(x, y)
-        }
     }
 
     #[inline(always)]

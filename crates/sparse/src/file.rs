@@ -759,7 +759,6 @@ mod tests {
     use crate::model::{KernelChoice, SparseModel};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-    use rcc_nn::layers::Layer;
     use rcc_nn::{Arch, Model};
     use std::fs;
     use std::path::PathBuf;
@@ -773,20 +772,6 @@ mod tests {
             std::env::temp_dir().join(format!("rcc-sparse-file-{}-{tag}-{n}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         dir
-    }
-
-    /// Zeroes the `sparsity` fraction of smallest-magnitude weights of every conv and
-    /// linear layer (per layer; biases kept), as magnitude pruning does.
-    fn prune(model: &mut Model, sparsity: f64) {
-        for l in model.net.layers.clone() {
-            if let Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } = l {
-                let w = &mut model.params[model.net.params.view(weight).range()];
-                let mut order: Vec<usize> = (0..w.len()).collect();
-                order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
-                let k = (w.len() as f64 * sparsity).round() as usize;
-                order[..k].iter().for_each(|&i| w[i] = 0.0);
-            }
-        }
     }
 
     /// Every layer kind, an empty weight row, a padded conv:
@@ -956,7 +941,7 @@ mod tests {
             (Arch::Mlp, 4),
         ] {
             let mut model = Model::new(arch, seed);
-            prune(&mut model, 0.9);
+            rcc_compress::prune_by_magnitude(&mut model, 0.9);
             let spec = ModelSpec::from_model(&model).unwrap();
             let (total, nnz) = spec.weight_counts();
             assert!(nnz * 5 < total, "{arch}: {nnz} of {total} weights kept");
@@ -1548,7 +1533,7 @@ mod tests {
     #[test]
     fn corrupted_files_never_panic() {
         let mut model = Model::new(Arch::LenetAdv(1), 7);
-        prune(&mut model, 0.9);
+        rcc_compress::prune_by_magnitude(&mut model, 0.9);
         let spec = ModelSpec::from_model(&model).unwrap();
         let bytes = to_safetensors(&spec).unwrap().to_bytes().unwrap();
         let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;

@@ -423,8 +423,17 @@ impl SparseModel {
                 format!("{} values, gradient {}, label {label}", x.len(), dx.len()),
             );
         }
+        // The transposed dense convolutions use the engine's grid, whose length is not
+        // in the inference arena's plan (their forward needs no grid scratch).
+        let dense_grid = self.ops.iter().filter_map(|op| match op {
+            Op::Conv {
+                kernel: ConvKernel::Dense(c),
+                ..
+            } => Some(c.grid.q),
+            _ => None,
+        });
         let mut xp = vec![0.0; self.xp_len];
-        let mut g = vec![0.0; self.g_len];
+        let mut g = vec![0.0; dense_grid.fold(self.g_len, usize::max)];
         // acts[i] is the input of op i; acts[ops.len()] the logits.
         let mut acts: Vec<Vec<f32>> = vec![x.to_vec()];
         for op in &self.ops {
@@ -469,7 +478,7 @@ impl SparseModel {
             };
             acts.push(next);
         }
-        let logits = acts.pop().unwrap();
+        let logits = acts.last().unwrap();
         // Cross-entropy and its gradient, softmax(z) - onehot(label), in f64.
         let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
         let sum: f64 = logits.iter().map(|&v| (v as f64 - m).exp()).sum();
@@ -479,8 +488,9 @@ impl SparseModel {
             .enumerate()
             .map(|(k, &v)| ((v as f64 - m).exp() / sum - f64::from(u8::from(k == label))) as f32)
             .collect();
-        let mut y = logits.clone();
-        for (op, xin) in self.ops.iter().zip(&acts).rev() {
+        // acts[i] is op i's input, acts[i + 1] its output (for the ReLU masks).
+        for (i, op) in self.ops.iter().enumerate().rev() {
+            let (xin, y) = (&acts[i], &acts[i + 1]);
             let mut dxi = vec![0.0; xin.len()];
             match op {
                 Op::Conv { kernel, .. } => {
@@ -489,15 +499,13 @@ impl SparseModel {
                         ConvKernel::Dense(c) => c.relu,
                     };
                     if relu {
-                        mask_relu(&mut dy, &y);
+                        mask_relu(&mut dy, y);
                     }
                     match kernel {
                         ConvKernel::Sparse(c) => c.input_grad(&dy, &mut xp, &mut g, &mut dxi),
                         ConvKernel::Dense(c) => {
                             let gm = dense_geometry(c);
                             let k = c.grid.off.len();
-                            g.resize(g.len().max(gm.q), 0.0);
-                            xp.resize(xp.len().max(gm.xp_len), 0.0);
                             let taps =
                                 |o| (0..k).map(move |t| (c.grid.off[t] as u32, c.weight(o, t)));
                             conv_input_grad(gm, taps, &dy, &mut xp, &mut g, &mut dxi);
@@ -510,7 +518,7 @@ impl SparseModel {
                         LinearKernel::Dense(l) => l.relu,
                     };
                     if relu {
-                        mask_relu(&mut dy, &y);
+                        mask_relu(&mut dy, y);
                     }
                     match l {
                         LinearKernel::Sparse(l) => l.input_grad(&dy, &mut dxi),
@@ -520,16 +528,15 @@ impl SparseModel {
                 Op::MaxPool(p) => pool::max_pool_input_grad(p, xin, &dy, &mut dxi),
                 Op::AvgPool(p) => pool::avg_pool_input_grad(p, &dy, &mut dxi),
                 Op::Relu => {
-                    mask_relu(&mut dy, &y);
+                    mask_relu(&mut dy, y);
                     dxi.copy_from_slice(&dy);
                 }
                 Op::Flatten => dxi.copy_from_slice(&dy),
             }
             dy = dxi;
-            y = xin.clone();
         }
         dx.iter_mut().zip(&dy).for_each(|(a, &b)| *a += b);
-        Ok((loss, logits))
+        Ok((loss, acts.pop().unwrap()))
     }
 }
 
@@ -577,24 +584,10 @@ pub(crate) mod tests {
     use rcc_nn::{Arch, Loss, Model};
     use rcc_tensor::Tensor;
 
-    /// Zeroes the `sparsity` fraction of smallest-magnitude weights of every conv and
-    /// linear layer (per layer; biases kept).
-    pub fn prune(model: &mut Model, sparsity: f64) {
-        for l in model.net.layers.clone() {
-            if let Layer::Conv2d { weight, .. } | Layer::Linear { weight, .. } = l {
-                let w = &mut model.params[model.net.params.view(weight).range()];
-                let mut order: Vec<usize> = (0..w.len()).collect();
-                order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()));
-                let k = (w.len() as f64 * sparsity).round() as usize;
-                order[..k].iter().for_each(|&i| w[i] = 0.0);
-            }
-        }
-    }
-
     /// A model with non-trivial batch-norm statistics (so folding is exercised).
     pub fn model(arch: Arch, sparsity: f64, seed: u64) -> Model {
         let mut m = Model::new(arch, seed);
-        prune(&mut m, sparsity);
+        rcc_compress::prune_by_magnitude(&mut m, sparsity);
         let noise = sparse_vec(m.buffers.len(), 0.0, seed + 100);
         for (i, l) in m.net.layers.clone().into_iter().enumerate() {
             if let Layer::BatchNorm2d {

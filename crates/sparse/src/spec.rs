@@ -287,12 +287,8 @@ impl ModelSpec {
                     }
                 }
                 Layer::BatchNorm2d { .. } => {
-                    if matches!(layers.last(), Some(LayerSpec::Conv { relu: false, .. }))
-                        && matches!(
-                            net.layers.get(i.wrapping_sub(1)),
-                            Some(Layer::Conv2d { .. })
-                        )
-                    {
+                    // Folded into the conv right before it (see the Conv2d arm).
+                    if i > 0 && matches!(net.layers.get(i - 1), Some(Layer::Conv2d { .. })) {
                         continue; // folded above
                     }
                     return Err(Error::Unsupported(format!(
