@@ -404,7 +404,7 @@ pub fn sweep_table(report: &Report, names: &[&str], sweep: &[f32], norm: Norm) -
     s
 }
 
-fn xml_escape(s: &str) -> String {
+pub fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -412,7 +412,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// "Nice" tick spacing (1, 2 or 5 times a power of ten) for about `target` ticks.
-fn nice_step(range: f64, target: f64) -> f64 {
+pub fn nice_step(range: f64, target: f64) -> f64 {
     let raw = (range / target).max(1e-12);
     let mag = 10f64.powf(raw.log10().floor());
     let f = raw / mag;

@@ -10,6 +10,8 @@ mod cli;
 mod eval;
 mod export;
 mod fetch_data;
+mod pipeline;
+mod sweep;
 mod train;
 
 const USAGE: &str = "usage: cargo xtask <command> [options]
@@ -29,14 +31,29 @@ commands:
                                       cifar10 or all (default; comma lists work) into DIR
                                       (default datasets/, or $RCC_DATA), downloading from
                                       the official sites or copying from a mirror (--from)
-  train [--config FILE] [--dataset D] [--arch A] [--epochs N] [--batch B]
-        [--optimizer sgd|adam] [--lr LR] [--momentum M] [--nesterov true|false]
-        [--weight-decay WD] [--schedule constant|step:EVERY:GAMMA|cosine[:MIN]]
-        [--seed S] [--val N] [--augment true|false] [--threads T] [--out DIR]
-        [--data DIR] | --resume DIR
-                                      train a model (defaults: lenet_adv:4 on MNIST,
-                                      5 epochs, SGD 0.05 cosine); writes DIR/model.safetensors,
-                                      metrics.jsonl, config.txt, checkpoint.safetensors
+  train [--config FILE] [--method prox|prox:l1:L|prox:group:L|admm[:RHO:EVERY]|magnitude|dense|none]
+        [--rate R] [--budget layer|global] [--teacher FILE] [--alpha A] [--temperature T]
+        [--teacher-input clean|adv] [--finetune N] [--init FILE] [--dataset D] [--arch A]
+        [--adv none|pgd:EPS:STEPS:STEP|fgsm-rs:EPS:ALPHA] [--adv-mix M] [--adv-warmup N]
+        [--epochs N] [--batch B] [--optimizer sgd|adam] [--lr LR] [--momentum M]
+        [--nesterov true|false] [--weight-decay WD]
+        [--schedule constant|step:EVERY:GAMMA|cosine[:MIN]] [--seed S] [--val N]
+        [--augment true|false] [--robust-every N] [--robust-limit N] [--threads T]
+        [--out DIR] [--data DIR] | --resume DIR
+                                      with no flags, the whole framework on MNIST: a robust
+                                      lenet_adv:4 teacher (trained once, then cached in
+                                      runs/teachers/), compressed 16x by the proximal method
+                                      with PGD-10 examples and distillation, debiased, then
+                                      evaluated (FGSM, PGD-40 x2 restarts, APGD-CE; dense
+                                      masked and exported sparse), exported, and reported in
+                                      DIR/report.md; flags or a key = value config file
+                                      change any setting (--method none: plain training)
+  sweep [--preset table2-w4|table2-w8|fashion-w4] [--out DIR] [--teacher FILE]
+        [--only NAME,...] [--threads T] [--data DIR] [--plan]
+                                      one row of method.md's Table 2: a teacher, then every
+                                      method at every rate with the same budget, ablations
+                                      and dense small nets; results.{md,csv,json,svg} in DIR
+                                      (default runs/sweep-PRESET); rerun to resume
   eval --model FILE [--dataset D] [--arch A] [--attack fgsm|pgd|pgd-l2|apgd-ce|all]
        [--eps E] [--eps-l2 E] [--steps N] [--step-size S] [--step-size-l2 S]
        [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]
@@ -66,6 +83,7 @@ fn main() -> ExitCode {
         Some("fetch-data") => fetch_data::run(&args[1..]),
         Some("train") => train::run(&args[1..]),
         Some("eval") => eval::run(&args[1..]),
+        Some("sweep") => sweep::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -117,6 +117,23 @@ impl AdvTraining {
         })
     }
 
+    /// The training attack of a dataset's protocol (method.md section 4): PGD-10 from a
+    /// random start with Madry's step 2.5 eps / steps, so the attack reaches the ball's edge.
+    pub fn for_dataset(kind: DatasetKind) -> AdvTraining {
+        // Literals rather than 2.5 * eps / 10 in f32, so that config files written as
+        // text compare equal to the preset.
+        let (eps, step) = match kind {
+            DatasetKind::Mnist => (0.3, 0.075),
+            DatasetKind::FashionMnist => (0.1, 0.025),
+            DatasetKind::Cifar10 => (8.0 / 255.0, 2.0 / 255.0),
+        };
+        AdvTraining::Pgd {
+            eps,
+            steps: 10,
+            step,
+        }
+    }
+
     pub fn eps(&self) -> f32 {
         match *self {
             AdvTraining::None => 0.0,
@@ -209,6 +226,80 @@ impl Default for TrainConfig {
             alpha: 0.0,
             temperature: 1.0,
             teacher_input: "clean".into(),
+        }
+    }
+}
+
+/// Epochs of a robust teacher trained on demand by `cargo xtask train` (the sweeps train
+/// theirs for [`crate::sweep::TEACHER_EPOCHS`]).
+pub const QUICK_TEACHER_EPOCHS: usize = 10;
+
+impl TrainConfig {
+    /// What `cargo xtask train` runs with no flags (issue 6): our method on MNIST. The
+    /// robust lenet_adv:4 teacher is compressed 16x by the stochastic proximal gradient
+    /// method with the l0 prox (exact top-k, global budget; method.md section 2) on
+    /// PGD-10 examples and distillation from the teacher (a = 0.5, t = 2; section 1): 4
+    /// epochs of pruning (the budget tightens over the first 60%), then 2 of debiasing
+    /// under the frozen mask. Adam at 5e-4 with a cosine schedule; the sweeps use the
+    /// same recipe for every method.
+    pub fn pipeline() -> TrainConfig {
+        TrainConfig {
+            epochs: 6,
+            optimizer: "adam".into(),
+            lr: 5e-4,
+            weight_decay: 0.0,
+            adv: AdvTraining::for_dataset(DatasetKind::Mnist),
+            robust_every: 2,
+            method: Some(Method::Prox {
+                reg: rcc_compress::Regularizer::L0,
+            }),
+            rate: 16.0,
+            budget: Budget::Global,
+            finetune: 2,
+            alpha: 0.5,
+            temperature: 2.0,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// How a robust teacher (and a dense small baseline) is trained: adversarially from
+    /// PyTorch's init with Adam 1e-3, cosine, and eps ramped up over 3 epochs (the guard
+    /// against the collapse of method.md section 4).
+    pub fn teacher_recipe(
+        dataset: DatasetKind,
+        arch: Arch,
+        epochs: usize,
+        seed: u64,
+    ) -> TrainConfig {
+        TrainConfig {
+            dataset,
+            arch,
+            epochs,
+            optimizer: "adam".into(),
+            lr: 1e-3,
+            weight_decay: 0.0,
+            seed,
+            augment: dataset == DatasetKind::Cifar10,
+            adv: AdvTraining::for_dataset(dataset),
+            adv_warmup: 3,
+            robust_every: 2,
+            ..TrainConfig::default()
+        }
+    }
+
+    /// The run's folder name under `runs/`: dataset, arch, method, rate, seed.
+    pub fn default_run_name(&self) -> String {
+        let arch = self.arch.to_string().replace(':', "");
+        match self.method {
+            None => format!("{}-{arch}-s{}", self.dataset, self.seed),
+            Some(m) if !m.prunes() => format!("{}-{arch}-{m}-s{}", self.dataset, self.seed),
+            Some(m) => format!(
+                "{}-{arch}-{}-r{}-s{}",
+                self.dataset,
+                m.to_string().replace(':', "_"),
+                self.rate,
+                self.seed
+            ),
         }
     }
 }
@@ -564,6 +655,9 @@ pub fn run_training(
     let n = data.train.len();
     let steps = n.div_ceil(cfg.batch);
     let mut grads = vec![0.0f32; model.params.len()];
+    // The compressor's extra state (ADMM's Z and U; masks) measured as the growth of the
+    // resident set while it is created (method.md section 2: "measure it").
+    let rss_before = rcc_compress::current_rss_bytes();
     let mut compressor = match cfg.method {
         None => None,
         Some(m) => {
@@ -587,6 +681,10 @@ pub fn run_training(
                 .map_err(|e| e.to_string())?;
             Some(c)
         }
+    };
+    let state_rss_delta = match (rss_before, rcc_compress::current_rss_bytes()) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
     };
     let mut test_acc = f64::NAN;
     let end = stop_after.map_or(cfg.epochs, |s| (start + s).min(cfg.epochs));
@@ -733,7 +831,7 @@ pub fn run_training(
                 rss as f64 / (1 << 20) as f64
             );
             compress_json = format!(
-                ",\"phase\":\"{}\",\"rate\":{rate:.6},\"nnz\":{nnz},\"prunable\":{},\"state_bytes\":{{\"params\":{},\"grads\":{},\"optimizer\":{},\"masks\":{},\"admm\":{},\"teacher\":{},\"total\":{}}},\"peak_rss_bytes\":{rss}",
+                ",\"phase\":\"{}\",\"rate\":{rate:.6},\"nnz\":{nnz},\"prunable\":{},\"state_bytes\":{{\"params\":{},\"grads\":{},\"optimizer\":{},\"masks\":{},\"admm\":{},\"teacher\":{},\"total\":{}}},\"peak_rss_bytes\":{rss},\"state_rss_delta_bytes\":{state_rss_delta}",
                 c.phase(epoch),
                 p.total(),
                 state.params,
@@ -860,11 +958,100 @@ pub fn run_training(
     })
 }
 
+/// Trains (or reuses) the robust teacher a compression run needs when no `--teacher` is
+/// given: `runs/teachers/<dataset>-<arch>-<attack>-e<epochs>-s<seed>/model.safetensors`,
+/// trained with [`TrainConfig::teacher_recipe`] and resumed if a previous attempt was
+/// killed. A cached model is reused only if its `config.txt` is the recipe.
+fn cached_teacher(cfg: &TrainConfig, data: &RunData) -> Result<PathBuf, String> {
+    let tcfg = TrainConfig::teacher_recipe(cfg.dataset, cfg.arch, QUICK_TEACHER_EPOCHS, cfg.seed);
+    let dir = workspace_root().join("runs").join("teachers").join(format!(
+        "{}-{}-{}-e{}-s{}",
+        tcfg.dataset,
+        tcfg.arch.to_string().replace(':', ""),
+        tcfg.adv.to_string().replace(':', "_"),
+        tcfg.epochs,
+        tcfg.seed
+    ));
+    let model = dir.join("model.safetensors");
+    let same_recipe = || {
+        let mut c = TrainConfig::default();
+        c.apply_file(&dir.join("config.txt")).is_ok() && c == tcfg
+    };
+    if model.exists() && same_recipe() {
+        println!("teacher: reusing {}", model.display());
+        return Ok(model);
+    }
+    let resume = dir.join("checkpoint.safetensors").exists() && same_recipe();
+    println!(
+        "teacher: training a robust {} ({} epochs, {}) -> {}",
+        tcfg.arch,
+        tcfg.epochs,
+        tcfg.adv,
+        dir.display()
+    );
+    let r = run_training(&tcfg, data, &dir, resume, None, false)?;
+    save_model(&tcfg, &r, &model)?;
+    Ok(model)
+}
+
+fn save_model(cfg: &TrainConfig, r: &RunResult, path: &Path) -> Result<(), String> {
+    let meta = [
+        ("dataset", cfg.dataset.to_string()),
+        ("epochs", r.epochs_done.to_string()),
+        ("seed", cfg.seed.to_string()),
+        ("test_acc", format!("{:.6}", r.test_acc)),
+        ("config", cfg.to_text()),
+    ];
+    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    r.model.save(path, &meta).map_err(|e| e.to_string())
+}
+
+/// The run's config from the command line: [`TrainConfig::pipeline`], then the config
+/// file, then the flags (`--dataset` first, since it sets the attack's default eps).
+/// Only our method distils by default: for the baselines `alpha` is 0 unless given.
+fn config_from_cli(cli: &Cli) -> Result<TrainConfig, String> {
+    let mut cfg = TrainConfig::pipeline();
+    let mut given: Vec<(String, String)> = vec![];
+    if let Some(file) = cli.get("config") {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or(format!(
+                "{file}:{}: expected key = value, got {line:?}",
+                i + 1
+            ))?;
+            given.push((k.trim().into(), v.trim().into()));
+        }
+    }
+    for (k, v) in cli.pairs() {
+        if KEYS.contains(&k) {
+            given.push((k.into(), v.into()));
+        }
+    }
+    let has = |key: &str| given.iter().any(|(k, _)| k == key);
+    // The dataset first: it sets the default training attack.
+    if let Some((_, v)) = given.iter().rev().find(|(k, _)| k == "dataset") {
+        cfg.set("dataset", v)?;
+        cfg.adv = AdvTraining::for_dataset(cfg.dataset);
+    }
+    for (k, v) in given.iter().filter(|(k, _)| k != "dataset") {
+        cfg.set(k, v)?;
+    }
+    let ours = matches!(cfg.method, Some(Method::Prox { .. }));
+    if !ours && !has("alpha") {
+        cfg.alpha = 0.0;
+    }
+    Ok(cfg)
+}
+
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut valued: Vec<&str> = KEYS.to_vec();
     valued.extend(["config", "out", "resume", "threads", "data"]);
     let cli = Cli::parse(args, &valued, &[])?;
-    let (cfg, out, resume) = match cli.get("resume") {
+    let (mut cfg, out, resume) = match cli.get("resume") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
             let mut cfg = TrainConfig::default();
@@ -878,23 +1065,11 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             (cfg, dir, true)
         }
         None => {
-            let mut cfg = TrainConfig::default();
-            if let Some(file) = cli.get("config") {
-                cfg.apply_file(Path::new(file))?;
-            }
-            for (k, v) in cli.pairs() {
-                if KEYS.contains(&k) {
-                    cfg.set(k, v)?;
-                }
-            }
-            let out = cli.get("out").map(PathBuf::from).unwrap_or_else(|| {
-                workspace_root().join("runs").join(format!(
-                    "{}-{}-s{}",
-                    cfg.dataset,
-                    cfg.arch.to_string().replace(':', ""),
-                    cfg.seed
-                ))
-            });
+            let cfg = config_from_cli(&cli)?;
+            let out = cli
+                .get("out")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace_root().join("runs").join(cfg.default_run_name()));
             (cfg, out, false)
         }
     };
@@ -916,8 +1091,14 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             data.train.shape
         ));
     }
+    let t0 = Instant::now();
+    let needs_teacher = cfg.alpha > 0.0 || cfg.method.is_some_and(|m| m.prunes());
+    if needs_teacher && cfg.teacher.is_empty() {
+        let path = pool.install(|| cached_teacher(&cfg, &data))?;
+        cfg.teacher = path.display().to_string();
+    }
     println!(
-        "training {} on {} ({} train, {} test images), {} epochs, batch {}, {} lr {} ({}), adversarial {}, seed {}, {} threads -> {}",
+        "training {} on {} ({} train, {} test images), {} epochs, batch {}, {} lr {} ({}), adversarial {}, method {}{}, seed {}, {} threads -> {}",
         cfg.arch,
         cfg.dataset,
         data.train.len(),
@@ -928,25 +1109,39 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         cfg.lr,
         cfg.schedule,
         cfg.adv,
+        cfg.method.map_or("none".into(), |m| m.to_string()),
+        match cfg.method {
+            Some(m) if m.prunes() => format!(
+                " to {}x ({} budget, {} debias epochs), teacher {} (alpha {}, t {})",
+                cfg.rate,
+                match cfg.budget {
+                    Budget::PerLayer => "per-layer",
+                    Budget::Global => "global",
+                },
+                cfg.finetune,
+                cfg.teacher,
+                cfg.alpha,
+                cfg.temperature
+            ),
+            _ => String::new(),
+        },
         cfg.seed,
         pool.current_num_threads(),
         out.display()
     );
-    let t0 = Instant::now();
-    let result = pool.install(|| run_training(&cfg, &data, &out, resume, None, false))?;
+    if !resume {
+        // A fresh run replaces an old one's evaluation.
+        for f in ["summary.txt", "report.md"] {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+    }
+    let mut result = pool.install(|| run_training(&cfg, &data, &out, resume, None, false))?;
+    if result.test_acc.is_nan() {
+        // Resumed after its last epoch: nothing trained, measure the model as it is.
+        result.test_acc = evaluate(&result.model, &data.test, 1000)?.0;
+    }
     let model_path = out.join("model.safetensors");
-    let meta = [
-        ("dataset", cfg.dataset.to_string()),
-        ("epochs", result.epochs_done.to_string()),
-        ("seed", cfg.seed.to_string()),
-        ("test_acc", format!("{:.6}", result.test_acc)),
-        ("config", cfg.to_text()),
-    ];
-    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    result
-        .model
-        .save(&model_path, &meta)
-        .map_err(|e| e.to_string())?;
+    save_model(&cfg, &result, &model_path)?;
     println!(
         "test accuracy {:.2}% after {} epochs ({})",
         100.0 * result.test_acc,
@@ -954,10 +1149,31 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         fmt_duration(t0.elapsed().as_secs_f64())
     );
     println!("model written to {}", model_path.display());
+    if out.join("summary.txt").exists() {
+        println!("already evaluated: {}", out.join("report.md").display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = pool.install(|| crate::pipeline::finish_run(&cfg, &out, &data.test))?;
     println!(
-        "evaluate it with: cargo xtask eval --model {} --dataset {}",
-        model_path.display(),
-        cfg.dataset
+        "natural {:.2}%, FGSM {:.2}%, PGD-{} {:.2}%, APGD-CE {:.2}% (dense masked; exported sparse: {:.2} / {:.2} / {:.2} / {:.2}); rate {:.2}x; {} -> {} bytes; sparse batch-1 {:.1} µs",
+        100.0 * s.dense.clean,
+        100.0 * s.dense.fgsm,
+        crate::eval::Protocol::for_dataset(cfg.dataset).steps,
+        100.0 * s.dense.pgd,
+        100.0 * s.dense.apgd,
+        100.0 * s.sparse.clean,
+        100.0 * s.sparse.fgsm,
+        100.0 * s.sparse.pgd,
+        100.0 * s.sparse.apgd,
+        s.rate(),
+        s.dense_bytes,
+        s.sparse_bytes,
+        s.latency_us
+    );
+    println!(
+        "report: {} (total {})",
+        out.join("report.md").display(),
+        fmt_duration(t0.elapsed().as_secs_f64())
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,541 @@
+//! The end of a compression run (issue 6): the full robustness evaluation of the trained
+//! (dense, masked) model *and* of its exported sparse model, a batch-1 latency figure, and
+//! the run's `report.md` and `summary.txt`.
+//!
+//! - Attacks (method.md sections 4 and 5): FGSM, PGD-40 from a random start with
+//!   [`RESTARTS`] restarts, and APGD-CE (100 steps, one run), at the dataset's eps, on the whole
+//!   test set. The sparse model (`model.sparse.safetensors`, read back through the
+//!   validating loader) is attacked through its own input gradients, with the same seed,
+//!   so the two evaluations see the same random starts and differ only by float summation
+//!   order: they must agree within [`AGREEMENT_PTS`] points, and the report says whether
+//!   they do.
+//! - An eps sweep of PGD-40 (step scaled with eps) on the first [`SWEEP_IMAGES`] test
+//!   images, for the gradient-masking check: accuracy must fall as eps grows and reach
+//!   about 0 at large eps.
+//! - `summary.txt` holds the figures as `key = value` lines, for `cargo xtask sweep`.
+
+use crate::eval::{DatasetExamples, Protocol, Settings};
+use crate::export;
+use crate::train::TrainConfig;
+use rcc_attack::{AttackResult, Classifier, Report};
+use rcc_data::Dataset;
+use rcc_nn::Model;
+use rcc_sparse::{KernelChoice, SparseModel};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+/// PGD-40 restarts of the final evaluation (APGD-CE runs once, from a random start, as
+/// in AutoAttack's standard version).
+pub const RESTARTS: usize = 2;
+/// Largest accepted gap (percentage points) between the dense and sparse evaluations.
+pub const AGREEMENT_PTS: f64 = 0.1;
+/// Test images of the eps sweep, and its radii in units of the dataset's eps.
+pub const SWEEP_IMAGES: usize = 1000;
+pub const SWEEP_FRACTIONS: [f32; 6] = [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0, 4.0 / 3.0, 2.0];
+/// Seed of every evaluation attack.
+const EVAL_SEED: u64 = 0;
+const EVAL_BATCH: usize = 500;
+
+/// Accuracies (fractions) of one model under the final protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Accuracies {
+    pub clean: f64,
+    pub fgsm: f64,
+    pub pgd: f64,
+    pub apgd: f64,
+    /// The worst case per example over the three attacks.
+    pub worst: f64,
+    pub seconds: f64,
+}
+
+fn accuracies(report: &Report, seconds: f64) -> Accuracies {
+    let find = |name: &str| {
+        report
+            .attacks
+            .iter()
+            .find(|a| a.spec.name() == name)
+            .map_or(f64::NAN, |a: &AttackResult| a.acc)
+    };
+    let worst = (0..report.n)
+        .filter(|&i| report.attacks.iter().all(|a| a.correct[i]))
+        .count() as f64
+        / report.n.max(1) as f64;
+    Accuracies {
+        clean: report.clean_acc,
+        fgsm: find("fgsm"),
+        pgd: find("pgd"),
+        apgd: find("apgd-ce"),
+        worst,
+        seconds,
+    }
+}
+
+/// The final attacks of a dataset's protocol.
+fn settings(protocol: Protocol, names: Vec<&'static str>) -> Settings {
+    Settings {
+        protocol,
+        names,
+        eps: protocol.eps,
+        eps_l2: protocol.eps_l2,
+        steps: None,
+        step_size: None,
+        step_size_l2: None,
+        restarts: RESTARTS,
+    }
+}
+
+/// FGSM, PGD-40 with restarts and APGD-CE on all of `test`, with progress lines.
+pub fn evaluate_robust(
+    model: &impl Classifier,
+    test: &Dataset,
+    protocol: Protocol,
+    label: &str,
+) -> Result<Accuracies, String> {
+    let mut specs = settings(protocol, vec!["fgsm", "pgd"]).specs();
+    let mut apgd = settings(protocol, vec!["apgd-ce"]);
+    apgd.restarts = 1;
+    specs.extend(apgd.specs());
+    let t0 = Instant::now();
+    eprintln!("evaluating the {label} model on {} test images", test.len());
+    let report = rcc_attack::evaluate_with(
+        model,
+        &DatasetExamples(test),
+        &specs,
+        EVAL_BATCH,
+        EVAL_SEED,
+        |a| {
+            eprintln!(
+                "  {label}: {}: {:.2}% ({:.1} s)",
+                a.spec.describe(),
+                100.0 * a.acc,
+                a.seconds
+            )
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(accuracies(&report, t0.elapsed().as_secs_f64()))
+}
+
+/// PGD-40 accuracy at each radius of [`SWEEP_FRACTIONS`] x eps on the first
+/// [`SWEEP_IMAGES`] test images: (eps, accuracy).
+pub fn eps_sweep(
+    model: &impl Classifier,
+    test: &Dataset,
+    protocol: Protocol,
+) -> Result<Vec<(f32, f64)>, String> {
+    let sub = test.subset(&(0..SWEEP_IMAGES.min(test.len())).collect::<Vec<_>>());
+    let radii: Vec<f32> = SWEEP_FRACTIONS.iter().map(|f| f * protocol.eps).collect();
+    let mut s = settings(protocol, vec!["pgd"]);
+    s.restarts = 1;
+    let specs = s.sweep_specs(&radii)?;
+    let report = rcc_attack::evaluate(model, &DatasetExamples(&sub), &specs, EVAL_BATCH, EVAL_SEED)
+        .map_err(|e| e.to_string())?;
+    Ok(radii
+        .iter()
+        .zip(&report.attacks)
+        .map(|(&e, a)| (e, a.acc))
+        .collect())
+}
+
+/// Median batch-1 latency of `model` in microseconds, on this thread, over 7 blocks of
+/// 200 inferences (after 100 warm-up ones) on a test image: a quick figure for the
+/// report (the criterion benches in `benches/sparse.rs` are the careful ones).
+pub fn latency_us(model: &SparseModel, test: &Dataset) -> Result<f64, String> {
+    let (x, _) = test.batch(&[0], None);
+    let mut out = vec![0.0f32; model.out_len()];
+    let mut run = || model.infer(x.data(), &mut out).map_err(|e| e.to_string());
+    for _ in 0..100 {
+        run()?;
+    }
+    let mut blocks = Vec::with_capacity(7);
+    for _ in 0..7 {
+        let t = Instant::now();
+        for _ in 0..200 {
+            run()?;
+        }
+        blocks.push(t.elapsed().as_secs_f64() * 1e6 / 200.0);
+    }
+    blocks.sort_by(f64::total_cmp);
+    Ok(blocks[3])
+}
+
+/// The number after `"key":` in a one-line JSON object (the metrics lines).
+pub fn json_number(line: &str, key: &str) -> Option<f64> {
+    let pat = format!("\"{key}\":");
+    let rest = &line[line.find(&pat)? + pat.len()..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+/// What the training left in `metrics.jsonl`: wall time and memory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrainingFacts {
+    pub epochs: usize,
+    pub train_seconds: f64,
+    pub peak_rss: f64,
+    /// The compressor's extra state: the largest over epochs of ADMM's Z and U plus the
+    /// masks, as counted by the trainer, and as measured (resident-set growth).
+    pub extra_state_bytes: f64,
+    pub state_rss_delta: f64,
+    pub state_total_bytes: f64,
+    pub pgd_1000: f64,
+}
+
+pub fn training_facts(run: &Path) -> Result<TrainingFacts, String> {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut f = TrainingFacts {
+        pgd_1000: f64::NAN,
+        ..TrainingFacts::default()
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let num = |k| json_number(line, k).unwrap_or(0.0);
+        f.epochs += 1;
+        f.train_seconds += num("seconds");
+        f.peak_rss = f.peak_rss.max(num("peak_rss_bytes"));
+        let extra = num("admm") + num("masks");
+        f.extra_state_bytes = f.extra_state_bytes.max(extra);
+        f.state_rss_delta = f.state_rss_delta.max(num("state_rss_delta_bytes"));
+        f.state_total_bytes = f.state_total_bytes.max(num("total"));
+        if let Some(p) = json_number(line, "test_pgd40_acc") {
+            f.pgd_1000 = p;
+        }
+    }
+    Ok(f)
+}
+
+/// Everything the report and the sweep's table show for one run.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub dense: Accuracies,
+    pub sparse: Accuracies,
+    pub sweep: Vec<(f32, f64)>,
+    pub prunable: usize,
+    pub nnz: usize,
+    pub params: usize,
+    pub dense_bytes: usize,
+    pub sparse_bytes: usize,
+    pub file_bytes: u64,
+    pub latency_us: f64,
+    pub facts: TrainingFacts,
+    pub eval_seconds: f64,
+}
+
+impl Summary {
+    pub fn rate(&self) -> f64 {
+        self.prunable as f64 / self.nnz.max(1) as f64
+    }
+
+    /// Largest dense/sparse gap over the four accuracies, in points.
+    pub fn gap_pts(&self) -> f64 {
+        let (d, s) = (&self.dense, &self.sparse);
+        [
+            d.clean - s.clean,
+            d.fgsm - s.fgsm,
+            d.pgd - s.pgd,
+            d.apgd - s.apgd,
+        ]
+        .iter()
+        .fold(0f64, |m, v| m.max(100.0 * v.abs()))
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s =
+            String::from("# rcc run summary (cargo xtask train); fractions, bytes, seconds\n");
+        for (who, a) in [("dense", &self.dense), ("sparse", &self.sparse)] {
+            for (k, v) in [
+                ("clean", a.clean),
+                ("fgsm", a.fgsm),
+                ("pgd", a.pgd),
+                ("apgd", a.apgd),
+                ("worst", a.worst),
+                ("seconds", a.seconds),
+            ] {
+                let _ = writeln!(s, "{who}.{k} = {v}");
+            }
+        }
+        let sweep: Vec<String> = self.sweep.iter().map(|(e, a)| format!("{e}:{a}")).collect();
+        let _ = writeln!(s, "sweep = {}", sweep.join(","));
+        for (k, v) in [
+            ("prunable", self.prunable as f64),
+            ("nnz", self.nnz as f64),
+            ("params", self.params as f64),
+            ("dense_bytes", self.dense_bytes as f64),
+            ("sparse_bytes", self.sparse_bytes as f64),
+            ("file_bytes", self.file_bytes as f64),
+            ("latency_us", self.latency_us),
+            ("epochs", self.facts.epochs as f64),
+            ("train_seconds", self.facts.train_seconds),
+            ("peak_rss", self.facts.peak_rss),
+            ("extra_state_bytes", self.facts.extra_state_bytes),
+            ("state_rss_delta", self.facts.state_rss_delta),
+            ("state_total_bytes", self.facts.state_total_bytes),
+            ("pgd_1000", self.facts.pgd_1000),
+            ("eval_seconds", self.eval_seconds),
+        ] {
+            let _ = writeln!(s, "{k} = {v}");
+        }
+        s
+    }
+
+    pub fn parse(text: &str) -> Result<Summary, String> {
+        let mut s = Summary::default();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let (k, v) = line
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or(format!("summary: expected key = value, got {line:?}"))?;
+            if k == "sweep" {
+                for item in v.split(',').filter(|i| !i.is_empty()) {
+                    let (e, a) = item
+                        .split_once(':')
+                        .ok_or(format!("summary: sweep item {item:?}"))?;
+                    let e = e.parse().map_err(|_| format!("summary: sweep eps {e:?}"))?;
+                    let a = a.parse().map_err(|_| format!("summary: sweep acc {a:?}"))?;
+                    s.sweep.push((e, a));
+                }
+                continue;
+            }
+            let x: f64 = v
+                .parse()
+                .map_err(|_| format!("summary: {k}: {v:?} is not a number"))?;
+            let acc = |a: &mut Accuracies, field: &str| -> Result<(), String> {
+                match field {
+                    "clean" => a.clean = x,
+                    "fgsm" => a.fgsm = x,
+                    "pgd" => a.pgd = x,
+                    "apgd" => a.apgd = x,
+                    "worst" => a.worst = x,
+                    "seconds" => a.seconds = x,
+                    _ => return Err(format!("summary: unknown key {k:?}")),
+                }
+                Ok(())
+            };
+            match k.split_once('.') {
+                Some(("dense", f)) => acc(&mut s.dense, f)?,
+                Some(("sparse", f)) => acc(&mut s.sparse, f)?,
+                _ => match k {
+                    "prunable" => s.prunable = x as usize,
+                    "nnz" => s.nnz = x as usize,
+                    "params" => s.params = x as usize,
+                    "dense_bytes" => s.dense_bytes = x as usize,
+                    "sparse_bytes" => s.sparse_bytes = x as usize,
+                    "file_bytes" => s.file_bytes = x as u64,
+                    "latency_us" => s.latency_us = x,
+                    "epochs" => s.facts.epochs = x as usize,
+                    "train_seconds" => s.facts.train_seconds = x,
+                    "peak_rss" => s.facts.peak_rss = x,
+                    "extra_state_bytes" => s.facts.extra_state_bytes = x,
+                    "state_rss_delta" => s.facts.state_rss_delta = x,
+                    "state_total_bytes" => s.facts.state_total_bytes = x,
+                    "pgd_1000" => s.facts.pgd_1000 = x,
+                    "eval_seconds" => s.eval_seconds = x,
+                    _ => return Err(format!("summary: unknown key {k:?}")),
+                },
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.2}", 100.0 * v)
+    }
+}
+
+/// Evaluates, exports and reports the run in `run` (which holds `model.safetensors`,
+/// `metrics.jsonl` and `config.txt`); writes `model.sparse.safetensors`, `report.md`
+/// and `summary.txt` there.
+pub fn finish_run(cfg: &TrainConfig, run: &Path, test: &Dataset) -> Result<Summary, String> {
+    let t0 = Instant::now();
+    let model_path = run.join("model.safetensors");
+    let model = Model::load(&model_path, Some(cfg.arch)).map_err(|e| e.to_string())?;
+    let sparse_path = run.join("model.sparse.safetensors");
+    let exported = export::export(
+        &model_path,
+        Some(cfg.arch),
+        &sparse_path,
+        KernelChoice::Auto,
+    )?;
+    if exported.rel_err > export::TOL {
+        return Err(format!(
+            "{}: the exported model's logits differ from the dense model's (relative error {:.2e})",
+            sparse_path.display(),
+            exported.rel_err
+        ));
+    }
+    let protocol = Protocol::for_dataset(cfg.dataset);
+    let dense = evaluate_robust(&model, test, protocol, "dense (masked)")?;
+    let p = rcc_compress::Prunable::of(&model.net);
+    let pruned = p.nnz(&model.params) < p.total();
+    // An unpruned model (a teacher, a dense small net) gains nothing from the CSR
+    // engine; its export is checked on clean accuracy only.
+    let sparse = if pruned {
+        evaluate_robust(&exported.model, test, protocol, "exported sparse")?
+    } else {
+        let r = rcc_attack::evaluate(
+            &exported.model,
+            &DatasetExamples(test),
+            &[],
+            EVAL_BATCH,
+            EVAL_SEED,
+        )
+        .map_err(|e| e.to_string())?;
+        Accuracies {
+            clean: r.clean_acc,
+            fgsm: f64::NAN,
+            pgd: f64::NAN,
+            apgd: f64::NAN,
+            worst: f64::NAN,
+            seconds: 0.0,
+        }
+    };
+    eprintln!("eps sweep: PGD-40 on the first {SWEEP_IMAGES} test images");
+    let sweep = eps_sweep(&model, test, protocol)?;
+    let latency = latency_us(&exported.model, test)?;
+    let sm = &exported.model;
+    let summary = Summary {
+        dense,
+        sparse,
+        sweep,
+        prunable: p.total(),
+        nnz: p.nnz(&model.params),
+        params: model.params.len(),
+        dense_bytes: 4 * model.params.len(),
+        sparse_bytes: sm.weight_bytes() + sm.bias_bytes(),
+        file_bytes: exported.file_bytes,
+        latency_us: latency,
+        facts: training_facts(run)?,
+        eval_seconds: t0.elapsed().as_secs_f64(),
+    };
+    let report = report_md(cfg, run, &summary, &export::report(&exported, &sparse_path));
+    crate::cli::write_atomic(&run.join("report.md"), report.as_bytes())?;
+    crate::cli::write_atomic(&run.join("summary.txt"), summary.to_text().as_bytes())?;
+    Ok(summary)
+}
+
+/// `report.md` of a run.
+pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> String {
+    let protocol = Protocol::for_dataset(cfg.dataset);
+    let mut r = String::new();
+    let method = cfg.method.map_or("none".into(), |m| m.to_string());
+    let _ = writeln!(
+        r,
+        "# {} on {}: {method}, {:.2}x\n",
+        cfg.arch,
+        cfg.dataset,
+        s.rate()
+    );
+    let _ = writeln!(r, "Run folder: `{}`.\n", run.display());
+    let _ = writeln!(r, "## Accuracy (%, full test set, eps {})\n", protocol.eps);
+    let _ = writeln!(
+        r,
+        "| model | natural | FGSM | PGD-{} x{RESTARTS} restarts | APGD-CE-{} | worst of the three | eval s |",
+        protocol.steps, protocol.apgd_steps
+    );
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|");
+    for (who, a) in [
+        ("dense, masked (training graph)", &s.dense),
+        ("exported sparse (CSR engine)", &s.sparse),
+    ] {
+        let _ = writeln!(
+            r,
+            "| {who} | {} | {} | {} | {} | {} | {:.0} |",
+            pct(a.clean),
+            pct(a.fgsm),
+            pct(a.pgd),
+            pct(a.apgd),
+            pct(a.worst),
+            a.seconds
+        );
+    }
+    let agree = s.gap_pts() <= AGREEMENT_PTS;
+    let _ = writeln!(
+        r,
+        "\nDense and sparse {} within {AGREEMENT_PTS} points (the sparse model is attacked only if pruned) (largest gap {:.2}). Robust accuracy counts an image only if it is classified right clean and attacked; PGD starts at a random point (step {}), seed {EVAL_SEED}.\n",
+        if agree { "agree" } else { "DO NOT agree" },
+        s.gap_pts(),
+        protocol.step_size
+    );
+    let _ = writeln!(
+        r,
+        "## Eps sweep (PGD-40, first {SWEEP_IMAGES} test images, dense masked model)\n"
+    );
+    let _ = writeln!(
+        r,
+        "| eps | {} |",
+        s.sweep
+            .iter()
+            .map(|(e, _)| format!("{e:.3}"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(r, "|---|{}", "---|".repeat(s.sweep.len()));
+    let _ = writeln!(
+        r,
+        "| accuracy % | {} |\n",
+        s.sweep
+            .iter()
+            .map(|(_, a)| pct(*a))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(
+        r,
+        "Accuracy must fall as eps grows and reach about 0 at large eps; a flat curve would mean gradient masking.\n"
+    );
+    let _ = writeln!(r, "## Compression\n");
+    let _ = writeln!(
+        r,
+        "- rate **{:.2}x** = {} prunable weights / {} non-zero (sparsity {:.2}%); {} parameters in all (biases are not pruned).",
+        s.rate(),
+        s.prunable,
+        s.nnz,
+        100.0 * (1.0 - s.nnz as f64 / s.prunable.max(1) as f64),
+        s.params
+    );
+    let _ = writeln!(
+        r,
+        "- model bytes: dense {} (f32), sparse {} as built (CSR values, indices and row pointers plus biases, {:.1}% of dense), file {} bytes.",
+        s.dense_bytes,
+        s.sparse_bytes,
+        100.0 * s.sparse_bytes as f64 / s.dense_bytes.max(1) as f64,
+        s.file_bytes
+    );
+    let _ = writeln!(
+        r,
+        "- sparse batch-1 latency: **{:.1} µs** (1 thread, median of 7 x 200 inferences; `cargo bench --bench sparse` has the careful figures).\n",
+        s.latency_us
+    );
+    let _ = writeln!(
+        r,
+        "Per layer (from the exported file):\n\n```\n{layers}```\n"
+    );
+    let f = &s.facts;
+    let _ = writeln!(r, "## Training\n");
+    let _ = writeln!(
+        r,
+        "- {} epochs in {:.0} s of training ({:.1} min); evaluation and export {:.0} s.",
+        f.epochs,
+        f.train_seconds,
+        f.train_seconds / 60.0,
+        s.eval_seconds
+    );
+    let _ = writeln!(
+        r,
+        "- memory: training state {} bytes at most (parameters, gradients, optimiser moments, masks, ADMM Z and U, teacher); the compressor's extra state {} bytes as counted, {} bytes of resident-set growth when it was created; peak resident set {:.1} MiB.",
+        f.state_total_bytes,
+        f.extra_state_bytes,
+        f.state_rss_delta,
+        f.peak_rss / (1 << 20) as f64
+    );
+    let _ = writeln!(r, "\n## Settings\n\n```\n{}```", cfg.to_text());
+    r
+}

@@ -1,0 +1,921 @@
+//! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4 [--out DIR]
+//! [--teacher FILE] [--only NAME,...] [--threads T] [--data DIR] [--plan]`: one row of method.md's
+//! Table 2, every method side by side with the same budget.
+//!
+//! - One robust dense teacher (`teacher/`, [`TEACHER_EPOCHS`] epochs of PGD-10 training),
+//!   then at each compression rate of the row (the parameter counts of the narrower
+//!   widths, e.g. 15.31x and 3.94x for w4): ours (`prox`, l0 prox with distillation),
+//!   `admm` (Ye et al.) and `magnitude`, all with [`TrainConfig::pipeline`]'s recipe
+//!   (PGD-10 examples, 4 + 2 epochs, Adam 5e-4, global budget); the ablations of ours at
+//!   the first rate (`--alpha 0`, `--adv none`); and the dense small nets trained
+//!   adversarially from scratch with the teacher's recipe.
+//! - Each run is a `cargo xtask train` child process in `DIR/<name>/` (so the peak
+//!   resident memory in its metrics is its own), which also evaluates it (FGSM, PGD-40 x2
+//!   restarts, APGD-CE on the full test set, dense masked and exported sparse) and
+//!   writes its `report.md` and `summary.txt`.
+//! - Resume: run the same command again. Finished runs (a `summary.txt`) are kept, a
+//!   killed run continues from its last checkpoint, and a folder whose `config.txt`
+//!   differs from the preset's is an error rather than silently mixed in. `--plan`
+//!   lists the runs and where each stands without running anything.
+//! - Writes `results.md`, `results.csv`, `results.json` and `results.svg` (PGD-40 and
+//!   natural accuracy against compression rate, one line per method) in `DIR`, also
+//!   when some runs failed or are missing (`--only`), which the table says.
+
+use crate::cli::{workspace_root, write_atomic, Cli};
+use crate::eval::{nice_step, xml_escape, Protocol};
+use crate::pipeline::Summary;
+use crate::train::{AdvTraining, TrainConfig};
+use rcc_compress::Method;
+use rcc_data::DatasetKind;
+use rcc_nn::{Arch, Model};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Epochs of a sweep's teacher and of its dense small baselines.
+pub const TEACHER_EPOCHS: usize = 20;
+/// ADMM as Ye et al. set it (rho 1e-3, x1.3 per update), with an update every epoch:
+/// their 4-epoch interval would give only one update in our 4 pruning epochs.
+pub const ADMM: &str = "admm:0.001:1";
+
+/// Ye et al.'s published natural / PGD-40 (%): the dense teacher, then each smaller width.
+pub struct Published {
+    pub teacher: (f64, f64),
+    pub columns: &'static [(f64, f64)],
+}
+
+/// A row of Table 2.
+pub struct Preset {
+    pub name: &'static str,
+    pub dataset: DatasetKind,
+    pub width: usize,
+    /// Narrower widths whose parameter counts set the rates (and which are trained dense).
+    pub smaller: &'static [usize],
+    /// Ye et al.'s published natural / PGD-40 (%) for the dense teacher and each smaller
+    /// width, if the row is in their table.
+    pub published: Option<Published>,
+}
+
+pub const PRESETS: [Preset; 3] = [
+    Preset {
+        name: "table2-w4",
+        dataset: DatasetKind::Mnist,
+        width: 4,
+        smaller: &[1, 2],
+        published: Some(Published {
+            teacher: (98.15, 91.38),
+            columns: &[(96.22, 89.41), (97.68, 91.77)],
+        }),
+    },
+    Preset {
+        name: "table2-w8",
+        dataset: DatasetKind::Mnist,
+        width: 8,
+        smaller: &[1, 2, 4],
+        published: Some(Published {
+            teacher: (98.85, 93.51),
+            columns: &[(97.31, 92.16), (98.31, 93.93), (98.87, 94.27)],
+        }),
+    },
+    Preset {
+        name: "fashion-w4",
+        dataset: DatasetKind::FashionMnist,
+        width: 4,
+        smaller: &[1, 2],
+        published: None,
+    },
+];
+
+fn params(width: usize) -> usize {
+    Model::new(Arch::LenetAdv(width), 0).params.len()
+}
+
+impl Preset {
+    /// The rate that brings lenet_adv(width) to lenet_adv(w)'s parameter count, to two
+    /// decimals.
+    pub fn rate_to(&self, w: usize) -> f64 {
+        (100.0 * params(self.width) as f64 / params(w) as f64).round() / 100.0
+    }
+}
+
+/// What a run is in the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Teacher,
+    Ours,
+    Admm,
+    Magnitude,
+    NoDistill,
+    NoAdv,
+    DenseSmall,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Teacher => "dense teacher (adversarial training)",
+            Role::Ours => "ours: prox + distillation",
+            Role::Admm => "ADMM (Ye et al.)",
+            Role::Magnitude => "magnitude + adv. fine-tuning",
+            Role::NoDistill => "ours without distillation (alpha 0)",
+            Role::NoAdv => "ours without adversarial examples",
+            Role::DenseSmall => "dense small net, adversarial from scratch",
+        }
+    }
+}
+
+pub struct Entry {
+    pub name: String,
+    pub role: Role,
+    /// The target rate (1 for the teacher; the parameter ratio for a dense small net).
+    pub rate: f64,
+    pub cfg: TrainConfig,
+}
+
+/// Every run of a preset, teacher first.
+pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
+    let arch = Arch::LenetAdv(p.width);
+    let mut out = vec![Entry {
+        name: "teacher".into(),
+        role: Role::Teacher,
+        rate: 1.0,
+        cfg: TrainConfig::teacher_recipe(p.dataset, arch, TEACHER_EPOCHS, 1),
+    }];
+    let compress = |method: &str, rate: f64, alpha: f32| {
+        let mut c = TrainConfig {
+            dataset: p.dataset,
+            arch,
+            adv: AdvTraining::for_dataset(p.dataset),
+            rate,
+            alpha,
+            teacher: teacher.display().to_string(),
+            ..TrainConfig::pipeline()
+        };
+        c.method = Some(Method::parse(method).expect("preset methods parse"));
+        c
+    };
+    let rates: Vec<f64> = p.smaller.iter().map(|&w| p.rate_to(w)).collect();
+    for &rate in &rates {
+        out.push(Entry {
+            name: format!("prox-r{rate}"),
+            role: Role::Ours,
+            rate,
+            cfg: compress("prox", rate, 0.5),
+        });
+        out.push(Entry {
+            name: format!("admm-r{rate}"),
+            role: Role::Admm,
+            rate,
+            cfg: compress(ADMM, rate, 0.0),
+        });
+        out.push(Entry {
+            name: format!("magnitude-r{rate}"),
+            role: Role::Magnitude,
+            rate,
+            cfg: compress("magnitude", rate, 0.0),
+        });
+    }
+    // The ablations at the rate nearest 16x (the quick pipeline's), on a log scale.
+    let r = rates
+        .iter()
+        .copied()
+        .min_by(|a, b| (a / 16.0).ln().abs().total_cmp(&(b / 16.0).ln().abs()))
+        .unwrap_or(16.0);
+    out.push(Entry {
+        name: format!("prox-alpha0-r{r}"),
+        role: Role::NoDistill,
+        rate: r,
+        cfg: compress("prox", r, 0.0),
+    });
+    let mut no_adv = compress("prox", r, 0.5);
+    no_adv.adv = AdvTraining::None;
+    out.push(Entry {
+        name: format!("prox-advnone-r{r}"),
+        role: Role::NoAdv,
+        rate: r,
+        cfg: no_adv,
+    });
+    for (&w, &rate) in p.smaller.iter().zip(&rates) {
+        let mut cfg = TrainConfig::teacher_recipe(p.dataset, Arch::LenetAdv(w), TEACHER_EPOCHS, 1);
+        cfg.method = Some(Method::Dense);
+        out.push(Entry {
+            name: format!("dense-w{w}"),
+            role: Role::DenseSmall,
+            rate,
+            cfg,
+        });
+    }
+    out
+}
+
+/// Where a run stands: `done`, `resume` (a checkpoint), `new`, or an error if its
+/// folder holds a run with other settings.
+fn status(e: &Entry, dir: &Path) -> Result<&'static str, String> {
+    let run = dir.join(&e.name);
+    if run.join("config.txt").exists() {
+        let mut have = TrainConfig::default();
+        have.apply_file(&run.join("config.txt"))?;
+        if have != e.cfg {
+            return Err(format!(
+                "{}: config.txt differs from the preset's settings for {}; move the folder away to rerun it",
+                run.display(),
+                e.name
+            ));
+        }
+    }
+    Ok(if run.join("summary.txt").exists() {
+        "done"
+    } else if run.join("checkpoint.safetensors").exists() {
+        "resume"
+    } else {
+        "new"
+    })
+}
+
+/// Runs (or resumes) one entry as a child `train` process.
+fn run_entry(e: &Entry, dir: &Path, forward: &[String], configs: &Path) -> Result<(), String> {
+    if status(e, dir)? == "done" {
+        return Ok(());
+    }
+    let run = dir.join(&e.name);
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("train");
+    if run.join("checkpoint.safetensors").exists() {
+        cmd.arg("--resume").arg(&run);
+    } else {
+        let conf = configs.join(format!("{}.txt", e.name));
+        write_atomic(&conf, e.cfg.to_text().as_bytes())?;
+        cmd.arg("--config").arg(&conf).arg("--out").arg(&run);
+    }
+    cmd.args(forward);
+    let status = cmd
+        .status()
+        .map_err(|err| format!("{}: cannot start the training: {err}", e.name))?;
+    if !status.success() {
+        return Err(format!("{}: the run failed ({status})", e.name));
+    }
+    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode, String> {
+    let cli = Cli::parse(
+        args,
+        &["preset", "out", "teacher", "only", "threads", "data"],
+        &["plan"],
+    )?;
+    let name = cli.get("preset").unwrap_or("table2-w4");
+    let preset = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        format!(
+            "--preset: unknown preset {name:?} (known: {})",
+            names.join(", ")
+        )
+    })?;
+    let dir = cli
+        .get("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("runs").join(format!("sweep-{name}")));
+    let given_teacher = cli.get("teacher").map(PathBuf::from);
+    let teacher = given_teacher
+        .clone()
+        .unwrap_or_else(|| dir.join("teacher").join("model.safetensors"));
+    let mut list = entries(preset, &teacher);
+    if given_teacher.is_some() {
+        list.retain(|e| e.role != Role::Teacher);
+    }
+    if let Some(only) = cli.get("only") {
+        let names: Vec<&str> = only.split(',').map(str::trim).collect();
+        for n in &names {
+            if !list.iter().any(|e| e.name == *n) {
+                let known: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+                return Err(format!(
+                    "--only: no run {n:?} in {name} (runs: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        // The teacher is needed by every compression run.
+        list.retain(|e| e.role == Role::Teacher || names.contains(&e.name.as_str()));
+    }
+    let mut forward = vec![];
+    for k in ["threads", "data"] {
+        if let Some(v) = cli.get(k) {
+            forward.extend([format!("--{k}"), v.to_string()]);
+        }
+    }
+    if cli.has("plan") {
+        for e in &list {
+            let st = status(e, &dir).unwrap_or_else(|err| {
+                eprintln!("{err}");
+                "MISMATCH"
+            });
+            println!("{:<24} {:<8} {}", e.name, st, e.role.label());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let configs = dir.join("configs");
+    std::fs::create_dir_all(&configs).map_err(|e| format!("{}: {e}", configs.display()))?;
+    let t0 = Instant::now();
+    let mut failed = vec![];
+    for (i, e) in list.iter().enumerate() {
+        println!(
+            "\n=== sweep {name} [{}/{}] {} ({}, {:.2}x) — {:.0} min so far",
+            i + 1,
+            list.len(),
+            e.name,
+            e.role.label(),
+            e.rate,
+            t0.elapsed().as_secs_f64() / 60.0
+        );
+        if let Err(err) = run_entry(e, &dir, &forward, &configs) {
+            eprintln!("sweep: {err}");
+            failed.push(err);
+            if e.role == Role::Teacher {
+                break;
+            }
+        }
+    }
+    let all = entries(preset, &teacher);
+    let results = collect(&all, &dir)?;
+    let md = results_md(preset, &dir, &results);
+    write_atomic(&dir.join("results.md"), md.as_bytes())?;
+    write_atomic(&dir.join("results.csv"), results_csv(&results).as_bytes())?;
+    write_atomic(
+        &dir.join("results.json"),
+        results_json(preset, &results).as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("results.svg"),
+        results_svg(preset, &results).as_bytes(),
+    )?;
+    print!("\n{md}");
+    println!("written: {}/results.{{md,csv,json,svg}}", dir.display());
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &failed {
+            eprintln!("failed: {f}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Each entry with its summary, if it has one.
+pub fn collect<'a>(
+    all: &'a [Entry],
+    dir: &Path,
+) -> Result<Vec<(&'a Entry, Option<Summary>)>, String> {
+    all.iter()
+        .map(|e| {
+            let path = dir.join(&e.name).join("summary.txt");
+            let s = match std::fs::read_to_string(&path) {
+                Ok(text) => Some(
+                    Summary::parse(&text).map_err(|err| format!("{}: {err}", path.display()))?,
+                ),
+                Err(_) => None,
+            };
+            Ok((e, s))
+        })
+        .collect()
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.2}", 100.0 * v)
+    }
+}
+
+fn mib(b: f64) -> String {
+    format!("{:.1}", b / (1 << 20) as f64)
+}
+
+const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,worst,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,state_rss_delta_bytes,peak_rss_bytes";
+
+fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
+    let d = &s.dense;
+    let sp = &s.sparse;
+    let f = &s.facts;
+    vec![
+        e.name.clone(),
+        format!("{:?}", e.role),
+        e.rate.to_string(),
+        format!("{:.4}", s.rate()),
+        s.nnz.to_string(),
+        s.prunable.to_string(),
+        s.params.to_string(),
+        format!("{:.4}", d.clean),
+        format!("{:.4}", d.fgsm),
+        format!("{:.4}", d.pgd),
+        format!("{:.4}", d.apgd),
+        format!("{:.4}", d.worst),
+        format!("{:.4}", sp.clean),
+        format!("{:.4}", sp.fgsm),
+        format!("{:.4}", sp.pgd),
+        format!("{:.4}", sp.apgd),
+        s.dense_bytes.to_string(),
+        s.sparse_bytes.to_string(),
+        format!("{:.2}", s.latency_us),
+        f.epochs.to_string(),
+        format!("{:.1}", f.train_seconds),
+        format!("{:.0}", f.extra_state_bytes),
+        format!("{:.0}", f.state_rss_delta),
+        format!("{:.0}", f.peak_rss),
+    ]
+}
+
+pub fn results_csv(results: &[(&Entry, Option<Summary>)]) -> String {
+    let mut s = format!("{CSV_HEADER}\n");
+    for (e, sum) in results {
+        if let Some(sum) = sum {
+            let _ = writeln!(s, "{}", csv_fields(e, sum).join(","));
+        }
+    }
+    s
+}
+
+pub fn results_json(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
+    let keys: Vec<&str> = CSV_HEADER.split(',').collect();
+    let mut rows = vec![];
+    for (e, sum) in results {
+        let Some(sum) = sum else { continue };
+        let vals = csv_fields(e, sum);
+        let mut obj: Vec<String> = keys
+            .iter()
+            .zip(&vals)
+            .map(|(k, v)| {
+                if *k == "name" || *k == "role" {
+                    format!("\"{k}\":\"{v}\"")
+                } else if v == "NaN" {
+                    // Not measured (the sparse attacks of an unpruned model).
+                    format!("\"{k}\":null")
+                } else {
+                    format!("\"{k}\":{v}")
+                }
+            })
+            .collect();
+        let sweep: Vec<String> = sum
+            .sweep
+            .iter()
+            .map(|(e, a)| format!("[{e},{a:.4}]"))
+            .collect();
+        obj.push(format!("\"eps_sweep\":[{}]", sweep.join(",")));
+        rows.push(format!("{{{}}}", obj.join(",")));
+    }
+    format!(
+        "{{\"preset\":\"{}\",\"dataset\":\"{}\",\"runs\":[\n{}\n]}}\n",
+        p.name,
+        p.dataset,
+        rows.join(",\n")
+    )
+}
+
+/// The summary of the run with `role` at `rate`.
+fn find<'a>(
+    results: &'a [(&Entry, Option<Summary>)],
+    role: Role,
+    rate: f64,
+) -> Option<&'a Summary> {
+    results
+        .iter()
+        .find(|(e, _)| e.role == role && (e.rate - rate).abs() < 1e-9)
+        .and_then(|(_, s)| s.as_ref())
+}
+
+pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)]) -> String {
+    let protocol = Protocol::for_dataset(p.dataset);
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "# Sweep {}: lenet_adv:{} on {}\n",
+        p.name, p.width, p.dataset
+    );
+    let pipe = TrainConfig::pipeline();
+    let _ = writeln!(
+        r,
+        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on clean inputs. ADMM: `{ADMM}`. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: full test set, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
+        pipe.epochs,
+        pipe.epochs - pipe.finetune,
+        pipe.finetune,
+        AdvTraining::for_dataset(p.dataset),
+        pipe.lr,
+        pipe.batch,
+        pipe.temperature,
+        protocol.eps,
+        protocol.steps,
+        protocol.step_size,
+        crate::pipeline::RESTARTS,
+        protocol.apgd_steps,
+        dir.display(),
+        p.name
+    );
+    let _ = writeln!(
+        r,
+        "## All runs (%; dense masked model, then the exported sparse model)\n"
+    );
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | extra state B (counted / RSS growth) | peak RSS MiB |", protocol.steps);
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut missing = vec![];
+    for (e, s) in results {
+        let Some(s) = s else {
+            missing.push(e.name.as_str());
+            continue;
+        };
+        let _ = writeln!(
+            r,
+            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {:.0} | {} |",
+            e.name,
+            e.role.label(),
+            s.rate(),
+            pct(s.dense.clean),
+            pct(s.dense.fgsm),
+            pct(s.dense.pgd),
+            pct(s.dense.apgd),
+            pct(s.sparse.clean),
+            pct(s.sparse.pgd),
+            pct(s.sparse.apgd),
+            s.sparse_bytes,
+            s.latency_us,
+            s.facts.train_seconds / 60.0,
+            s.facts.extra_state_bytes,
+            s.facts.state_rss_delta,
+            mib(s.facts.peak_rss)
+        );
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(r, "\nNot (yet) run or failed: {}.", missing.join(", "));
+    }
+    // The table side by side with Ye et al.'s.
+    let _ = writeln!(
+        r,
+        "\n## Natural / PGD-{} (%) beside Ye et al.'s Table 2\n",
+        protocol.steps
+    );
+    let _ = writeln!(r, "| column | rate | Ye et al. (published ADMM) | our ADMM | ours: prox + distillation | magnitude | dense small from scratch | ours - our ADMM (natural / PGD) |");
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|");
+    let np = |s: Option<&Summary>| {
+        s.map_or("-".into(), |s| {
+            format!("{} / {}", pct(s.dense.clean), pct(s.dense.pgd))
+        })
+    };
+    if let Some((_, Some(t))) = results.iter().find(|(e, _)| e.role == Role::Teacher) {
+        let publ = p.published.as_ref().map_or("-".into(), |p| {
+            format!("{:.2} / {:.2}", p.teacher.0, p.teacher.1)
+        });
+        let _ = writeln!(
+            r,
+            "| dense w{} (teacher) | 1x | {publ} | | {} | | | |",
+            p.width,
+            np(Some(t))
+        );
+    }
+    let mut verdicts = vec![];
+    for (i, &w) in p.smaller.iter().enumerate() {
+        let rate = p.rate_to(w);
+        let ours = find(results, Role::Ours, rate);
+        let admm = find(results, Role::Admm, rate);
+        let publ = p
+            .published
+            .as_ref()
+            .and_then(|p| p.columns.get(i).copied())
+            .map_or("-".into(), |(n, a)| format!("{n:.2} / {a:.2}"));
+        let diff = match (ours, admm) {
+            (Some(o), Some(a)) => {
+                let (dn, dp) = (
+                    100.0 * (o.dense.clean - a.dense.clean),
+                    100.0 * (o.dense.pgd - a.dense.pgd),
+                );
+                verdicts.push(format!(
+                    "- ->{w} ({rate}x): ours {} our ADMM on PGD-{} by {dp:+.2} points, natural {dn:+.2} points ({}).",
+                    if dp > 0.0 { "beats" } else { "DOES NOT beat" },
+                    protocol.steps,
+                    if dn >= -0.5 { "within the 0.5-point allowance" } else { "MORE than 0.5 points lower" }
+                ));
+                format!("{dn:+.2} / {dp:+.2}")
+            }
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            r,
+            "| ->{w} | {rate}x | {publ} | {} | **{}** | {} | {} | {diff} |",
+            np(admm),
+            np(ours),
+            np(find(results, Role::Magnitude, rate)),
+            np(find(results, Role::DenseSmall, rate)),
+        );
+    }
+    if !verdicts.is_empty() {
+        let _ = writeln!(r, "\n{}", verdicts.join("\n"));
+    }
+    // Memory.
+    let _ = writeln!(r, "\n## Training memory (per run, measured)\n");
+    let _ = writeln!(r, "| run | extra state counted (B) | resident-set growth when the compressor was built (B) | all training state (B) | peak RSS (MiB) |");
+    let _ = writeln!(r, "|---|---|---|---|---|");
+    for (e, s) in results {
+        if let (Some(s), Role::Ours | Role::Admm | Role::Magnitude) = (s, e.role) {
+            let f = &s.facts;
+            let _ = writeln!(
+                r,
+                "| {} | {:.0} | {:.0} | {:.0} | {} |",
+                e.name,
+                f.extra_state_bytes,
+                f.state_rss_delta,
+                f.state_total_bytes,
+                mib(f.peak_rss)
+            );
+        }
+    }
+    // Ablations.
+    let _ = writeln!(r, "\n## Ablations of ours\n");
+    let _ = writeln!(r, "| run | natural | PGD-{} | APGD-CE |", protocol.steps);
+    let _ = writeln!(r, "|---|---|---|---|");
+    for (e, s) in results {
+        if let (Some(s), Role::Ours | Role::NoDistill | Role::NoAdv) = (s, e.role) {
+            let _ = writeln!(
+                r,
+                "| {} ({}) | {} | {} | {} |",
+                e.name,
+                e.role.label(),
+                pct(s.dense.clean),
+                pct(s.dense.pgd),
+                pct(s.dense.apgd)
+            );
+        }
+    }
+    // Eps sweeps.
+    let _ = writeln!(
+        r,
+        "\n## Eps sweep (PGD-{}, first {} test images; gradient-masking check)\n",
+        protocol.steps,
+        crate::pipeline::SWEEP_IMAGES
+    );
+    if let Some((_, Some(s0))) = results.iter().find(|(_, s)| s.is_some()) {
+        let _ = writeln!(
+            r,
+            "| run | {} |",
+            s0.sweep
+                .iter()
+                .map(|(e, _)| format!("eps {e:.3}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(r, "|---|{}", "---|".repeat(s0.sweep.len()));
+    }
+    for (e, s) in results {
+        if let Some(s) = s {
+            let _ = writeln!(
+                r,
+                "| {} | {} |",
+                e.name,
+                s.sweep
+                    .iter()
+                    .map(|(_, a)| pct(*a))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+    }
+    r
+}
+
+/// Which accuracy a panel shows.
+type Pick = fn(&Summary) -> f64;
+
+/// Two panels (PGD accuracy, natural accuracy) against compression rate (log axis), one
+/// line per method, the teacher and the dense small nets as separate markers.
+pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
+    const SERIES: [(Role, &str); 6] = [
+        (Role::Ours, "#d62728"),
+        (Role::Admm, "#1f77b4"),
+        (Role::Magnitude, "#2ca02c"),
+        (Role::DenseSmall, "#9467bd"),
+        (Role::NoDistill, "#ff7f0e"),
+        (Role::NoAdv, "#8c564b"),
+    ];
+    let pts = |role: Role, pick: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = results
+            .iter()
+            .filter(|(e, _)| {
+                e.role == role
+                    || (e.role == Role::Teacher
+                        && role != Role::DenseSmall
+                        && role != Role::NoAdv
+                        && role != Role::NoDistill)
+            })
+            .filter_map(|(e, s)| {
+                s.as_ref().map(|s| {
+                    (
+                        if e.role == Role::DenseSmall {
+                            e.rate
+                        } else {
+                            s.rate()
+                        },
+                        100.0 * pick(s),
+                    )
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let panels: [(&str, Pick); 2] = [
+        ("PGD-40 accuracy (%)", |s| s.dense.pgd),
+        ("natural accuracy (%)", |s| s.dense.clean),
+    ];
+    let (pw, ph, left, top, gap) = (380.0, 300.0, 60.0, 50.0, 70.0);
+    let (w, h) = (left + 2.0 * pw + gap + 30.0, top + ph + 130.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let title = format!(
+        "{}: lenet_adv:{} on {}, accuracy against compression rate",
+        p.name, p.width, p.dataset
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
+        w / 2.0,
+        xml_escape(&title)
+    );
+    let max_rate = results.iter().map(|(e, _)| e.rate).fold(2.0, f64::max);
+    let x_hi = max_rate.log2().ceil().max(1.0);
+    for (k, (name, pick)) in panels.iter().enumerate() {
+        let x0 = left + k as f64 * (pw + gap);
+        let all: Vec<f64> = SERIES
+            .iter()
+            .flat_map(|(role, _)| pts(*role, *pick))
+            .map(|q| q.1)
+            .collect();
+        let lo = all.iter().copied().fold(100.0, f64::min);
+        let step = nice_step((100.0 - lo).max(1.0), 5.0);
+        let y_lo = ((lo / step).floor() * step).max(0.0);
+        let px = |rate: f64| x0 + pw * rate.max(1.0).log2() / x_hi;
+        let py = |acc: f64| top + ph * (1.0 - (acc - y_lo) / (100.0 - y_lo).max(1e-9));
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
+        );
+        let mut y = y_lo;
+        while y <= 100.0 + 1e-9 {
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x0}" x2="{x1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{y}</text>"##,
+                x1 = x0 + pw,
+                yy = py(y),
+                tx = x0 - 5.0,
+                ty = py(y) + 4.0
+            );
+            y += step;
+        }
+        for i in 0..=(x_hi as u32) {
+            let r = 2f64.powi(i as i32);
+            let _ = writeln!(
+                s,
+                r##"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="#ddd"/><text x="{0:.1}" y="{2}" text-anchor="middle">{r}x</text>"##,
+                px(r),
+                top + ph,
+                top + ph + 16.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+            x0 + pw / 2.0,
+            top - 8.0,
+            xml_escape(name)
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">compression rate (prunable weights / non-zero; log scale)</text>"#,
+            x0 + pw / 2.0,
+            top + ph + 34.0
+        );
+        for (role, color) in SERIES {
+            let v = pts(role, *pick);
+            if v.is_empty() {
+                continue;
+            }
+            let line: Vec<String> = v
+                .iter()
+                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+                .collect();
+            if role != Role::DenseSmall {
+                let _ = writeln!(
+                    s,
+                    r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+                    line.join(" ")
+                );
+            }
+            for &(x, y) in &v {
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#,
+                    px(x),
+                    py(y)
+                );
+            }
+        }
+    }
+    for (i, (role, color)) in SERIES.iter().enumerate() {
+        let (lx, ly) = (
+            left + (i % 3) as f64 * 260.0,
+            top + ph + 62.0 + (i / 3) as f64 * 20.0,
+        );
+        let _ = writeln!(
+            s,
+            r#"<rect x="{lx}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+            ly - 4.0,
+            lx + 20.0,
+            ly,
+            xml_escape(role.label())
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{left}" y="{}" font-size="11">Lines start at the dense teacher (1x). Dense small nets sit at the rate of their parameter count.</text>"#,
+        h - 8.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preset_rates_are_the_parameter_ratios_of_table_2() {
+        let w4 = &PRESETS[0];
+        assert_eq!(w4.rate_to(1), 15.31);
+        assert_eq!(w4.rate_to(2), 3.94);
+        let w8 = &PRESETS[1];
+        assert_eq!(w8.rate_to(1), 60.8);
+        assert_eq!(w8.rate_to(4), 3.97);
+        let names: Vec<String> = entries(w4, Path::new("t.safetensors"))
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "teacher",
+                "prox-r15.31",
+                "admm-r15.31",
+                "magnitude-r15.31",
+                "prox-r3.94",
+                "admm-r3.94",
+                "magnitude-r3.94",
+                "prox-alpha0-r15.31",
+                "prox-advnone-r15.31",
+                "dense-w1",
+                "dense-w2"
+            ]
+        );
+    }
+
+    /// Every run's settings survive config.txt (resume compares them).
+    #[test]
+    fn entry_configs_round_trip_through_text() {
+        for p in &PRESETS {
+            for e in entries(p, Path::new("/x/teacher/model.safetensors")) {
+                let mut back = TrainConfig::default();
+                for line in e.cfg.to_text().lines().filter(|l| !l.starts_with('#')) {
+                    let (k, v) = line.split_once('=').unwrap();
+                    back.set(k.trim(), v.trim()).unwrap();
+                }
+                assert_eq!(back, e.cfg, "{} {}", p.name, e.name);
+            }
+        }
+    }
+
+    #[test]
+    fn summaries_round_trip_and_tables_render() {
+        let e = &entries(&PRESETS[0], Path::new("t"))[1];
+        let mut s = Summary {
+            prunable: 1000,
+            nnz: 65,
+            params: 1100,
+            sweep: vec![(0.0, 0.99), (0.3, 0.9)],
+            ..Summary::default()
+        };
+        s.dense.clean = 0.98;
+        s.dense.pgd = 0.9;
+        let back = Summary::parse(&s.to_text()).unwrap();
+        assert_eq!(back.to_text(), s.to_text());
+        let results = vec![(e, Some(back))];
+        let md = results_md(&PRESETS[0], Path::new("d"), &results);
+        assert!(
+            md.contains("| prox-r15.31 |") && md.contains("15.38x"),
+            "{md}"
+        );
+        let svg = results_svg(&PRESETS[0], &results);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(Summary::parse("nonsense = 1").is_err());
+    }
+}
