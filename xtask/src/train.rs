@@ -1,11 +1,14 @@
-//! `cargo xtask train`: natural training with progress, metrics, atomic checkpoints and
-//! resume (adversarial training and compression plug into this loop in later issues).
+//! `cargo xtask train`: the training loop (natural, adversarial, and compressing with
+//! any method of `rcc_compress`) with progress, metrics, atomic checkpoints and resume;
+//! with no flags, the whole framework of issue 6 (see [`TrainConfig::pipeline`] and
+//! [`crate::pipeline`]).
 //!
 //! A run is described by one `key = value` file (`--config FILE`, flags override it),
 //! which is written, resolved, into the run folder as `config.txt`. The run folder then
 //! holds `model.safetensors` (the final model, with the arch and training facts in its
 //! metadata), `metrics.jsonl` (one line per epoch) and `checkpoint.safetensors` (written
-//! atomically at each epoch end). `--resume DIR` continues a killed run from its last
+//! atomically at each epoch end), and after the evaluation `model.sparse.safetensors`,
+//! `report.md` and `summary.txt`. `--resume DIR` continues a killed run from its last
 //! checkpoint; with the same seed and thread count the finished model is bit-identical
 //! to an uninterrupted run, because every random stream is derived from (seed, epoch).
 
@@ -196,7 +199,8 @@ impl std::fmt::Display for AdvTraining {
 }
 
 impl Default for TrainConfig {
-    /// What `cargo xtask train` with no flags runs: lenet_adv:4 on MNIST, a few minutes.
+    /// Plain training (`--method none`): lenet_adv:4 on MNIST, natural, SGD 0.05 cosine,
+    /// 5 epochs; also the base that config files and tests start from.
     fn default() -> Self {
         TrainConfig {
             dataset: DatasetKind::Mnist,
@@ -1006,11 +1010,11 @@ fn save_model(cfg: &TrainConfig, r: &RunResult, path: &Path) -> Result<(), Strin
     r.model.save(path, &meta).map_err(|e| e.to_string())
 }
 
-/// The run's config from the command line: [`TrainConfig::pipeline`], then the config
-/// file, then the flags (`--dataset` first, since it sets the attack's default eps).
+/// The run's config from the command line: [`TrainConfig::pipeline`] (or, with `method =
+/// none`, the plain-training [`TrainConfig::default`]), then the config file, then the
+/// flags (`--dataset` first, since it sets the attack's default eps).
 /// Only our method distils by default: for the baselines `alpha` is 0 unless given.
 fn config_from_cli(cli: &Cli) -> Result<TrainConfig, String> {
-    let mut cfg = TrainConfig::pipeline();
     let mut given: Vec<(String, String)> = vec![];
     if let Some(file) = cli.get("config") {
         let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
@@ -1032,10 +1036,23 @@ fn config_from_cli(cli: &Cli) -> Result<TrainConfig, String> {
         }
     }
     let has = |key: &str| given.iter().any(|(k, _)| k == key);
+    // `--method none` is plain training, from the plain defaults (natural, SGD).
+    let plain = given
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "method")
+        .is_some_and(|(_, v)| v == "none");
+    let mut cfg = if plain {
+        TrainConfig::default()
+    } else {
+        TrainConfig::pipeline()
+    };
     // The dataset first: it sets the default training attack.
     if let Some((_, v)) = given.iter().rev().find(|(k, _)| k == "dataset") {
         cfg.set("dataset", v)?;
-        cfg.adv = AdvTraining::for_dataset(cfg.dataset);
+        if !plain {
+            cfg.adv = AdvTraining::for_dataset(cfg.dataset);
+        }
     }
     for (k, v) in given.iter().filter(|(k, _)| k != "dataset") {
         cfg.set(k, v)?;
@@ -1306,6 +1323,37 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_starts_from_the_pipeline_or_plain_training() {
+        let cfg = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            let mut valued: Vec<&str> = KEYS.to_vec();
+            valued.extend(["config", "out"]);
+            config_from_cli(&Cli::parse(&args, &valued, &[]).unwrap()).unwrap()
+        };
+        assert_eq!(cfg(&[]), TrainConfig::pipeline());
+        assert_eq!(
+            cfg(&["--method", "none"]),
+            TrainConfig {
+                method: None,
+                ..TrainConfig::default()
+            }
+        );
+        let admm = cfg(&["--method", "admm", "--rate", "4"]);
+        assert_eq!((admm.alpha, admm.rate), (0.0, 4.0));
+        assert_eq!(cfg(&["--method", "admm", "--alpha", "0.3"]).alpha, 0.3);
+        // The dataset sets the attack's eps, whatever the flags' order; --adv overrides.
+        let f = cfg(&["--adv-warmup", "1", "--dataset", "fashion-mnist"]);
+        assert_eq!(f.adv, AdvTraining::for_dataset(DatasetKind::FashionMnist));
+        assert_eq!(f.adv.eps(), 0.1);
+        let g = cfg(&["--adv", "none", "--dataset", "fashion-mnist"]);
+        assert_eq!(g.adv, AdvTraining::None);
+        assert_eq!(
+            cfg(&["--rate", "8"]).default_run_name(),
+            "mnist-lenet_adv4-prox-r8-s1"
+        );
+    }
+
+    #[test]
     fn adversarial_settings_parse_and_round_trip() {
         assert_eq!(
             AdvTraining::parse("pgd:0.3:10:0.075").unwrap(),
@@ -1434,7 +1482,8 @@ mod tests {
                 ..base.clone()
             };
             cfg.set("method", method).unwrap();
-            let r = run_training(&cfg, &data, &temp_run(method), false, None, true).unwrap();
+            let dir = temp_run(method);
+            let r = run_training(&cfg, &data, &dir, false, None, true).unwrap();
             let p = rcc_compress::Prunable::of(&r.model.net);
             let want = (p.total() as f64 / 16.0).round() as usize;
             assert_eq!(p.nnz(&r.model.params), want, "{method}");
@@ -1444,6 +1493,26 @@ mod tests {
                 100.0 * r.test_acc
             );
             assert!(r.test_acc >= 0.9, "{method}: {}", r.test_acc);
+            if method == "prox" {
+                // The pipeline's end on 300 test images: export, attacks on the dense and
+                // the sparse model, report.
+                save_model(&cfg, &r, &dir.join("model.safetensors")).unwrap();
+                let test = data.test.subset(&(0..300).collect::<Vec<_>>());
+                let s = crate::pipeline::finish_run(&cfg, &dir, &test).unwrap();
+                assert_eq!(s.nnz, want);
+                assert!(s.gap_pts() <= 100.0 / 300.0 + 1e-9, "{}", s.gap_pts());
+                assert!(s.dense.pgd < s.dense.clean && s.dense.clean > 0.9);
+                let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+                assert!(
+                    report.contains("Per layer") && report.contains("agree"),
+                    "{report}"
+                );
+                let back = crate::pipeline::Summary::parse(
+                    &std::fs::read_to_string(dir.join("summary.txt")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(back.nnz, want);
+            }
         }
     }
 }
