@@ -10,6 +10,7 @@ mod cli;
 mod eval;
 mod export;
 mod fetch_data;
+mod heap;
 mod pipeline;
 mod sweep;
 mod train;
@@ -39,7 +40,7 @@ commands:
         [--nesterov true|false] [--weight-decay WD]
         [--schedule constant|step:EVERY:GAMMA|cosine[:MIN]] [--seed S] [--val N]
         [--augment true|false] [--robust-every N] [--robust-limit N] [--threads T]
-        [--out DIR] [--data DIR] | --resume DIR
+        [--out DIR] [--data DIR] [--no-report] | --resume DIR
                                       with no flags, the whole framework on MNIST: a robust
                                       lenet_adv:4 teacher (trained once, then cached in
                                       runs/teachers/), compressed 16x by the proximal method
@@ -47,7 +48,8 @@ commands:
                                       evaluated (FGSM, PGD-40 x2 restarts, APGD-CE; dense
                                       masked and exported sparse), exported, and reported in
                                       DIR/report.md; flags or a key = value config file
-                                      change any setting (--method none: plain training)
+                                      change any setting (--method none: plain training;
+                                      --no-report: stop after training)
   sweep [--preset table2-w4|table2-w8|fashion-w4] [--out DIR] [--teacher FILE]
         [--only NAME,...] [--threads T] [--data DIR] [--plan]
                                       one row of method.md's Table 2: a teacher, then every
@@ -68,6 +70,10 @@ commands:
                                       back, check its logits against the dense model (1e-4)
                                       and print per-layer nnz, kernels and memory
 ";
+
+/// Counts heap bytes, for the training-memory figures of compression runs (heap.rs).
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -175,9 +175,10 @@ pub struct TrainingFacts {
     pub train_seconds: f64,
     pub peak_rss: f64,
     /// The compressor's extra state: the largest over epochs of ADMM's Z and U plus the
-    /// masks, as counted by the trainer, and as measured (resident-set growth).
+    /// masks as the trainer counts them, and the most heap the compressor held, scratch
+    /// included, as the counting allocator measured it.
     pub extra_state_bytes: f64,
-    pub state_rss_delta: f64,
+    pub heap_peak: f64,
     pub state_total_bytes: f64,
     pub pgd_1000: f64,
 }
@@ -196,7 +197,7 @@ pub fn training_facts(run: &Path) -> Result<TrainingFacts, String> {
         f.peak_rss = f.peak_rss.max(num("peak_rss_bytes"));
         let extra = num("admm") + num("masks");
         f.extra_state_bytes = f.extra_state_bytes.max(extra);
-        f.state_rss_delta = f.state_rss_delta.max(num("state_rss_delta_bytes"));
+        f.heap_peak = f.heap_peak.max(num("compressor_heap_peak_bytes"));
         f.state_total_bytes = f.state_total_bytes.max(num("total"));
         if let Some(p) = json_number(line, "test_pgd40_acc") {
             f.pgd_1000 = p;
@@ -269,7 +270,7 @@ impl Summary {
             ("train_seconds", self.facts.train_seconds),
             ("peak_rss", self.facts.peak_rss),
             ("extra_state_bytes", self.facts.extra_state_bytes),
-            ("state_rss_delta", self.facts.state_rss_delta),
+            ("heap_peak", self.facts.heap_peak),
             ("state_total_bytes", self.facts.state_total_bytes),
             ("pgd_1000", self.facts.pgd_1000),
             ("eval_seconds", self.eval_seconds),
@@ -330,7 +331,9 @@ impl Summary {
                     "train_seconds" => s.facts.train_seconds = x,
                     "peak_rss" => s.facts.peak_rss = x,
                     "extra_state_bytes" => s.facts.extra_state_bytes = x,
-                    "state_rss_delta" => s.facts.state_rss_delta = x,
+                    "heap_peak" => s.facts.heap_peak = x,
+                    // Written by an earlier version (resident-set growth): not comparable.
+                    "state_rss_delta" => {}
                     "state_total_bytes" => s.facts.state_total_bytes = x,
                     "pgd_1000" => s.facts.pgd_1000 = x,
                     "eval_seconds" => s.eval_seconds = x,
@@ -459,7 +462,7 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     let agree = s.gap_pts() <= AGREEMENT_PTS;
     let _ = writeln!(
         r,
-        "\nDense and sparse {} within {AGREEMENT_PTS} points (the sparse model is attacked only if pruned) (largest gap {:.2}). Robust accuracy counts an image only if it is classified right clean and attacked; PGD starts at a random point (step {}), seed {EVAL_SEED}.\n",
+        "\nDense and sparse {} within {AGREEMENT_PTS} points (largest gap {:.2}; the sparse model is attacked only if it is pruned). Robust accuracy counts an image only if it is classified right clean and attacked; PGD starts at a random point (step {}), seed {EVAL_SEED}.\n",
         if agree { "agree" } else { "DO NOT agree" },
         s.gap_pts(),
         protocol.step_size
@@ -530,10 +533,10 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     );
     let _ = writeln!(
         r,
-        "- memory: training state {} bytes at most (parameters, gradients, optimiser moments, masks, ADMM Z and U, teacher); the compressor's extra state {} bytes as counted, {} bytes of resident-set growth when it was created; peak resident set {:.1} MiB.",
+        "- memory: training state {} bytes at most (parameters, gradients, optimiser moments, masks, ADMM Z and U, teacher); the compressor's extra state {} bytes as counted, {} bytes at most on the heap as measured by the counting allocator (scratch included); peak resident set {:.1} MiB.",
         f.state_total_bytes,
         f.extra_state_bytes,
-        f.state_rss_delta,
+        f.heap_peak,
         f.peak_rss / (1 << 20) as f64
     );
     let _ = writeln!(r, "\n## Settings\n\n```\n{}```", cfg.to_text());

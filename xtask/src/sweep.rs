@@ -393,7 +393,7 @@ fn mib(b: f64) -> String {
     format!("{:.1}", b / (1 << 20) as f64)
 }
 
-const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,worst,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,state_rss_delta_bytes,peak_rss_bytes";
+const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,worst,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
 
 fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
     let d = &s.dense;
@@ -422,7 +422,7 @@ fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
         f.epochs.to_string(),
         format!("{:.1}", f.train_seconds),
         format!("{:.0}", f.extra_state_bytes),
-        format!("{:.0}", f.state_rss_delta),
+        format!("{:.0}", f.heap_peak),
         format!("{:.0}", f.peak_rss),
     ]
 }
@@ -516,7 +516,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "## All runs (%; dense masked model, then the exported sparse model)\n"
     );
-    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | extra state B (counted / RSS growth) | peak RSS MiB |", protocol.steps);
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps);
     let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut missing = vec![];
     for (e, s) in results {
@@ -541,7 +541,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             s.latency_us,
             s.facts.train_seconds / 60.0,
             s.facts.extra_state_bytes,
-            s.facts.state_rss_delta,
+            s.facts.heap_peak,
             mib(s.facts.peak_rss)
         );
     }
@@ -612,7 +612,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
     }
     // Memory.
     let _ = writeln!(r, "\n## Training memory (per run, measured)\n");
-    let _ = writeln!(r, "| run | extra state counted (B) | resident-set growth when the compressor was built (B) | all training state (B) | peak RSS (MiB) |");
+    let _ = writeln!(r, "| run | compressor state counted (B) | compressor heap at most, measured (B) | all training state (B) | peak RSS (MiB) |");
     let _ = writeln!(r, "|---|---|---|---|---|");
     for (e, s) in results {
         if let (Some(s), Role::Ours | Role::Admm | Role::Magnitude) = (s, e.role) {
@@ -622,7 +622,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
                 "| {} | {:.0} | {:.0} | {:.0} | {} |",
                 e.name,
                 f.extra_state_bytes,
-                f.state_rss_delta,
+                f.heap_peak,
                 f.state_total_bytes,
                 mib(f.peak_rss)
             );

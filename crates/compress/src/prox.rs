@@ -41,20 +41,38 @@ struct Cut {
 }
 
 impl Cut {
-    /// The cut keeping `k` of the magnitudes `mags` (1 <= k < mags.len()), O(n) on
-    /// average: quickselect, no sort. Magnitudes compare with `total_cmp`, so a NaN
-    /// (whose `abs` is a positive NaN) counts as the largest.
-    fn keeping(mut mags: Vec<f32>, k: usize) -> Cut {
-        debug_assert!(k >= 1 && k < mags.len());
-        let (above, &mut threshold, _) = mags.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
-        // Everything before the k-th is >= it; those strictly above are kept outright.
-        let strictly_above = above
-            .iter()
-            .filter(|m| m.total_cmp(&threshold) == Ordering::Greater)
-            .count();
+    /// The cut keeping `k` of the magnitudes that `mags()` yields (1 <= k < their
+    /// count), with no allocation: the prox runs after every optimiser step, and a copy of
+    /// |v| would be as large as the biggest layer (method.md section 2 asks for the
+    /// proximal method's memory to be measured against ADMM's). A radix select on the
+    /// bit patterns: for non-negative floats (and `abs` of a NaN, a positive NaN) the bits
+    /// read as u32 order exactly like `total_cmp`, so four passes of a 256-bin histogram,
+    /// one per byte from the top, find the k-th largest magnitude. A NaN counts as the
+    /// largest.
+    fn keeping<I: Iterator<Item = f32>>(mags: impl Fn() -> I, k: usize) -> Cut {
+        debug_assert!(k >= 1);
+        let (mut prefix, mut fixed, mut need) = (0u32, 0u32, k);
+        for shift in [24u32, 16, 8, 0] {
+            let mut hist = [0usize; 256];
+            for m in mags() {
+                let key = m.abs().to_bits();
+                if key & fixed == prefix {
+                    hist[((key >> shift) & 0xFF) as usize] += 1;
+                }
+            }
+            // The byte of the k-th largest key: walk the bins from the top.
+            let mut byte = 255;
+            while hist[byte] < need && byte > 0 {
+                need -= hist[byte];
+                byte -= 1;
+            }
+            prefix |= (byte as u32) << shift;
+            fixed |= 0xFF << shift;
+        }
+        // `need` values equal to the k-th largest complete the k.
         Cut {
-            threshold,
-            ties: k - strictly_above,
+            threshold: f32::from_bits(prefix),
+            ties: need,
         }
     }
 
@@ -89,7 +107,7 @@ impl Cut {
 ///
 /// Afterwards exactly min(k, nnz(v)) values are non-zero, even with tied magnitudes
 /// (the lower index wins a tie). Survivors keep their value and sign. Applying it
-/// twice is the same as once. O(n) on average (one quickselect on a copy of |v|).
+/// twice is the same as once. O(n), five passes over v and no allocation.
 pub fn keep_top_k(v: &mut [f32], k: usize) {
     if k >= v.len() {
         return;
@@ -98,7 +116,7 @@ pub fn keep_top_k(v: &mut [f32], k: usize) {
         v.fill(0.0);
         return;
     }
-    let mut cut = Cut::keeping(v.iter().map(|x| x.abs()).collect(), k);
+    let mut cut = Cut::keeping(|| v.iter().copied(), k);
     cut.apply(v.iter_mut());
 }
 
@@ -108,10 +126,11 @@ fn global_cut(params: &[f32], groups: &[Group], k: usize) -> Option<Cut> {
     if k == 0 || k >= total {
         return None;
     }
-    let mags = groups
-        .iter()
-        .flat_map(|g| params[g.range.clone()].iter().map(|x| x.abs()))
-        .collect();
+    let mags = || {
+        groups
+            .iter()
+            .flat_map(|g| params[g.range.clone()].iter().copied())
+    };
     Some(Cut::keeping(mags, k))
 }
 

@@ -83,6 +83,32 @@ proptest! {
         prop_assert_eq!(twice, out);
     }
 
+    /// Against the naive reference: sort positions by |v| descending, then by index, and
+    /// keep the first k. Magnitudes span the whole f32 range (subnormals to huge, ties,
+    /// infinities), so every byte of the radix select decides somewhere.
+    #[test]
+    fn keep_top_k_matches_the_sorting_reference(
+        v in prop::collection::vec(prop_oneof![
+            any::<f32>().prop_filter("not NaN", |x| !x.is_nan()),
+            (-3i32..=3).prop_map(|i| i as f32),
+            Just(f32::MIN_POSITIVE / 8.0),
+        ], 0..120),
+        k in 0usize..130,
+    ) {
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        order.sort_by(|&a, &b| v[b].abs().total_cmp(&v[a].abs()).then(a.cmp(&b)));
+        let mut want = vec![0.0f32; v.len()];
+        for &i in order.iter().take(k) {
+            want[i] = v[i];
+        }
+        let mut got = v.clone();
+        keep_top_k(&mut got, k);
+        let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        // -0.0 and 0.0 both count as dropped; compare zeros as zeros.
+        let norm = |x: Vec<f32>| x.into_iter().map(|f| if f == 0.0 { 0.0 } else { f }).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&norm(got)), bits(&norm(want)));
+    }
+
     #[test]
     fn keep_top_k_global_keeps_exactly_k_overall(
         lens in prop::collection::vec(1usize..40, 1..5),
