@@ -345,7 +345,8 @@ impl Summary {
     }
 }
 
-fn pct(v: f64) -> String {
+/// A fraction as a percentage with two decimals; "-" if it was not measured (NaN).
+pub fn pct(v: f64) -> String {
     if v.is_nan() {
         "-".into()
     } else {
@@ -531,7 +532,18 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
         f.train_seconds / 60.0,
         s.eval_seconds
     );
-    let _ = writeln!(
+    if f.state_total_bytes == 0.0 {
+        let _ = writeln!(
+            r,
+            "- memory: no compressor (plain training); peak resident set {}.",
+            if f.peak_rss > 0.0 {
+                format!("{:.1} MiB", f.peak_rss / (1 << 20) as f64)
+            } else {
+                "not recorded".into()
+            }
+        );
+    } else {
+        let _ = writeln!(
         r,
         "- memory: training state {} bytes at most (parameters, gradients, optimiser moments, masks, ADMM Z and U, teacher); the compressor's extra state {} bytes as counted, {} bytes at most on the heap as measured by the counting allocator (scratch included); peak resident set {:.1} MiB.",
         f.state_total_bytes,
@@ -539,6 +551,7 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
         f.heap_peak,
         f.peak_rss / (1 << 20) as f64
     );
+    }
     let _ = writeln!(r, "\n## Settings\n\n```\n{}```", cfg.to_text());
     r
 }

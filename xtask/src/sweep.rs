@@ -23,7 +23,7 @@
 
 use crate::cli::{workspace_root, write_atomic, Cli};
 use crate::eval::{nice_step, xml_escape, Protocol};
-use crate::pipeline::Summary;
+use crate::pipeline::{pct, Summary};
 use crate::train::{AdvTraining, TrainConfig};
 use rcc_compress::Method;
 use rcc_data::DatasetKind;
@@ -381,11 +381,12 @@ pub fn collect<'a>(
         .collect()
 }
 
-fn pct(v: f64) -> String {
-    if v.is_nan() {
-        "-".into()
+/// Measured bytes, or "-" for runs trained before the counting allocator was there.
+fn bytes_or_dash(b: f64) -> String {
+    if b > 0.0 {
+        format!("{b:.0}")
     } else {
-        format!("{:.2}", 100.0 * v)
+        "-".into()
     }
 }
 
@@ -526,7 +527,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         };
         let _ = writeln!(
             r,
-            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {:.0} | {} |",
+            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {} | {} |",
             e.name,
             e.role.label(),
             s.rate(),
@@ -541,7 +542,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             s.latency_us,
             s.facts.train_seconds / 60.0,
             s.facts.extra_state_bytes,
-            s.facts.heap_peak,
+            bytes_or_dash(s.facts.heap_peak),
             mib(s.facts.peak_rss)
         );
     }
@@ -619,10 +620,10 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             let f = &s.facts;
             let _ = writeln!(
                 r,
-                "| {} | {:.0} | {:.0} | {:.0} | {} |",
+                "| {} | {:.0} | {} | {:.0} | {} |",
                 e.name,
                 f.extra_state_bytes,
-                f.heap_peak,
+                bytes_or_dash(f.heap_peak),
                 f.state_total_bytes,
                 mib(f.peak_rss)
             );

@@ -908,6 +908,10 @@ pub fn run_training(
             );
         }
         line.push_str(&compress_json);
+        if compressor.is_none() {
+            let rss = rcc_compress::peak_rss_bytes().unwrap_or(0);
+            let _ = write!(line, ",\"peak_rss_bytes\":{rss}");
+        }
         let _ = write!(
             line,
             ",\"seconds\":{train_secs:.3},\"samples_per_s\":{:.1}}}",
