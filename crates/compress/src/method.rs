@@ -14,7 +14,9 @@
 //! it to its final count along Zhu & Gupta's cubic schedule over the first `ramp` of the
 //! main phase, then stays there (a one-shot projection to 16x wrecks a robust net's
 //! accuracy before training can adapt). l1 and group-l2 shrink every step with
-//! `c = lr * lambda` and are projected to the exact budget when the main phase ends.
+//! `c = lr * lambda_l`, lambda rising linearly over the same ramp (global, or per layer
+//! scaled by 1/sqrt(fan_in): [`LambdaScale`]), and are projected to the exact budget when
+//! the main phase ends.
 
 use crate::admm::Admm;
 use crate::budget::Budget;
@@ -30,11 +32,33 @@ use std::fmt;
 pub enum Regularizer {
     /// Budget `||W_l||_0 <= k_l`: keep-top-k prox on a gradual schedule.
     L0,
-    /// `lambda ||W_l||_1`: soft-thresholding by `lr * lambda`.
-    L1 { lambda: f32 },
-    /// `lambda sum_filters ||W_f||_2`: group soft-thresholding of conv filters and
-    /// linear rows by `lr * lambda`.
-    GroupL2 { lambda: f32 },
+    /// `lambda_l ||W_l||_1`: soft-thresholding by `lr * lambda_l`.
+    L1 { lambda: f32, scale: LambdaScale },
+    /// `lambda_l sum_filters ||W_f||_2`: group soft-thresholding of conv filters and
+    /// linear rows by `lr * lambda_l`.
+    GroupL2 { lambda: f32, scale: LambdaScale },
+}
+
+/// How `lambda` becomes each layer's `lambda_l` (method.md section 1: "lambda per layer
+/// or global").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LambdaScale {
+    /// The same lambda for every layer.
+    Global,
+    /// `lambda_l = lambda / sqrt(fan_in_l)`: the threshold follows each layer's weight
+    /// scale (PyTorch's init draws |w| < 1/sqrt(fan_in)), so a wide layer and a narrow
+    /// one are pruned at comparable relative pressure. A function of the shapes only, so
+    /// a resumed run thresholds exactly as an uninterrupted one.
+    PerLayer,
+}
+
+impl LambdaScale {
+    fn suffix(self) -> &'static str {
+        match self {
+            LambdaScale::Global => "",
+            LambdaScale::PerLayer => ":layer",
+        }
+    }
 }
 
 /// A compression method.
@@ -51,12 +75,12 @@ pub enum Method {
 }
 
 impl Method {
-    /// `prox`, `prox:l1:LAMBDA`, `prox:group:LAMBDA`, `admm`, `admm:RHO:EVERY`,
-    /// `magnitude`, `dense`.
+    /// `prox`, `prox:l1:LAMBDA[:layer]`, `prox:group:LAMBDA[:layer]`, `admm`,
+    /// `admm:RHO:EVERY`, `magnitude`, `dense` (`:layer`: [`LambdaScale::PerLayer`]).
     pub fn parse(s: &str) -> Result<Method> {
         let bad = || {
             Error::Config(format!(
-                "method {s:?}: expected prox, prox:l1:LAMBDA, prox:group:LAMBDA, admm, admm:RHO:EVERY, magnitude or dense"
+                "method {s:?}: expected prox, prox:l1:LAMBDA[:layer], prox:group:LAMBDA[:layer], admm, admm:RHO:EVERY, magnitude or dense"
             ))
         };
         let num = |v: &str| -> Result<f32> {
@@ -70,12 +94,21 @@ impl Method {
             ["prox"] | ["prox", "l0"] => Method::Prox {
                 reg: Regularizer::L0,
             },
-            ["prox", "l1", l] => Method::Prox {
-                reg: Regularizer::L1 { lambda: num(l)? },
-            },
-            ["prox", "group", l] => Method::Prox {
-                reg: Regularizer::GroupL2 { lambda: num(l)? },
-            },
+            ["prox", kind @ ("l1" | "group"), l, rest @ ..] => {
+                let scale = match rest {
+                    [] => LambdaScale::Global,
+                    ["layer"] => LambdaScale::PerLayer,
+                    _ => return Err(bad()),
+                };
+                let lambda = num(l)?;
+                Method::Prox {
+                    reg: if *kind == "l1" {
+                        Regularizer::L1 { lambda, scale }
+                    } else {
+                        Regularizer::GroupL2 { lambda, scale }
+                    },
+                }
+            }
             // Ye et al.'s MNIST settings.
             ["admm"] => Method::Admm {
                 rho: 1e-3,
@@ -104,11 +137,11 @@ impl fmt::Display for Method {
                 reg: Regularizer::L0,
             } => write!(f, "prox"),
             Method::Prox {
-                reg: Regularizer::L1 { lambda },
-            } => write!(f, "prox:l1:{lambda}"),
+                reg: Regularizer::L1 { lambda, scale },
+            } => write!(f, "prox:l1:{lambda}{}", scale.suffix()),
             Method::Prox {
-                reg: Regularizer::GroupL2 { lambda },
-            } => write!(f, "prox:group:{lambda}"),
+                reg: Regularizer::GroupL2 { lambda, scale },
+            } => write!(f, "prox:group:{lambda}{}", scale.suffix()),
             Method::Admm { rho, every } => write!(f, "admm:{rho}:{every}"),
             Method::Magnitude => write!(f, "magnitude"),
             Method::Dense => write!(f, "dense"),
@@ -257,19 +290,31 @@ impl Compressor {
         let Method::Prox { reg } = self.method else {
             return;
         };
+        // Progress through the ramp, in (0, 1]: the l0 budget tightens along it, and the
+        // l1 / group lambda rises linearly along it (a warm-up: full shrinkage from the
+        // first step would cut a robust net before training can adapt).
+        let t = (epoch * self.steps_per_epoch + step + 1) as f64;
+        let ramp = (L0_RAMP * (self.main_epochs * self.steps_per_epoch) as f64).max(1.0);
+        let progress = (t / ramp).min(1.0);
+        let lambda_l = |g: &crate::Group, lambda: f32, scale: LambdaScale| {
+            let per = match scale {
+                LambdaScale::Global => 1.0,
+                LambdaScale::PerLayer => 1.0 / (g.row_len().max(1) as f32).sqrt(),
+            };
+            lr * lambda * per * progress as f32
+        };
         for (g, &k) in self.prunable.groups.iter().zip(&self.keep) {
             let v = &mut params[g.range.clone()];
             match reg {
                 Regularizer::L0 => {
-                    let t = (epoch * self.steps_per_epoch + step + 1) as f64;
-                    let ramp =
-                        (L0_RAMP * (self.main_epochs * self.steps_per_epoch) as f64).max(1.0);
-                    let left = (1.0 - (t / ramp).min(1.0)).powi(3);
+                    let left = (1.0 - progress).powi(3);
                     let kt = k + ((g.len() - k) as f64 * left).round() as usize;
                     keep_top_k(v, kt);
                 }
-                Regularizer::L1 { lambda } => soft_threshold(v, lr * lambda),
-                Regularizer::GroupL2 { lambda } => group_l2(v, g.row_len(), lr * lambda),
+                Regularizer::L1 { lambda, scale } => soft_threshold(v, lambda_l(g, lambda, scale)),
+                Regularizer::GroupL2 { lambda, scale } => {
+                    group_l2(v, g.row_len(), lambda_l(g, lambda, scale))
+                }
             }
         }
     }
@@ -325,7 +370,9 @@ mod tests {
         for s in [
             "prox",
             "prox:l1:0.0001",
+            "prox:l1:0.5:layer",
             "prox:group:0.01",
+            "prox:group:0.01:layer",
             "admm:0.001:4",
             "magnitude",
             "dense",
@@ -339,8 +386,55 @@ mod tests {
                 every: 4
             }
         );
-        for bad in ["", "prox:l1", "admm:1:0", "admm:-1:2", "l2", "prox:l1:nan"] {
+        for bad in [
+            "",
+            "prox:l1",
+            "admm:1:0",
+            "admm:-1:2",
+            "l2",
+            "prox:l1:nan",
+            "prox:l1:0.1:global",
+            "prox:l1:0.1:layer:x",
+        ] {
             assert!(Method::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// l1: the threshold rises linearly over the ramp, to `lr * lambda` (global) or
+    /// `lr * lambda / sqrt(fan_in)` (per layer), checked on a tensor of equal values.
+    #[test]
+    fn l1_threshold_follows_its_schedule_and_scale() {
+        let m = Model::new(Arch::LenetAdv(1), 3);
+        let (main, steps) = (5, 10);
+        // The ramp is 0.6 x 50 = 30 steps: step t (1-based) applies t / 30 of lambda.
+        assert_eq!((L0_RAMP * (main * steps) as f64) as usize, 30);
+        for (scale, fan_in) in [(LambdaScale::Global, 1.0f32), (LambdaScale::PerLayer, 25.0)] {
+            let c = Compressor::new(
+                Method::Prox {
+                    reg: Regularizer::L1 { lambda: 2.0, scale },
+                },
+                &m.net,
+                &m.params,
+                4.0,
+                Budget::PerLayer,
+                main,
+                steps,
+            )
+            .unwrap();
+            // conv1.weight of lenet_adv:1 has fan-in 1 x 5 x 5 = 25.
+            let g = c.prunable().groups[0].clone();
+            assert_eq!(g.row_len(), 25);
+            for (epoch, step, want) in [(0, 0, 1.0 / 30.0), (1, 4, 15.0 / 30.0), (4, 9, 1.0)] {
+                let mut p = m.params.clone();
+                p[g.range.clone()].fill(1.0);
+                c.after_step(&mut p, epoch, step, 0.1);
+                let shrink = 1.0 - p[g.range.start];
+                let expect = 0.1 * 2.0 * want / fan_in.sqrt();
+                assert!(
+                    (shrink - expect).abs() < 1e-6,
+                    "{scale:?} at {epoch}/{step}: {shrink} vs {expect}"
+                );
+            }
         }
     }
 
