@@ -7,7 +7,7 @@
 //!   widths, e.g. 15.31x and 3.94x for w4): ours (`prox`, l0 prox with distillation),
 //!   `admm` (Ye et al.) and `magnitude`, all with [`TrainConfig::pipeline`]'s recipe
 //!   (PGD-10 examples, 4 + 2 epochs, Adam 5e-4, global budget); the ablations of ours at
-//!   the first rate (`--alpha 0`, `--adv none`); and the dense small nets trained
+//!   every rate (`--alpha 0`, `--adv none`); and the dense small nets trained
 //!   adversarially from scratch with the teacher's recipe.
 //! - Each run is a `cargo xtask train` child process in `DIR/<name>/` (so the peak
 //!   resident memory in its metrics is its own), which also evaluates it (FGSM, PGD-40 x2
@@ -176,26 +176,23 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
             cfg: compress("magnitude", rate, 0.0),
         });
     }
-    // The ablations at the rate nearest 16x (the quick pipeline's), on a log scale.
-    let r = rates
-        .iter()
-        .copied()
-        .min_by(|a, b| (a / 16.0).ln().abs().total_cmp(&(b / 16.0).ln().abs()))
-        .unwrap_or(16.0);
-    out.push(Entry {
-        name: format!("prox-alpha0-r{r}"),
-        role: Role::NoDistill,
-        rate: r,
-        cfg: compress("prox", r, 0.0),
-    });
-    let mut no_adv = compress("prox", r, 0.5);
-    no_adv.adv = AdvTraining::None;
-    out.push(Entry {
-        name: format!("prox-advnone-r{r}"),
-        role: Role::NoAdv,
-        rate: r,
-        cfg: no_adv,
-    });
+    // The ablations of ours at every rate.
+    for &r in &rates {
+        out.push(Entry {
+            name: format!("prox-alpha0-r{r}"),
+            role: Role::NoDistill,
+            rate: r,
+            cfg: compress("prox", r, 0.0),
+        });
+        let mut no_adv = compress("prox", r, 0.5);
+        no_adv.adv = AdvTraining::None;
+        out.push(Entry {
+            name: format!("prox-advnone-r{r}"),
+            role: Role::NoAdv,
+            rate: r,
+            cfg: no_adv,
+        });
+    }
     for (&w, &rate) in p.smaller.iter().zip(&rates) {
         let mut cfg = TrainConfig::teacher_recipe(p.dataset, Arch::LenetAdv(w), TEACHER_EPOCHS, 1);
         cfg.method = Some(Method::Dense);
@@ -874,6 +871,8 @@ mod tests {
                 "magnitude-r3.94",
                 "prox-alpha0-r15.31",
                 "prox-advnone-r15.31",
+                "prox-alpha0-r3.94",
+                "prox-advnone-r3.94",
                 "dense-w1",
                 "dense-w2"
             ]
