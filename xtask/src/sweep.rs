@@ -587,8 +587,8 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
                     100.0 * (o.dense.pgd - a.dense.pgd),
                 );
                 verdicts.push(format!(
-                    "- ->{w} ({rate}x): ours {} our ADMM on PGD-{} by {dp:+.2} points, natural {dn:+.2} points ({}).",
-                    if dp > 0.0 { "beats" } else { "DOES NOT beat" },
+                    "- ->{w} ({rate}x): ours {} our ADMM on PGD-{} ({dp:+.2} points); natural {dn:+.2} points ({}).",
+                    if dp > 0.0 { "beats" } else { "does NOT beat" },
                     protocol.steps,
                     if dn >= -0.5 { "within the 0.5-point allowance" } else { "MORE than 0.5 points lower" }
                 ));
@@ -685,13 +685,14 @@ type Pick = fn(&Summary) -> f64;
 /// Two panels (PGD accuracy, natural accuracy) against compression rate (log axis), one
 /// line per method, the teacher and the dense small nets as separate markers.
 pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
+    // Drawn in this order: ours last, on top.
     const SERIES: [(Role, &str); 6] = [
-        (Role::Ours, "#d62728"),
-        (Role::Admm, "#1f77b4"),
-        (Role::Magnitude, "#2ca02c"),
-        (Role::DenseSmall, "#9467bd"),
-        (Role::NoDistill, "#ff7f0e"),
         (Role::NoAdv, "#8c564b"),
+        (Role::NoDistill, "#ff7f0e"),
+        (Role::DenseSmall, "#9467bd"),
+        (Role::Magnitude, "#2ca02c"),
+        (Role::Admm, "#1f77b4"),
+        (Role::Ours, "#d62728"),
     ];
     let pts = |role: Role, pick: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = results
@@ -724,7 +725,7 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         ("natural accuracy (%)", |s| s.dense.clean),
     ];
     let (pw, ph, left, top, gap) = (380.0, 300.0, 60.0, 50.0, 70.0);
-    let (w, h) = (left + 2.0 * pw + gap + 30.0, top + ph + 130.0);
+    let (w, h) = (left + 2.0 * pw + gap + 30.0, top + ph + 140.0);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -745,8 +746,11 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
     let x_hi = max_rate.log2().ceil().max(1.0);
     for (k, (name, pick)) in panels.iter().enumerate() {
         let x0 = left + k as f64 * (pw + gap);
+        // The scale fits the adversarially trained runs; the no-adversarial ablation may
+        // fall below it and is then drawn on the axis with its value written beside.
         let all: Vec<f64> = SERIES
             .iter()
+            .filter(|(role, _)| *role != Role::NoAdv)
             .flat_map(|(role, _)| pts(*role, *pick))
             .map(|q| q.1)
             .collect();
@@ -754,7 +758,7 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         let step = nice_step((100.0 - lo).max(1.0), 5.0);
         let y_lo = ((lo / step).floor() * step).max(0.0);
         let px = |rate: f64| x0 + pw * rate.max(1.0).log2() / x_hi;
-        let py = |acc: f64| top + ph * (1.0 - (acc - y_lo) / (100.0 - y_lo).max(1e-9));
+        let py = |acc: f64| top + ph * (1.0 - (acc.max(y_lo) - y_lo) / (100.0 - y_lo).max(1e-9));
         let _ = writeln!(
             s,
             r##"<rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
@@ -817,13 +821,21 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
                     px(x),
                     py(y)
                 );
+                if y < y_lo {
+                    let _ = writeln!(
+                        s,
+                        r#"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="{color}">{y:.1} (off scale)</text>"#,
+                        px(x) - 6.0,
+                        py(y) - 6.0
+                    );
+                }
             }
         }
     }
     for (i, (role, color)) in SERIES.iter().enumerate() {
         let (lx, ly) = (
-            left + (i % 3) as f64 * 260.0,
-            top + ph + 62.0 + (i / 3) as f64 * 20.0,
+            left + (i % 2) as f64 * 400.0,
+            top + ph + 58.0 + (i / 2) as f64 * 18.0,
         );
         let _ = writeln!(
             s,
