@@ -1,20 +1,37 @@
-//! A counting global allocator: the live heap bytes of the process and their high-water
-//! mark, so that the training state a compression method adds (ADMM's Z and U, masks,
-//! the prox's scratch) is measured by the allocator itself rather than counted on paper
-//! (method.md section 2: "Measure it, don't just claim it"). The resident set size
-//! cannot do this: the allocator reuses freed pages and keeps them resident.
+//! A counting global allocator: the heap bytes each thread has allocated and not freed,
+//! and their high-water mark, so that the training state a compression method adds
+//! (ADMM's Z and U, masks, the prox's scratch) is measured by the allocator itself rather
+//! than counted on paper (method.md section 2: "Measure it, don't just claim it"). The
+//! resident set size cannot do this: the allocator reuses freed pages and keeps them
+//! resident.
+//!
+//! The counts are per thread: the compressor's calls run on the training thread, so other
+//! threads (rayon's workers between steps, other tests in a test binary) stay out of its
+//! figures. A block freed on another thread than the one that allocated it moves the
+//! counts of both, which is why they are signed.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::cell::Cell;
 
 pub struct Counting;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Const-initialised and without a destructor: usable from inside the allocator at any
+    // point of a thread's life, and never allocating itself.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
 
 fn grew(by: usize) {
-    let now = LIVE.fetch_add(by, Relaxed) + by;
-    PEAK.fetch_max(now, Relaxed);
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + by as isize;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+fn shrank(by: usize) {
+    let _ = LIVE.try_with(|live| live.set(live.get() - by as isize));
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counters are
@@ -41,7 +58,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's contract for `dealloc` is passed through.
         unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Relaxed);
+        shrank(layout.size());
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -51,28 +68,29 @@ unsafe impl GlobalAlloc for Counting {
             if new_size >= layout.size() {
                 grew(new_size - layout.size());
             } else {
-                LIVE.fetch_sub(layout.size() - new_size, Relaxed);
+                shrank(layout.size() - new_size);
             }
         }
         p
     }
 }
 
-/// Heap bytes allocated and not yet freed.
-pub fn live() -> usize {
-    LIVE.load(Relaxed)
+/// Heap bytes this thread allocated and not yet freed (net of frees of other threads'
+/// blocks).
+pub fn live() -> isize {
+    LIVE.with(Cell::get)
 }
 
-/// Restarts the high-water mark at the current live bytes, and returns them.
-pub fn reset_peak() -> usize {
-    let now = LIVE.load(Relaxed);
-    PEAK.store(now, Relaxed);
+/// Restarts this thread's high-water mark at its current live bytes, and returns them.
+pub fn reset_peak() -> isize {
+    let now = live();
+    PEAK.with(|p| p.set(now));
     now
 }
 
-/// The most live bytes since the last [`reset_peak`].
-pub fn peak() -> usize {
-    PEAK.load(Relaxed)
+/// This thread's most live bytes since its last [`reset_peak`].
+pub fn peak() -> isize {
+    PEAK.with(Cell::get)
 }
 
 #[cfg(test)]
@@ -82,10 +100,14 @@ mod tests {
     #[test]
     fn counts_a_buffer_while_it_lives() {
         let base = reset_peak();
-        let v = vec![1u8; 1 << 20];
-        assert!(live() >= base + (1 << 20));
+        let v = std::hint::black_box(vec![1u8; 1 << 20]);
+        assert_eq!(live(), base + (1 << 20));
         drop(v);
-        // Other test threads allocate too: only the peak's lower bound is certain.
-        assert!(peak() >= base + (1 << 20));
+        assert_eq!(live(), base);
+        assert_eq!(peak(), base + (1 << 20));
+        // Another thread's allocations are not this thread's.
+        let other = std::thread::spawn(|| std::hint::black_box(vec![0u8; 1 << 16]).len());
+        assert_eq!(other.join().unwrap(), 1 << 16);
+        assert_eq!(peak(), base + (1 << 20));
     }
 }

@@ -470,7 +470,8 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     );
     let _ = writeln!(
         r,
-        "## Eps sweep (PGD-40, first {SWEEP_IMAGES} test images, dense masked model)\n"
+        "## Eps sweep (PGD-{}, first {SWEEP_IMAGES} test images, dense masked model)\n",
+        protocol.steps
     );
     let _ = writeln!(
         r,

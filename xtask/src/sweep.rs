@@ -334,7 +334,10 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             }
         }
     }
-    let all = entries(preset, &teacher);
+    let mut all = entries(preset, &teacher);
+    if given_teacher.is_some() {
+        all.retain(|e| e.role != Role::Teacher);
+    }
     let results = collect(&all, &dir)?;
     let md = results_md(preset, &dir, &results);
     write_atomic(&dir.join("results.md"), md.as_bytes())?;
@@ -388,7 +391,11 @@ fn bytes_or_dash(b: f64) -> String {
 }
 
 fn mib(b: f64) -> String {
-    format!("{:.1}", b / (1 << 20) as f64)
+    if b > 0.0 {
+        format!("{:.1}", b / (1 << 20) as f64)
+    } else {
+        "-".into()
+    }
 }
 
 const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,worst,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
@@ -527,7 +534,8 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {} | {} |",
             e.name,
             e.role.label(),
-            s.rate(),
+            // A dense small net sits at the rate of its parameter count.
+            if e.role == Role::DenseSmall { e.rate } else { s.rate() },
             pct(s.dense.clean),
             pct(s.dense.fgsm),
             pct(s.dense.pgd),
@@ -720,8 +728,12 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
     };
+    let pgd = format!(
+        "PGD-{} accuracy (%)",
+        Protocol::for_dataset(p.dataset).steps
+    );
     let panels: [(&str, Pick); 2] = [
-        ("PGD-40 accuracy (%)", |s| s.dense.pgd),
+        (&pgd, |s| s.dense.pgd),
         ("natural accuracy (%)", |s| s.dense.clean),
     ];
     let (pw, ph, left, top, gap) = (380.0, 300.0, 60.0, 50.0, 70.0);

@@ -75,8 +75,9 @@ pub enum Method {
 }
 
 impl Method {
-    /// `prox`, `prox:l1:LAMBDA[:layer]`, `prox:group:LAMBDA[:layer]`, `admm`,
-    /// `admm:RHO:EVERY`, `magnitude`, `dense` (`:layer`: [`LambdaScale::PerLayer`]).
+    /// `prox`, `prox:l1:LAMBDA[:layer]`, `prox:group:LAMBDA[:layer]`, `admm` (=
+    /// `admm:0.001:1`), `admm:RHO:EVERY`, `magnitude`, `dense` (`:layer`:
+    /// [`LambdaScale::PerLayer`]).
     pub fn parse(s: &str) -> Result<Method> {
         let bad = || {
             Error::Config(format!(
@@ -109,10 +110,11 @@ impl Method {
                     },
                 }
             }
-            // Ye et al.'s MNIST settings.
+            // Ye et al.'s rho; an update every epoch rather than their every 4, which fits
+            // their long schedule, not the 4 ADMM epochs of the default pipeline.
             ["admm"] => Method::Admm {
                 rho: 1e-3,
-                every: 4,
+                every: 1,
             },
             ["admm", r, e] => Method::Admm {
                 rho: num(r)?,
@@ -178,6 +180,15 @@ impl Compressor {
         main_epochs: usize,
         steps_per_epoch: usize,
     ) -> Result<Compressor> {
+        if let Method::Admm { every, .. } = method {
+            // Updates happen at the end of epochs every, 2 every, ... before the last
+            // epoch of the ADMM phase (whose end hard-prunes instead).
+            if every >= main_epochs {
+                return Err(Error::Config(format!(
+                    "{method} updates Z and U every {every} epochs, but the ADMM phase has {main_epochs}: no update would happen; use admm:RHO:EVERY with EVERY < {main_epochs} (e.g. admm:0.001:1) or more epochs"
+                )));
+            }
+        }
         let prunable = Prunable::of(net);
         let keep = if method.prunes() {
             budget.keep_counts(&prunable, params, rate)?
@@ -383,7 +394,7 @@ mod tests {
             Method::parse("admm").unwrap(),
             Method::Admm {
                 rho: 1e-3,
-                every: 4
+                every: 1
             }
         );
         for bad in [
@@ -436,6 +447,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// ADMM whose update interval leaves no update in its phase is refused, not run.
+    #[test]
+    fn admm_without_any_update_is_refused() {
+        let m = Model::new(Arch::LenetAdv(1), 3);
+        let admm = |every| Method::Admm { rho: 1e-3, every };
+        let new = |every, main| {
+            Compressor::new(admm(every), &m.net, &m.params, 4.0, Budget::PerLayer, main, 10)
+        };
+        let err = new(4, 4).unwrap_err().to_string();
+        assert!(err.contains("no update would happen"), "{err}");
+        assert!(new(1, 4).is_ok() && new(3, 4).is_ok());
     }
 
     /// The l0 prox tightens gradually and reaches the exact budget by the end of the
