@@ -455,7 +455,15 @@ mod tests {
         let m = Model::new(Arch::LenetAdv(1), 3);
         let admm = |every| Method::Admm { rho: 1e-3, every };
         let new = |every, main| {
-            Compressor::new(admm(every), &m.net, &m.params, 4.0, Budget::PerLayer, main, 10)
+            Compressor::new(
+                admm(every),
+                &m.net,
+                &m.params,
+                4.0,
+                Budget::PerLayer,
+                main,
+                10,
+            )
         };
         let err = new(4, 4).unwrap_err().to_string();
         assert!(err.contains("no update would happen"), "{err}");
