@@ -15,7 +15,8 @@
 //!   writes its `report.md` and `summary.txt`.
 //! - Resume: run the same command again. Finished runs (a `summary.txt`) are kept, a
 //!   killed run continues from its last checkpoint, and a folder whose `config.txt`
-//!   differs from the preset's is an error rather than silently mixed in. `--plan`
+//!   differs from the preset's is an error rather than silently mixed in (the teacher's
+//!   path is one of those settings: resume with the same `--out`). `--plan`
 //!   lists the runs and where each stands without running anything.
 //! - Writes `results.md`, `results.csv`, `results.json` and `results.svg` (PGD-40 and
 //!   natural accuracy against compression rate, one line per method) in `DIR`, also
