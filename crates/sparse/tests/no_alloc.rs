@@ -4,22 +4,36 @@
 use rcc_nn::{Arch, Model};
 use rcc_sparse::{KernelChoice, ModelSpec, SparseModel};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    // Per thread: the test harness's own threads allocate at any time (seen under load),
+    // and only this thread's calls to `infer` are under test. Const-initialised and
+    // without a destructor, so it is usable from inside the allocator.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+fn allocs() -> usize {
+    ALLOCS.with(Cell::get)
+}
 
 // SAFETY: forwards to the system allocator, only counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        count();
         System.alloc(l)
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         System.dealloc(p, l)
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        count();
         System.realloc(p, l, n)
     }
 }
@@ -47,11 +61,11 @@ fn infer_allocates_nothing() {
             let x = vec![0.5; 2 * sm.in_len()];
             let mut out = vec![0.0; 2 * sm.out_len()];
             sm.infer(&x, &mut out).unwrap(); // warm (lazy CPU feature detection)
-            let before = ALLOCS.load(Ordering::SeqCst);
+            let before = allocs();
             for _ in 0..3 {
                 sm.infer(&x, &mut out).unwrap();
             }
-            assert_eq!(ALLOCS.load(Ordering::SeqCst), before, "{arch} {choice:?}");
+            assert_eq!(allocs(), before, "{arch} {choice:?}");
             assert!(out.iter().all(|v| v.is_finite()));
         }
     }
