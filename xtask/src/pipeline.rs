@@ -160,12 +160,11 @@ pub fn latency_us(model: &SparseModel, test: &Dataset) -> Result<f64, String> {
     Ok(blocks[3])
 }
 
-/// The number after `"key":` in a one-line JSON object (the metrics lines).
-pub fn json_number(line: &str, key: &str) -> Option<f64> {
-    let pat = format!("\"{key}\":");
-    let rest = &line[line.find(&pat)? + pat.len()..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].trim().parse().ok()
+/// The number at `path` (object keys, outermost first) in one metrics line, read with
+/// the JSON parser `bench-report` uses for criterion's files.
+pub fn metric(line: &str, path: &[&str]) -> Option<f64> {
+    let doc = crate::bench_report::parse_json(line).ok()?;
+    path.iter().try_fold(&doc, |v, k| v.get(k))?.num()
 }
 
 /// What the training left in `metrics.jsonl`: wall time and memory.
@@ -191,15 +190,15 @@ pub fn training_facts(run: &Path) -> Result<TrainingFacts, String> {
         ..TrainingFacts::default()
     };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let num = |k| json_number(line, k).unwrap_or(0.0);
+        let num = |path: &[&str]| metric(line, path).unwrap_or(0.0);
         f.epochs += 1;
-        f.train_seconds += num("seconds");
-        f.peak_rss = f.peak_rss.max(num("peak_rss_bytes"));
-        let extra = num("admm") + num("masks");
+        f.train_seconds += num(&["seconds"]);
+        f.peak_rss = f.peak_rss.max(num(&["peak_rss_bytes"]));
+        let extra = num(&["state_bytes", "admm"]) + num(&["state_bytes", "masks"]);
         f.extra_state_bytes = f.extra_state_bytes.max(extra);
-        f.heap_peak = f.heap_peak.max(num("compressor_heap_peak_bytes"));
-        f.state_total_bytes = f.state_total_bytes.max(num("total"));
-        if let Some(p) = json_number(line, "test_pgd40_acc") {
+        f.heap_peak = f.heap_peak.max(num(&["compressor_heap_peak_bytes"]));
+        f.state_total_bytes = f.state_total_bytes.max(num(&["state_bytes", "total"]));
+        if let Some(p) = metric(line, &["test_pgd40_acc"]) {
             f.pgd_1000 = p;
         }
     }
@@ -555,4 +554,34 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     }
     let _ = writeln!(r, "\n## Settings\n\n```\n{}```", cfg.to_text());
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_facts_read_nested_metrics() {
+        let dir = std::env::temp_dir().join(format!("rcc-facts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let line = |epoch, admm, masks, heap, pgd: &str| {
+            format!(
+                "{{\"epoch\":{epoch},\"train_adv\":\"pgd:0.3:10:0.075\"{pgd},\"state_bytes\":{{\"params\":8,\"admm\":{admm},\"masks\":{masks},\"total\":{}}},\"peak_rss_bytes\":{},\"compressor_heap_peak_bytes\":{heap},\"seconds\":1.5}}\n",
+                100 + admm + masks,
+                1000 * epoch
+            )
+        };
+        let text = line(1, 64, 0, 70, "") + &line(2, 0, 4, 74, ",\"test_pgd40_acc\":0.875");
+        std::fs::write(dir.join("metrics.jsonl"), text).unwrap();
+        let f = training_facts(&dir).unwrap();
+        assert_eq!((f.epochs, f.train_seconds), (2, 3.0));
+        assert_eq!((f.extra_state_bytes, f.heap_peak), (64.0, 74.0));
+        assert_eq!(
+            (f.state_total_bytes, f.peak_rss, f.pgd_1000),
+            (164.0, 2000.0, 0.875)
+        );
+        assert_eq!(metric("{\"a\":{\"b\":2}}", &["a", "b"]), Some(2.0));
+        assert_eq!(metric("{\"a\":{\"b\":2}}", &["b"]), None);
+        assert_eq!(metric("not json", &["a"]), None);
+    }
 }

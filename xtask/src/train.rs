@@ -234,6 +234,26 @@ impl Default for TrainConfig {
     }
 }
 
+/// The `key = value` lines of a config file (`#` starts a comment), with their line
+/// numbers; syntax only, the keys are checked by [`TrainConfig::set`].
+fn read_pairs(path: &Path) -> Result<Vec<(usize, String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut pairs = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or(format!(
+            "{}:{}: expected key = value, got {line:?}",
+            path.display(),
+            i + 1
+        ))?;
+        pairs.push((i + 1, k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(pairs)
+}
+
 /// Epochs of a robust teacher trained on demand by `cargo xtask train` (the sweeps train
 /// theirs for [`crate::sweep::TEACHER_EPOCHS`]).
 pub const QUICK_TEACHER_EPOCHS: usize = 10;
@@ -427,19 +447,9 @@ impl TrainConfig {
 
     /// Applies a `key = value` file (`#` starts a comment).
     pub fn apply_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
-            let (k, v) = line.split_once('=').ok_or(format!(
-                "{}:{}: expected key = value, got {line:?}",
-                path.display(),
-                i + 1
-            ))?;
-            self.set(k.trim(), v.trim())
-                .map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        for (line, k, v) in read_pairs(path)? {
+            self.set(&k, &v)
+                .map_err(|e| format!("{}:{line}: {e}", path.display()))?;
         }
         Ok(())
     }
@@ -663,7 +673,7 @@ pub fn run_training(
             let kept: String = text
                 .lines()
                 .filter(|l| {
-                    crate::pipeline::json_number(l, "epoch").is_some_and(|e| e <= start as f64)
+                    crate::pipeline::metric(l, &["epoch"]).is_some_and(|e| e <= start as f64)
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();
@@ -1066,18 +1076,11 @@ fn save_model(cfg: &TrainConfig, r: &RunResult, path: &Path) -> Result<(), Strin
 fn config_from_cli(cli: &Cli) -> Result<TrainConfig, String> {
     let mut given: Vec<(String, String)> = vec![];
     if let Some(file) = cli.get("config") {
-        let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
-            let (k, v) = line.split_once('=').ok_or(format!(
-                "{file}:{}: expected key = value, got {line:?}",
-                i + 1
-            ))?;
-            given.push((k.trim().into(), v.trim().into()));
-        }
+        given.extend(
+            read_pairs(Path::new(file))?
+                .into_iter()
+                .map(|(_, k, v)| (k, v)),
+        );
     }
     for (k, v) in cli.pairs() {
         if KEYS.contains(&k) {
@@ -1549,7 +1552,7 @@ mod tests {
             let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
             let first = metrics.lines().next().unwrap();
             let heap_peak =
-                crate::pipeline::json_number(first, "compressor_heap_peak_bytes").unwrap();
+                crate::pipeline::metric(first, &["compressor_heap_peak_bytes"]).unwrap();
             if method.starts_with("admm") {
                 // Z and U, measured by the counting allocator (other tests allocating at the
                 // same time can only add to it, so only the lower bound is asserted here;
