@@ -30,9 +30,13 @@ use std::time::Instant;
 pub const RESTARTS: usize = 2;
 /// Largest accepted gap (percentage points) between the dense and sparse evaluations.
 pub const AGREEMENT_PTS: f64 = 0.1;
-/// Test images of the eps sweep, and its radii in units of the dataset's eps.
+/// Test images of the eps sweep, and its first radii in units of the dataset's eps
+/// (see [`sweep_radii`] for the rest).
 pub const SWEEP_IMAGES: usize = 1000;
 pub const SWEEP_FRACTIONS: [f32; 6] = [0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0, 4.0 / 3.0, 2.0];
+/// The radius at which the sweep stops: at 0.5 every image in [0, 1] is within reach of
+/// the constant grey image, so no classifier can keep more than one class right there.
+pub const SWEEP_LAST: f32 = 0.5;
 /// Seed of every evaluation attack.
 const EVAL_SEED: u64 = 0;
 const EVAL_BATCH: usize = 500;
@@ -117,15 +121,30 @@ pub fn evaluate_robust(
     Ok(accuracies(&report, t0.elapsed().as_secs_f64()))
 }
 
-/// PGD-40 accuracy at each radius of [`SWEEP_FRACTIONS`] x eps on the first
-/// [`SWEEP_IMAGES`] test images: (eps, accuracy).
+/// The radii of the eps sweep: [`SWEEP_FRACTIONS`] x eps, then doubling until
+/// [`SWEEP_LAST`], which ends it. On MNIST (eps 0.3) that is 0 .. 0.6; on Fashion-MNIST
+/// (eps 0.1) the doubling adds 0.4 and 0.5, because at 2 x eps = 0.2 a robust net still
+/// keeps a fifth of its accuracy and the sweep must reach the radius where an attack that
+/// works drives it to 0 (the gradient-masking check).
+pub fn sweep_radii(eps: f32) -> Vec<f32> {
+    let mut radii: Vec<f32> = SWEEP_FRACTIONS.iter().map(|f| f * eps).collect();
+    let mut last = radii[radii.len() - 1];
+    while last > 0.0 && last < SWEEP_LAST {
+        last = (2.0 * last).min(SWEEP_LAST);
+        radii.push(last);
+    }
+    radii
+}
+
+/// PGD-40 accuracy at each radius of [`sweep_radii`] on the first [`SWEEP_IMAGES`] test
+/// images: (eps, accuracy).
 pub fn eps_sweep(
     model: &impl Classifier,
     test: &Dataset,
     protocol: Protocol,
 ) -> Result<Vec<(f32, f64)>, String> {
     let sub = test.subset(&(0..SWEEP_IMAGES.min(test.len())).collect::<Vec<_>>());
-    let radii: Vec<f32> = SWEEP_FRACTIONS.iter().map(|f| f * protocol.eps).collect();
+    let radii = sweep_radii(protocol.eps);
     let mut s = settings(protocol, vec!["pgd"]);
     s.restarts = 1;
     let specs = s.sweep_specs(&radii)?;
@@ -559,6 +578,28 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_radii_reach_the_grey_image() {
+        let close = |got: Vec<f32>, want: &[f32]| {
+            assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{got:?} vs {want:?}");
+            }
+        };
+        // MNIST: 2 x 0.3 is already past the grey image.
+        close(sweep_radii(0.3), &[0.0, 0.1, 0.2, 0.3, 0.4, 0.6]);
+        // Fashion-MNIST: 0.2 is not, so the sweep doubles to 0.4 and ends at 0.5.
+        close(
+            sweep_radii(0.1),
+            &[0.0, 0.1 / 3.0, 0.2 / 3.0, 0.1, 0.4 / 3.0, 0.2, 0.4, 0.5],
+        );
+        // CIFAR-10 (8/255) ends at 0.5 too, after three doublings.
+        let c = sweep_radii(8.0 / 255.0);
+        assert_eq!(c.len(), 9);
+        assert_eq!(c[c.len() - 1], SWEEP_LAST);
+        assert!(c.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn training_facts_read_nested_metrics() {
