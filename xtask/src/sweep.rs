@@ -915,7 +915,9 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(names.len(), 1 + 3 * 3 + 3, "{names:?}");
-        assert!(names.iter().all(|n| !n.contains("alpha0") && !n.contains("advnone")));
+        assert!(names
+            .iter()
+            .all(|n| !n.contains("alpha0") && !n.contains("advnone")));
         assert_eq!(names[12], "dense-w4");
     }
 
