@@ -522,7 +522,8 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         protocol.step_size,
         crate::pipeline::RESTARTS,
         protocol.apgd_steps,
-        dir.display(),
+        // Relative to the workspace when inside it, so the file reads the same anywhere.
+        dir.strip_prefix(workspace_root()).unwrap_or(dir).display(),
         p.name
     );
     let _ = writeln!(
@@ -774,17 +775,25 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
             .flat_map(|(role, _)| pts(*role, *pick))
             .map(|q| q.1)
             .collect();
+        // Fashion-MNIST's accuracies sit far below 100, so the top follows the data too
+        // (every run's, so that none is drawn above the panel).
         let lo = all.iter().copied().fold(100.0, f64::min);
-        let step = nice_step((100.0 - lo).max(1.0), 5.0);
+        let hi = SERIES
+            .iter()
+            .flat_map(|(role, _)| pts(*role, *pick))
+            .map(|q| q.1)
+            .fold(lo, f64::max);
+        let step = nice_step((hi - lo).max(1.0), 5.0);
         let y_lo = ((lo / step).floor() * step).max(0.0);
+        let y_hi = ((hi / step).floor() * step + step).min(100.0);
         let px = |rate: f64| x0 + pw * rate.max(1.0).log2() / x_hi;
-        let py = |acc: f64| top + ph * (1.0 - (acc.max(y_lo) - y_lo) / (100.0 - y_lo).max(1e-9));
+        let py = |acc: f64| top + ph * (1.0 - (acc.max(y_lo) - y_lo) / (y_hi - y_lo).max(1e-9));
         let _ = writeln!(
             s,
             r##"<rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
         );
         let mut y = y_lo;
-        while y <= 100.0 + 1e-9 {
+        while y <= y_hi + 1e-9 {
             let _ = writeln!(
                 s,
                 r##"<line x1="{x0}" x2="{x1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{y}</text>"##,
