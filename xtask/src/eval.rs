@@ -620,6 +620,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             "seed",
             "eps-sweep",
             "plot",
+            "transfer-from",
+            "source-arch",
         ],
         &["json"],
     )?;
@@ -629,6 +631,30 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         .map(|a| a.parse().map_err(|e| format!("--arch: {e}")))
         .transpose()?;
     let model = Model::load(Path::new(model_path), arch).map_err(|e| e.to_string())?;
+    // A transfer attack (method.md section 5's black-box check): the attacks run against
+    // the source model and the model under test classifies their points.
+    let source = match cli.get("transfer-from") {
+        Some(file) => {
+            let arch: Option<Arch> = cli
+                .get("source-arch")
+                .map(|a| a.parse().map_err(|e| format!("--source-arch: {e}")))
+                .transpose()?;
+            let source = Model::load(Path::new(file), arch).map_err(|e| e.to_string())?;
+            if source.arch().input_shape() != model.arch().input_shape() {
+                return Err(format!(
+                    "--transfer-from {file}: arch {} takes {:?} images, the model under test {:?}",
+                    source.arch(),
+                    source.arch().input_shape(),
+                    model.arch().input_shape()
+                ));
+            }
+            Some((file, source))
+        }
+        None if cli.has("source-arch") => {
+            return Err("--source-arch names the arch of --transfer-from FILE".into())
+        }
+        None => None,
+    };
     let kind: DatasetKind = cli
         .get("dataset")
         .unwrap_or("mnist")
@@ -694,30 +720,38 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             test.len(),
             pool.current_num_threads()
         );
+        if let Some((file, source)) = &source {
+            println!(
+                "transfer attacks crafted on {file} ({}), judged by the model",
+                source.arch()
+            );
+        }
     }
     let t0 = Instant::now();
     let (report, clean_secs) = pool
         .install(|| {
             let mut clean_secs = None;
-            let report = rcc_attack::evaluate_with(
-                &model,
-                &DatasetExamples(&test),
-                &specs,
-                batch,
-                seed,
-                |a| {
-                    // The clean pass runs before the first attack.
-                    clean_secs.get_or_insert(t0.elapsed().as_secs_f64() - a.seconds);
-                    if !json {
-                        eprintln!(
-                            "  {}: {:.2}% ({:.1} s)",
-                            a.spec.describe(),
-                            100.0 * a.acc,
-                            a.seconds
-                        );
-                    }
-                },
-            )?;
+            let on_result = |a: &rcc_attack::AttackResult| {
+                // The clean pass runs before the first attack.
+                clean_secs.get_or_insert(t0.elapsed().as_secs_f64() - a.seconds);
+                if !json {
+                    eprintln!(
+                        "  {}: {:.2}% ({:.1} s)",
+                        a.spec.describe(),
+                        100.0 * a.acc,
+                        a.seconds
+                    );
+                }
+            };
+            let examples = DatasetExamples(&test);
+            let report = match &source {
+                Some((_, source)) => rcc_attack::evaluate_transfer(
+                    source, &model, &examples, &specs, batch, seed, on_result,
+                )?,
+                None => {
+                    rcc_attack::evaluate_with(&model, &examples, &specs, batch, seed, on_result)?
+                }
+            };
             let clean_secs = clean_secs.unwrap_or(t0.elapsed().as_secs_f64());
             Ok::<_, rcc_attack::Error>((report, clean_secs))
         })
@@ -730,6 +764,9 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             ("seed", seed.to_string()),
             ("batch", batch.to_string()),
         ];
+        if let Some((file, _)) = &source {
+            header.push(("transfer_from", json_str(file)));
+        }
         if let Some(s) = &sweep {
             let vals: Vec<String> = s.iter().map(|v| fmt_num(*v)).collect();
             header.push(("eps_sweep", format!("[{}]", vals.join(","))));

@@ -314,6 +314,55 @@ pub fn evaluate_with(
     attacks: &[AttackSpec],
     batch: usize,
     seed: u64,
+    on_result: impl FnMut(&AttackResult),
+) -> Result<Report> {
+    let craft = |spec: &AttackSpec, x: &Tensor, labels: &[usize], rng: &mut StdRng| {
+        run_attack(model, x, labels, spec, rng)
+    };
+    evaluate_core(model, data, attacks, batch, seed, craft, on_result)
+}
+
+/// Transfer evaluation: each attack is run against `source` and its points are
+/// classified by `target` (method.md section 5: a black-box attack that beats the
+/// white-box one is the classic sign of gradient masking in `target`). Clean accuracy,
+/// the robust-accuracy definition, the threat-model checks and the seeding are those of
+/// [`evaluate_with`]; only the examples `target` gets right clean are attacked.
+///
+/// The source attack does not stop when it fools the source: a point just across the
+/// source's boundary transfers poorly. PGD takes every step and keeps, over restarts,
+/// the point of highest source loss ([`crate::pgd()`] without `stop_at_fool`); FGSM is
+/// one step anyway; APGD-CE keeps its best-loss iterate unless it fools the source
+/// first (its evaluation mode), so PGD is the transfer attack to prefer.
+pub fn evaluate_transfer(
+    source: &impl Classifier,
+    target: &impl Classifier,
+    data: &impl Examples,
+    attacks: &[AttackSpec],
+    batch: usize,
+    seed: u64,
+    on_result: impl FnMut(&AttackResult),
+) -> Result<Report> {
+    let craft = |spec: &AttackSpec, x: &Tensor, labels: &[usize], rng: &mut StdRng| {
+        spec.check()?;
+        match spec {
+            _ if spec.eps() == 0.0 => Ok(x.clone()),
+            AttackSpec::PgdLinf(c) => Ok(pgd(source, x, labels, c, Norm::Linf, false, rng)?.adv),
+            AttackSpec::PgdL2(c) => Ok(pgd(source, x, labels, c, Norm::L2, false, rng)?.adv),
+            _ => run_attack(source, x, labels, spec, rng),
+        }
+    };
+    evaluate_core(target, data, attacks, batch, seed, craft, on_result)
+}
+
+/// The loop shared by [`evaluate_with`] and [`evaluate_transfer`]: `judge` gives the
+/// clean and adversarial verdicts, `craft` makes a batch's adversarial points.
+fn evaluate_core(
+    judge: &impl Classifier,
+    data: &impl Examples,
+    attacks: &[AttackSpec],
+    batch: usize,
+    seed: u64,
+    craft: impl Fn(&AttackSpec, &Tensor, &[usize], &mut StdRng) -> Result<Tensor>,
     mut on_result: impl FnMut(&AttackResult),
 ) -> Result<Report> {
     for spec in attacks {
@@ -329,7 +378,7 @@ pub fn evaluate_with(
     for r in &ranges {
         let (x, labels) = data.batch(r.clone())?;
         check_batch(&x, &labels, r)?;
-        let logits = model.logits(&x)?;
+        let logits = judge.logits(&x)?;
         loss_sum += crate::per_example_ce(&logits, &labels)
             .iter()
             .map(|&l| l as f64)
@@ -363,9 +412,9 @@ pub fn evaluate_with(
             )?;
             let ys: Vec<usize> = local.iter().map(|&j| labels[j]).collect();
             let mut rng = batch_rng(seed, spec.stream_tag(), b);
-            let adv = run_attack(model, &xs, &ys, spec, &mut rng)?;
+            let adv = craft(spec, &xs, &ys, &mut rng)?;
             max_dist = max_dist.max(check_threat_model(spec, &xs, &adv, &idx)?);
-            let preds = model.logits(&adv)?.argmax_rows();
+            let preds = judge.logits(&adv)?.argmax_rows();
             for ((&i, p), y) in idx.iter().zip(preds).zip(&ys) {
                 correct[i] = p == *y;
             }

@@ -49,7 +49,8 @@ pub use ball::Norm;
 pub use classifier::{per_example_ce, Classifier};
 pub use error::{Error, Result};
 pub use eval::{
-    evaluate, evaluate_with, run_attack, AttackResult, AttackSpec, Examples, Report, TensorExamples,
+    evaluate, evaluate_transfer, evaluate_with, run_attack, AttackResult, AttackSpec, Examples,
+    Report, TensorExamples,
 };
 pub use fgsm::fgsm;
 pub use fgsm_rs::fgsm_rs;

@@ -6,8 +6,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rcc_attack::{
-    apgd_ce_outcome, evaluate, fgsm, per_example_ce, pgd, run_attack, ApgdConfig, AttackSpec,
-    Classifier, Norm, PgdConfig, TensorExamples,
+    apgd_ce_outcome, evaluate, evaluate_transfer, fgsm, per_example_ce, pgd, run_attack,
+    ApgdConfig, AttackSpec, Classifier, Norm, PgdConfig, TensorExamples,
 };
 use rcc_nn::{Arch, Model};
 use rcc_tensor::Tensor;
@@ -467,4 +467,75 @@ fn attacks_reach_the_exact_optimum_of_a_linear_model() {
     let o = apgd_ce_outcome(&model, &x, &labels, &ApgdConfig::new(eps, 20, 1), &mut rng).unwrap();
     close(&o.loss, &opt_linf, "APGD-CE");
     assert!(o.fooled.iter().all(|f| !f));
+}
+
+/// A model whose logits are `model`'s but whose input gradient is zero: the extreme
+/// case of gradient masking, which white-box attacks cannot see through.
+struct Masked<'a>(&'a Model);
+
+impl Classifier for Masked<'_> {
+    fn logits(&self, x: &Tensor) -> rcc_attack::Result<Tensor> {
+        self.0.logits(x)
+    }
+    fn loss_and_input_grad(
+        &self,
+        x: &Tensor,
+        labels: &[usize],
+    ) -> rcc_attack::Result<(Vec<f32>, Tensor, Tensor)> {
+        let logits = self.0.logits(x)?;
+        let zero = Tensor::zeros(x.shape());
+        Ok((per_example_ce(&logits, labels), logits, zero))
+    }
+}
+
+#[test]
+fn transfer_sees_through_a_masked_gradient() {
+    let (x, _) = images(40, 21);
+    let model = Model::new(Arch::Mlp, 22);
+    // Labels the model gets right, so clean accuracy is 100%.
+    let labels = model.logits(&x).unwrap().argmax_rows();
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels,
+    };
+    let mut cfg = pgd_cfg(0.3, 20, 0.03, 1);
+    cfg.random_start = false;
+    let attacks = [AttackSpec::PgdLinf(cfg)];
+    let masked = Masked(&model);
+    let white = evaluate(&masked, &data, &attacks, 16, 0).unwrap();
+    assert_eq!(white.attacks[0].acc, 1.0, "a zero gradient moves nothing");
+    let open = evaluate(&model, &data, &attacks, 16, 0).unwrap();
+    let transfer = evaluate_transfer(&model, &masked, &data, &attacks, 16, 0, |_| {}).unwrap();
+    assert!(
+        open.attacks[0].acc < 0.5,
+        "the attack works on the open model: {}",
+        open.attacks[0].acc
+    );
+    // The same logits, so the points crafted on the open model fool the masked one.
+    assert!(
+        transfer.attacks[0].acc < 0.5,
+        "transfer: {}",
+        transfer.attacks[0].acc
+    );
+    // And a source with no gradient crafts nothing: the target's clean verdicts.
+    let none = evaluate_transfer(&masked, &model, &data, &attacks, 16, 0, |_| {}).unwrap();
+    assert_eq!(none.attacks[0].correct, none.clean_correct);
+}
+
+#[test]
+fn transfer_is_judged_by_the_target() {
+    let (x, labels) = images(30, 23);
+    let (source, target) = (Model::new(Arch::Mlp, 24), Model::new(Arch::Mlp, 25));
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels,
+    };
+    let attacks = [AttackSpec::PgdLinf(pgd_cfg(0.1, 5, 0.03, 2))];
+    let t = evaluate_transfer(&source, &target, &data, &attacks, 8, 3, |_| {}).unwrap();
+    let own = evaluate(&target, &data, &[], 8, 3).unwrap();
+    assert_eq!(t.clean_correct, own.clean_correct);
+    for (c, rob) in t.clean_correct.iter().zip(&t.attacks[0].correct) {
+        assert!(*c || !*rob, "robust but not clean");
+    }
+    assert!(t.attacks[0].max_dist <= Norm::Linf.tolerance(0.1));
 }
