@@ -276,7 +276,7 @@ pub fn report_json(header: &[(&str, String)], report: &Report) -> String {
         let spec = &a.spec;
         let _ = write!(
             s,
-            "{}{{\"name\":\"{}\",\"norm\":\"{}\",\"eps\":{},\"steps\":{},\"step_size\":{},\"restarts\":{},\"random_start\":{},\"acc\":{:.6},\"correct\":{},\"max_dist\":{:.6},\"seconds\":{:.3}}}",
+            "{}{{\"name\":\"{}\",\"norm\":\"{}\",\"eps\":{},\"steps\":{},\"step_size\":{},\"restarts\":{},\"random_start\":{},\"transferred\":{},\"acc\":{:.6},\"correct\":{},\"max_dist\":{:.6},\"seconds\":{:.3}}}",
             if i == 0 { "" } else { "," },
             spec.name(),
             spec.norm().name(),
@@ -285,14 +285,42 @@ pub fn report_json(header: &[(&str, String)], report: &Report) -> String {
             fmt_num(spec.step_size()),
             spec.restarts(),
             spec.random_start(),
+            a.transferred,
             a.acc,
             a.correct.iter().filter(|&&c| c).count(),
             a.max_dist,
             a.seconds
         );
     }
+    s.push_str("],\"worst_case\":[");
+    for (i, (norm, eps, idx)) in worst_case_groups(report).iter().enumerate() {
+        let _ = write!(
+            s,
+            "{}{{\"norm\":\"{}\",\"eps\":{},\"attacks\":{},\"acc\":{:.6}}}",
+            if i == 0 { "" } else { "," },
+            norm.name(),
+            fmt_num(*eps),
+            idx.len(),
+            report.worst_case(idx).unwrap_or(0.0)
+        );
+    }
     s.push_str("]}");
     s
+}
+
+/// The attacks of a report grouped by threat model (norm and eps), in order of first
+/// appearance; only groups of two or more, the ones a worst case adds to.
+pub fn worst_case_groups(report: &Report) -> Vec<(Norm, f32, Vec<usize>)> {
+    let mut groups: Vec<(Norm, f32, Vec<usize>)> = vec![];
+    for (i, a) in report.attacks.iter().enumerate() {
+        let key = (a.spec.norm(), a.spec.eps());
+        match groups.iter_mut().find(|g| (g.0, g.1) == key) {
+            Some(g) => g.2.push(i),
+            None => groups.push((key.0, key.1, vec![i])),
+        }
+    }
+    groups.retain(|g| g.2.len() > 1 && g.1 > 0.0);
+    groups
 }
 
 /// A JSON string literal.
@@ -317,7 +345,7 @@ pub fn report_table(report: &Report, clean_secs: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<8} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>9} {:>9} {:>8}",
+        "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>9} {:>9} {:>8}",
         "attack",
         "norm",
         "eps",
@@ -331,7 +359,7 @@ pub fn report_table(report: &Report, clean_secs: f64) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<8} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9} {:>6.1} s",
+        "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9} {:>6.1} s",
         "clean",
         "-",
         "-",
@@ -346,7 +374,30 @@ pub fn report_table(report: &Report, clean_secs: f64) -> String {
     for a in &report.attacks {
         let _ = writeln!(s, "{}", table_row(a));
     }
+    for (norm, eps, idx) in worst_case_groups(report) {
+        let _ = writeln!(
+            s,
+            "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}%",
+            "worst",
+            norm.name(),
+            fmt_short(eps),
+            "-",
+            "-",
+            "-",
+            format!("of {}", idx.len()),
+            100.0 * report.worst_case(&idx).unwrap_or(0.0)
+        );
+    }
     s
+}
+
+/// The name of an attack in tables: `-tr` marks points crafted on another model.
+fn attack_name(a: &AttackResult) -> String {
+    format!(
+        "{}{}",
+        a.spec.name(),
+        if a.transferred { "-tr" } else { "" }
+    )
 }
 
 fn table_row(a: &AttackResult) -> String {
@@ -357,8 +408,8 @@ fn table_row(a: &AttackResult) -> String {
         fmt_short(spec.step_size())
     };
     format!(
-        "{:<8} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9.4} {:>6.1} s",
-        spec.name(),
+        "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9.4} {:>6.1} s",
+        attack_name(a),
         spec.norm().name(),
         fmt_short(spec.eps()),
         spec.steps(),
@@ -375,8 +426,10 @@ fn table_row(a: &AttackResult) -> String {
     )
 }
 
-/// Accuracy (%) against eps, one column per attack.
-pub fn sweep_table(report: &Report, names: &[&str], sweep: &[f32], norm: Norm) -> String {
+/// Accuracy (%) against eps, one column per attack (the report holds each attack at
+/// every eps of `sweep` in turn), and with two or more attacks a last column with their
+/// worst case per example.
+pub fn sweep_table(report: &Report, sweep: &[f32], norm: Norm) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -385,19 +438,24 @@ pub fn sweep_table(report: &Report, names: &[&str], sweep: &[f32], norm: Norm) -
         report.n,
         100.0 * report.clean_acc
     );
+    let columns = report.attacks.len() / sweep.len().max(1);
     let _ = write!(s, "{:>10}", "eps");
-    for n in names {
-        let _ = write!(s, " {n:>9}");
+    for i in 0..columns {
+        let _ = write!(s, " {:>10}", attack_name(&report.attacks[i * sweep.len()]));
+    }
+    if columns > 1 {
+        let _ = write!(s, " {:>10}", "worst");
     }
     s.push('\n');
     for (j, e) in sweep.iter().enumerate() {
         let _ = write!(s, "{:>10}", fmt_short(*e));
-        for i in 0..names.len() {
-            let _ = write!(
-                s,
-                " {:>9.2}",
-                100.0 * report.attacks[i * sweep.len() + j].acc
-            );
+        let idx: Vec<usize> = (0..columns).map(|i| i * sweep.len() + j).collect();
+        for &k in &idx {
+            let _ = write!(s, " {:>10.2}", 100.0 * report.attacks[k].acc);
+        }
+        if columns > 1 {
+            let worst = report.worst_case(&idx).unwrap_or(0.0);
+            let _ = write!(s, " {:>10.2}", 100.0 * worst);
         }
         s.push('\n');
     }
@@ -722,7 +780,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         );
         if let Some((file, source)) = &source {
             println!(
-                "transfer attacks crafted on {file} ({}), judged by the model",
+                "transfer each attack also runs on {file} ({}); this model classifies its points (-tr)",
                 source.arch()
             );
         }
@@ -731,27 +789,37 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let (report, clean_secs) = pool
         .install(|| {
             let mut clean_secs = None;
-            let on_result = |a: &rcc_attack::AttackResult| {
+            let mut on_result = |a: &rcc_attack::AttackResult| {
                 // The clean pass runs before the first attack.
                 clean_secs.get_or_insert(t0.elapsed().as_secs_f64() - a.seconds);
                 if !json {
                     eprintln!(
-                        "  {}: {:.2}% ({:.1} s)",
+                        "  {}{}: {:.2}% ({:.1} s)",
                         a.spec.describe(),
+                        if a.transferred { ", transferred" } else { "" },
                         100.0 * a.acc,
                         a.seconds
                     );
                 }
             };
             let examples = DatasetExamples(&test);
-            let report = match &source {
-                Some((_, source)) => rcc_attack::evaluate_transfer(
-                    source, &model, &examples, &specs, batch, seed, on_result,
-                )?,
-                None => {
-                    rcc_attack::evaluate_with(&model, &examples, &specs, batch, seed, on_result)?
-                }
-            };
+            let mut report =
+                rcc_attack::evaluate_with(&model, &examples, &specs, batch, seed, &mut on_result)?;
+            // With a source model, every attack also runs as a transfer attack: the same
+            // random starts, the points classified by this model; the worst case per
+            // example of white-box and transfer is the figure to trust.
+            if let Some((_, source)) = &source {
+                let t = rcc_attack::evaluate_transfer(
+                    source,
+                    &model,
+                    &examples,
+                    &specs,
+                    batch,
+                    seed,
+                    &mut on_result,
+                )?;
+                report.attacks.extend(t.attacks);
+            }
             let clean_secs = clean_secs.unwrap_or(t0.elapsed().as_secs_f64());
             Ok::<_, rcc_attack::Error>((report, clean_secs))
         })
@@ -779,7 +847,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         if let Some(s) = &sweep {
             println!();
-            print!("{}", sweep_table(&report, &names, s, specs[0].norm()));
+            print!("{}", sweep_table(&report, s, specs[0].norm()));
         }
         if specs.is_empty() {
             println!("(clean accuracy only: add --attack pgd, apgd-ce, ... or all)");
@@ -787,15 +855,23 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             println!(
                 "robust accuracy counts an example correct only if it is correct clean and under the attack"
             );
+            if report.attacks.len() > specs.len() || specs.len() > 1 {
+                println!(
+                    "worst: correct under every attack at that eps (per example, as AutoAttack's ensemble)"
+                );
+            }
         }
     }
     if let (Some(file), Some(s)) = (cli.get("plot"), &sweep) {
-        let series: Vec<(String, Vec<(f64, f64)>)> = names
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
-                let results = &report.attacks[i * s.len()..(i + 1) * s.len()];
-                let label = series_label(&results[results.len() - 1].spec);
+        let mut series: Vec<(String, Vec<(f64, f64)>)> = report
+            .attacks
+            .chunks(s.len())
+            .map(|results| {
+                let last = &results[results.len() - 1];
+                let mut label = series_label(&last.spec);
+                if last.transferred {
+                    label.push_str(", transfer");
+                }
                 let pts = results
                     .iter()
                     .map(|a| (a.spec.eps() as f64, 100.0 * a.acc))
@@ -803,6 +879,17 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
                 (label, pts)
             })
             .collect();
+        let columns = series.len();
+        if columns > 1 {
+            let pts = (0..s.len())
+                .map(|j| {
+                    let idx: Vec<usize> = (0..columns).map(|i| i * s.len() + j).collect();
+                    let worst = report.worst_case(&idx).unwrap_or(0.0);
+                    (s[j] as f64, 100.0 * worst)
+                })
+                .collect();
+            series.push(("worst case".into(), pts));
+        }
         let title = format!(
             "{} ({}) on {kind}, {} test images, seed {seed}",
             Path::new(model_path)
@@ -912,8 +999,16 @@ mod tests {
                 .map(|(s, a)| AttackResult {
                     spec: *s,
                     acc: a,
-                    correct: (0..100).map(|i| (i as f64) < a * 100.0).collect(),
+                    // PGD keeps the first examples, APGD-CE the last: their worst case
+                    // is the overlap (38% at eps 0.1, none at 0.3).
+                    correct: (0..100)
+                        .map(|i| match s.name() {
+                            "pgd" => (i as f64) < a * 100.0,
+                            _ => (i as f64) >= 100.0 - a * 100.0,
+                        })
+                        .collect(),
                     max_dist: s.eps() as f64,
+                    transferred: false,
                     seconds: 1.5,
                 })
                 .collect(),
@@ -939,6 +1034,13 @@ mod tests {
             assert!(j.contains(field), "{field} in {j}");
         }
         assert_eq!(j.matches("\"name\"").count(), 6);
+        assert!(j.contains("\"transferred\":false"), "{j}");
+        assert!(
+            j.contains(
+                "\"worst_case\":[{\"norm\":\"linf\",\"eps\":0.1,\"attacks\":2,\"acc\":0.380000},{\"norm\":\"linf\",\"eps\":0.3,\"attacks\":2,\"acc\":0.000000}]"
+            ),
+            "{j}"
+        );
         assert_eq!(j.matches('{').count(), j.matches('}').count());
     }
 
@@ -947,9 +1049,29 @@ mod tests {
         let r = fake_report();
         let t = report_table(&r, 0.2);
         assert!(t.contains("clean") && t.contains("99.00%") && t.contains("apgd-ce"));
-        let sw = sweep_table(&r, &["pgd", "apgd-ce"], &[0.0, 0.1, 0.3], Norm::Linf);
-        let last: Vec<&str> = sw.lines().nth(4).unwrap().split_whitespace().collect();
-        assert_eq!(last, ["0.3", "20.00", "15.00"], "{sw}");
+        assert!(t.contains("worst") && t.contains("38.00%"), "{t}");
+        let sw = sweep_table(&r, &[0.0, 0.1, 0.3], Norm::Linf);
+        let row = |k: usize| -> Vec<String> {
+            sw.lines()
+                .nth(k)
+                .unwrap()
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(row(1), ["eps", "pgd", "apgd-ce", "worst"], "{sw}");
+        assert_eq!(row(3), ["0.1", "70.00", "68.00", "38.00"], "{sw}");
+        assert_eq!(row(4), ["0.3", "20.00", "15.00", "0.00"], "{sw}");
+        // A transferred attack is marked in both tables.
+        let mut tr = r.clone();
+        tr.attacks.truncate(3);
+        tr.attacks
+            .extend(r.attacks[..3].iter().cloned().map(|mut a| {
+                a.transferred = true;
+                a
+            }));
+        assert!(report_table(&tr, 0.2).contains("pgd-tr"));
+        assert!(sweep_table(&tr, &[0.0, 0.1, 0.3], Norm::Linf).contains("pgd-tr"));
         let series = vec![
             (
                 "PGD-40 <a&b>".to_string(),

@@ -266,6 +266,8 @@ pub struct AttackResult {
     /// The largest distance (in the attack's norm) of an adversarial point from its
     /// clean input; at most eps up to f32 rounding.
     pub max_dist: f64,
+    /// The points were crafted on another model ([`evaluate_transfer`]).
+    pub transferred: bool,
     /// Wall time of this attack over the whole set.
     pub seconds: f64,
 }
@@ -279,6 +281,22 @@ pub struct Report {
     pub clean_loss: f64,
     pub clean_correct: Vec<bool>,
     pub attacks: Vec<AttackResult>,
+}
+
+impl Report {
+    /// Accuracy under the worst case of `attacks` (indices into [`Report::attacks`]): an
+    /// example counts only if it survives every one of them (as AutoAttack reports its
+    /// ensemble). `None` if the list is empty.
+    pub fn worst_case(&self, attacks: &[usize]) -> Option<f64> {
+        let first = self.attacks.get(*attacks.first()?)?;
+        let mut all = first.correct.clone();
+        for &i in &attacks[1..] {
+            for (a, c) in all.iter_mut().zip(&self.attacks.get(i)?.correct) {
+                *a &= c;
+            }
+        }
+        Some(all.iter().filter(|&&c| c).count() as f64 / self.n.max(1) as f64)
+    }
 }
 
 /// SplitMix64's finaliser.
@@ -319,7 +337,7 @@ pub fn evaluate_with(
     let craft = |spec: &AttackSpec, x: &Tensor, labels: &[usize], rng: &mut StdRng| {
         run_attack(model, x, labels, spec, rng)
     };
-    evaluate_core(model, data, attacks, batch, seed, craft, on_result)
+    evaluate_core(model, data, attacks, batch, seed, craft, false, on_result)
 }
 
 /// Transfer evaluation: each attack is run against `source` and its points are
@@ -351,11 +369,12 @@ pub fn evaluate_transfer(
             _ => run_attack(source, x, labels, spec, rng),
         }
     };
-    evaluate_core(target, data, attacks, batch, seed, craft, on_result)
+    evaluate_core(target, data, attacks, batch, seed, craft, true, on_result)
 }
 
 /// The loop shared by [`evaluate_with`] and [`evaluate_transfer`]: `judge` gives the
 /// clean and adversarial verdicts, `craft` makes a batch's adversarial points.
+#[allow(clippy::too_many_arguments)]
 fn evaluate_core(
     judge: &impl Classifier,
     data: &impl Examples,
@@ -363,6 +382,7 @@ fn evaluate_core(
     batch: usize,
     seed: u64,
     craft: impl Fn(&AttackSpec, &Tensor, &[usize], &mut StdRng) -> Result<Tensor>,
+    transferred: bool,
     mut on_result: impl FnMut(&AttackResult),
 ) -> Result<Report> {
     for spec in attacks {
@@ -424,6 +444,7 @@ fn evaluate_core(
             acc: frac(&correct),
             correct,
             max_dist,
+            transferred,
             seconds: t0.elapsed().as_secs_f64(),
         };
         on_result(&result);

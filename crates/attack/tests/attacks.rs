@@ -517,6 +517,14 @@ fn transfer_sees_through_a_masked_gradient() {
         "transfer: {}",
         transfer.attacks[0].acc
     );
+    assert!(transfer.attacks[0].transferred && !white.attacks[0].transferred);
+    // The worst case of white-box and transfer is at most either.
+    let mut both = white.clone();
+    both.attacks.extend(transfer.attacks.iter().cloned());
+    let worst = both.worst_case(&[0, 1]).unwrap();
+    assert_eq!(worst, transfer.attacks[0].acc, "white-box moved nothing");
+    assert_eq!(both.worst_case(&[]), None);
+    assert_eq!(both.worst_case(&[0, 2]), None, "index out of range");
     // And a source with no gradient crafts nothing: the target's clean verdicts.
     let none = evaluate_transfer(&masked, &model, &data, &attacks, 16, 0, |_| {}).unwrap();
     assert_eq!(none.attacks[0].correct, none.clean_correct);
