@@ -32,8 +32,11 @@
 //! at the adversarial point; every adversarial point is checked to lie in its eps-ball
 //! and in [0, 1] before it is classified. Each batch's randomness is derived from
 //! (seed, attack kind, batch index), so the report does not depend on the thread count.
-//! See the [`eval`] module for the details. `cargo xtask eval` is the command-line front
-//! end (tables, JSON, eps sweeps and their SVG plot).
+//! See the [`eval`] module for the details. [`evaluate_transfer()`] runs the attacks on
+//! another model and classifies their points with the model under test (the black-box
+//! check for gradient masking), and [`Report::worst_case`] counts the examples that
+//! survive every attack of a list. `cargo xtask eval` is the command-line front end
+//! (tables, JSON, eps sweeps and their SVG plot, `--transfer-from`).
 
 pub mod apgd;
 pub mod ball;
