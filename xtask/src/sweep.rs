@@ -619,7 +619,13 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
                     "- ->{w} ({rate}x): ours {} our ADMM on PGD-{} ({dp:+.2} points); natural {dn:+.2} points ({}).",
                     if dp > 0.0 { "beats" } else { "does NOT beat" },
                     protocol.steps,
-                    if dn >= -0.5 { "within the 0.5-point allowance" } else { "MORE than 0.5 points lower" }
+                    if dn >= 0.0 {
+                        "not lower"
+                    } else if dn >= -0.5 {
+                        "lower, within the 0.5-point allowance"
+                    } else {
+                        "MORE than 0.5 points lower"
+                    }
                 ));
                 format!("{dn:+.2} / {dp:+.2}")
             }
@@ -969,5 +975,41 @@ mod tests {
         let svg = results_svg(&PRESETS[0], &results);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(Summary::parse("nonsense = 1").is_err());
+    }
+
+    /// The verdict lines under the side-by-side table: the PGD-40 lead and the 0.5-point
+    /// natural-accuracy allowance of issue 6.
+    #[test]
+    fn verdicts_state_the_lead_and_the_allowance() {
+        let all = entries(&PRESETS[0], Path::new("t"));
+        let find = |n: &str| all.iter().find(|e| e.name == n).unwrap();
+        let summary = |clean: f64, pgd: f64| {
+            let mut s = Summary::default();
+            (s.dense.clean, s.dense.pgd) = (clean, pgd);
+            s
+        };
+        let verdict = |ours: Summary, admm: Summary| {
+            let results = vec![
+                (find("prox-r15.31"), Some(ours)),
+                (find("admm-r15.31"), Some(admm)),
+            ];
+            let md = results_md(&PRESETS[0], Path::new("d"), &results);
+            md.lines()
+                .find(|l| l.starts_with("- ->1"))
+                .unwrap_or_else(|| panic!("no verdict in {md}"))
+                .to_string()
+        };
+        let v = verdict(summary(0.97, 0.90), summary(0.96, 0.88));
+        assert!(
+            v.contains("ours beats") && v.contains("+2.00") && v.contains("not lower"),
+            "{v}"
+        );
+        let v = verdict(summary(0.97, 0.90), summary(0.973, 0.91));
+        assert!(
+            v.contains("does NOT beat") && v.contains("lower, within"),
+            "{v}"
+        );
+        let v = verdict(summary(0.96, 0.90), summary(0.97, 0.88));
+        assert!(v.contains("MORE than 0.5 points lower"), "{v}");
     }
 }
