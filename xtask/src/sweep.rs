@@ -868,7 +868,11 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
             }
         }
     }
-    for (i, (role, color)) in SERIES.iter().enumerate() {
+    // The legend lists only the methods that have a finished run (w8 has no ablations).
+    let shown = SERIES
+        .iter()
+        .filter(|(role, _)| results.iter().any(|(e, s)| e.role == *role && s.is_some()));
+    for (i, (role, color)) in shown.enumerate() {
         let (lx, ly) = (
             left + (i % 2) as f64 * 400.0,
             top + ph + 58.0 + (i / 2) as f64 * 18.0,
