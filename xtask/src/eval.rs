@@ -738,7 +738,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     };
     let settings = Settings {
         protocol,
-        names: names.clone(),
+        names,
         eps: positive("eps", cli.num("eps")?)?.unwrap_or(protocol.eps),
         eps_l2: positive("eps-l2", cli.num("eps-l2")?)?.unwrap_or(protocol.eps_l2),
         steps: cli.num("steps")?,
@@ -855,7 +855,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             println!(
                 "robust accuracy counts an example correct only if it is correct clean and under the attack"
             );
-            if report.attacks.len() > specs.len() || specs.len() > 1 {
+            if !worst_case_groups(&report).is_empty() {
                 println!(
                     "worst: correct under every attack at that eps (per example, as AutoAttack's ensemble)"
                 );

@@ -360,14 +360,12 @@ pub fn evaluate_transfer(
     seed: u64,
     on_result: impl FnMut(&AttackResult),
 ) -> Result<Report> {
-    let craft = |spec: &AttackSpec, x: &Tensor, labels: &[usize], rng: &mut StdRng| {
-        spec.check()?;
-        match spec {
-            _ if spec.eps() == 0.0 => Ok(x.clone()),
-            AttackSpec::PgdLinf(c) => Ok(pgd(source, x, labels, c, Norm::Linf, false, rng)?.adv),
-            AttackSpec::PgdL2(c) => Ok(pgd(source, x, labels, c, Norm::L2, false, rng)?.adv),
-            _ => run_attack(source, x, labels, spec, rng),
-        }
+    // `evaluate_core` has checked every spec.
+    let craft = |spec: &AttackSpec, x: &Tensor, labels: &[usize], rng: &mut StdRng| match spec {
+        _ if spec.eps() == 0.0 => Ok(x.clone()),
+        AttackSpec::PgdLinf(c) => Ok(pgd(source, x, labels, c, Norm::Linf, false, rng)?.adv),
+        AttackSpec::PgdL2(c) => Ok(pgd(source, x, labels, c, Norm::L2, false, rng)?.adv),
+        _ => run_attack(source, x, labels, spec, rng),
     };
     evaluate_core(target, data, attacks, batch, seed, craft, true, on_result)
 }
