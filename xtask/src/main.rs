@@ -34,10 +34,10 @@ commands:
                                       the official sites or copying from a mirror (--from)
   train [--config FILE] [--method prox|prox:l1:L[:layer]|prox:group:L[:layer]|admm[:RHO:EVERY]|magnitude|dense|none]
         [--rate R] [--budget layer|global] [--teacher FILE] [--alpha A] [--temperature T]
-        [--teacher-input clean|adv] [--finetune N] [--init FILE] [--dataset D] [--arch A]
-        [--adv none|pgd:EPS:STEPS:STEP|fgsm-rs:EPS:ALPHA] [--adv-mix M] [--adv-warmup N]
-        [--epochs N] [--batch B] [--optimizer sgd|adam] [--lr LR] [--momentum M]
-        [--nesterov true|false] [--weight-decay WD]
+        [--teacher-input clean|adv] [--finetune N] [--ramp F] [--init FILE] [--dataset D]
+        [--arch A] [--adv none|pgd:EPS:STEPS:STEP|fgsm-rs:EPS:ALPHA] [--adv-mix M]
+        [--adv-warmup N] [--epochs N] [--batch B] [--optimizer sgd|adam] [--lr LR]
+        [--momentum M] [--nesterov true|false] [--weight-decay WD]
         [--schedule constant|step:EVERY:GAMMA|cosine[:MIN]] [--seed S] [--val N]
         [--augment true|false] [--robust-every N] [--robust-limit N] [--threads T]
         [--out DIR] [--data DIR] [--no-report] | --resume DIR
@@ -49,7 +49,10 @@ commands:
                                       masked and exported sparse), exported, and reported in
                                       DIR/report.md; flags or a key = value config file
                                       change any setting (--method none: plain training;
-                                      --no-report: stop after training)
+                                      --no-report: stop after training; --ramp: fraction
+                                      of the pruning epochs over which the prox tightens,
+                                      default 0.6; with --val N the during-training PGD-40
+                                      check runs on the N held-out images, not the test set)
   sweep [--preset table2-w4|table2-w8|fashion-w4] [--out DIR] [--teacher FILE]
         [--only NAME,...] [--threads T] [--data DIR] [--plan]
                                       one row of method.md's Table 2: a teacher, then every

@@ -66,6 +66,9 @@ pub struct TrainConfig {
     pub budget: Budget,
     /// Final epochs under the frozen mask (debiasing; ADMM's masked retraining).
     pub finetune: usize,
+    /// Fraction of the pruning epochs over which the prox's l0 budget tightens (and its
+    /// l1 / group lambda rises); [`rcc_compress::Compressor::with_ramp`].
+    pub ramp: f64,
     /// Start from this model's weights (default for pruning methods: the teacher's, when
     /// it has the run's arch).
     pub init: String,
@@ -225,6 +228,7 @@ impl Default for TrainConfig {
             rate: 16.0,
             budget: Budget::PerLayer,
             finetune: 0,
+            ramp: rcc_compress::DEFAULT_RAMP,
             init: String::new(),
             teacher: String::new(),
             alpha: 0.0,
@@ -329,7 +333,7 @@ impl TrainConfig {
 }
 
 /// Config keys, which are also the `--flags` of `cargo xtask train`.
-pub const KEYS: [&str; 27] = [
+pub const KEYS: [&str; 28] = [
     "dataset",
     "arch",
     "epochs",
@@ -352,6 +356,7 @@ pub const KEYS: [&str; 27] = [
     "rate",
     "budget",
     "finetune",
+    "ramp",
     "init",
     "teacher",
     "alpha",
@@ -414,6 +419,14 @@ impl TrainConfig {
                 }
             }
             "finetune" => self.finetune = parse_value(key, v)?,
+            "ramp" => {
+                self.ramp = parse_value(key, v)?;
+                if !(self.ramp > 0.0 && self.ramp <= 1.0) {
+                    return Err(format!(
+                        "ramp must be a fraction of the pruning epochs in (0, 1], got {v}"
+                    ));
+                }
+            }
             "init" => self.init = v.into(),
             "teacher" => self.teacher = v.into(),
             "alpha" => {
@@ -482,6 +495,7 @@ impl TrainConfig {
                 Budget::Global => "global".into(),
             },
             self.finetune.to_string(),
+            self.ramp.to_string(),
             self.init.clone(),
             self.teacher.clone(),
             self.alpha.to_string(),
@@ -727,6 +741,7 @@ pub fn run_training(
                 cfg.epochs - cfg.finetune.min(cfg.epochs),
                 steps,
             )
+            .and_then(|c| c.with_ramp(cfg.ramp))
             .map_err(|e| e.to_string())?;
             c.start(&mut model.params, start, admm_state)
                 .map_err(|e| e.to_string())?;
@@ -902,10 +917,17 @@ pub fn run_training(
             .transpose()?;
         let robust_due = cfg.robust_every > 0
             && ((epoch + 1) % cfg.robust_every == 0 || epoch + 1 == cfg.epochs);
+        // With a validation split the check runs on it, so that choosing settings by it
+        // never looks at the test set.
+        let (robust_set, robust_split) = match &data.val {
+            Some(v) => (v, "val"),
+            None => (&data.test, "test"),
+        };
+        let robust_n = cfg.robust_limit.min(robust_set.len());
         let robust = if robust_due && cfg.adv.eps() > 0.0 {
             Some(robust_accuracy(
                 &model,
-                &data.test,
+                robust_set,
                 cfg.adv.eps(),
                 cfg.robust_limit,
                 cfg.seed,
@@ -929,8 +951,7 @@ pub fn run_training(
         if let Some(r) = robust {
             let _ = write!(
                 line,
-                ",\"test_pgd40_acc\":{r:.6},\"test_pgd40_n\":{}",
-                cfg.robust_limit.min(data.test.len())
+                ",\"{robust_split}_pgd40_acc\":{r:.6},\"{robust_split}_pgd40_n\":{robust_n}"
             );
         }
         line.push_str(&compress_json);
@@ -972,10 +993,9 @@ pub fn run_training(
                 format!(", val acc {:.2}%", 100.0 * va)
             });
             if let Some(r) = robust {
-                let n = cfg.robust_limit.min(data.test.len());
                 let _ = write!(
                     val_txt,
-                    ", PGD-40 acc {:.2}% (eps {}, first {n} test images)",
+                    ", PGD-40 acc {:.2}% (eps {}, first {robust_n} {robust_split} images)",
                     100.0 * r,
                     cfg.adv.eps()
                 );
@@ -1303,6 +1323,7 @@ mod tests {
         let mut cfg = TrainConfig::default();
         cfg.set("schedule", "step:2:0.5").unwrap();
         cfg.set("optimizer", "adam").unwrap();
+        cfg.set("ramp", "0.3").unwrap();
         let path = temp_run("cfg").with_extension("txt");
         std::fs::write(&path, cfg.to_text()).unwrap();
         let mut back = TrainConfig::default();
@@ -1314,6 +1335,10 @@ mod tests {
             .contains("unknown config key"));
         assert!(TrainConfig::default().set("optimizer", "rmsprop").is_err());
         assert!(TrainConfig::default().set("lr", "-1").is_err());
+        for bad in ["0", "1.5", "-0.2", "NaN"] {
+            let err = TrainConfig::default().set("ramp", bad).unwrap_err();
+            assert!(err.contains("(0, 1]") && err.contains(bad), "{err}");
+        }
     }
 
     /// A run stopped after an epoch (the on-disk state of a killed run) and resumed ends
@@ -1374,6 +1399,33 @@ mod tests {
         assert!(
             metrics.contains("\"train_adv\":\"pgd:0.05:3:0.02\"")
                 && metrics.contains("test_pgd40_acc"),
+            "{metrics}"
+        );
+    }
+
+    /// With a validation split, the during-training PGD-40 check runs on it (so that
+    /// settings chosen by it never saw the test set), on its own image count.
+    #[test]
+    fn the_robust_check_uses_the_validation_split_when_there_is_one() {
+        let data = RunData {
+            train: synthetic(200, 5),
+            val: Some(synthetic(30, 7)),
+            test: synthetic(100, 6),
+        };
+        let cfg = TrainConfig {
+            epochs: 1,
+            adv: AdvTraining::parse("pgd:0.1:2:0.05").unwrap(),
+            robust_every: 1,
+            robust_limit: 50,
+            ..small_config()
+        };
+        let dir = temp_run("val-robust");
+        run_training(&cfg, &data, &dir, false, None, true).unwrap();
+        let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        assert!(
+            metrics.contains("\"val_pgd40_acc\":")
+                && metrics.contains("\"val_pgd40_n\":30")
+                && !metrics.contains("test_pgd40"),
             "{metrics}"
         );
     }

@@ -151,8 +151,9 @@ impl fmt::Display for Method {
     }
 }
 
-/// Fraction of the main phase over which the l0 budget tightens to its final value.
-pub const L0_RAMP: f64 = 0.6;
+/// Default fraction of the main phase over which the l0 budget tightens to its final
+/// value (and the l1 / group lambda rises to its full value): [`Compressor::with_ramp`].
+pub const DEFAULT_RAMP: f64 = 0.6;
 
 /// A method's state during one run.
 #[derive(Clone, Debug)]
@@ -164,6 +165,8 @@ pub struct Compressor {
     /// Epochs before the mask is frozen; the rest of the run fine-tunes under it.
     main_epochs: usize,
     steps_per_epoch: usize,
+    /// Fraction of the main phase the prox's schedule takes ([`DEFAULT_RAMP`]).
+    ramp: f64,
     mask: Option<Mask>,
     admm: Option<Admm>,
 }
@@ -207,9 +210,23 @@ impl Compressor {
             keep,
             main_epochs,
             steps_per_epoch: steps_per_epoch.max(1),
+            ramp: DEFAULT_RAMP,
             mask: None,
             admm: None,
         })
+    }
+
+    /// The prox's schedule over the first `ramp` (in (0, 1]) of the main phase instead of
+    /// [`DEFAULT_RAMP`]: 1 tightens the l0 budget until the projection, a short ramp
+    /// reaches it early and trains the rest of the main phase at the final sparsity.
+    pub fn with_ramp(mut self, ramp: f64) -> Result<Compressor> {
+        if !(ramp > 0.0 && ramp <= 1.0) {
+            return Err(Error::Config(format!(
+                "ramp {ramp}: expected a fraction of the main phase in (0, 1]"
+            )));
+        }
+        self.ramp = ramp;
+        Ok(self)
     }
 
     /// The pruned tensors.
@@ -305,7 +322,7 @@ impl Compressor {
         // l1 / group lambda rises linearly along it (a warm-up: full shrinkage from the
         // first step would cut a robust net before training can adapt).
         let t = (epoch * self.steps_per_epoch + step + 1) as f64;
-        let ramp = (L0_RAMP * (self.main_epochs * self.steps_per_epoch) as f64).max(1.0);
+        let ramp = (self.ramp * (self.main_epochs * self.steps_per_epoch) as f64).max(1.0);
         let progress = (t / ramp).min(1.0);
         let lambda_l = |g: &crate::Group, lambda: f32, scale: LambdaScale| {
             let per = match scale {
@@ -418,7 +435,7 @@ mod tests {
         let m = Model::new(Arch::LenetAdv(1), 3);
         let (main, steps) = (5, 10);
         // The ramp is 0.6 x 50 = 30 steps: step t (1-based) applies t / 30 of lambda.
-        assert_eq!((L0_RAMP * (main * steps) as f64) as usize, 30);
+        assert_eq!((DEFAULT_RAMP * (main * steps) as f64) as usize, 30);
         for (scale, fan_in) in [(LambdaScale::Global, 1.0f32), (LambdaScale::PerLayer, 25.0)] {
             let c = Compressor::new(
                 Method::Prox {
@@ -470,53 +487,89 @@ mod tests {
         assert!(new(1, 4).is_ok() && new(3, 4).is_ok());
     }
 
-    /// The l0 prox tightens gradually and reaches the exact budget by the end of the
-    /// ramp; the frozen mask then holds through the fine-tuning phase.
+    /// The l0 prox tightens gradually and reaches the exact budget at the end of the
+    /// ramp, and not by its middle (whatever the ramp); the frozen mask then holds through the
+    /// fine-tuning phase.
     #[test]
-    fn l0_schedule_reaches_the_budget_and_the_mask_holds() {
-        let mut m = Model::new(Arch::LenetAdv(1), 3);
-        let (main, steps) = (5, 10);
-        let mut c = Compressor::new(
-            Method::Prox {
-                reg: Regularizer::L0,
-            },
-            &m.net,
-            &m.params,
-            16.0,
-            Budget::PerLayer,
-            main,
-            steps,
-        )
-        .unwrap();
-        c.start(&mut m.params, 0, None).unwrap();
-        let want: usize = c.keep().iter().sum();
-        let total = c.prunable().total();
-        let mut last = total;
-        for epoch in 0..main {
-            for step in 0..steps {
-                c.after_step(&mut m.params, epoch, step, 0.1);
-                let nnz = c.prunable().nnz(&m.params);
-                assert!(
-                    nnz <= last && nnz >= want,
-                    "epoch {epoch} step {step}: {nnz}"
-                );
-                last = nnz;
+    fn l0_schedule_reaches_the_budget_at_the_ramp_end_and_the_mask_holds() {
+        for ramp in [0.3, DEFAULT_RAMP, 1.0] {
+            let mut m = Model::new(Arch::LenetAdv(1), 3);
+            let (main, steps) = (5, 10);
+            let mut c = Compressor::new(
+                Method::Prox {
+                    reg: Regularizer::L0,
+                },
+                &m.net,
+                &m.params,
+                16.0,
+                Budget::PerLayer,
+                main,
+                steps,
+            )
+            .unwrap()
+            .with_ramp(ramp)
+            .unwrap();
+            c.start(&mut m.params, 0, None).unwrap();
+            let want: usize = c.keep().iter().sum();
+            let total = c.prunable().total();
+            let ramp_steps = (ramp * (main * steps) as f64).round() as usize;
+            let mut last = total;
+            for epoch in 0..main {
+                for step in 0..steps {
+                    c.after_step(&mut m.params, epoch, step, 0.1);
+                    let nnz = c.prunable().nnz(&m.params);
+                    assert!(
+                        nnz <= last && nnz >= want,
+                        "ramp {ramp}, epoch {epoch} step {step}: {nnz}"
+                    );
+                    let t = epoch * steps + step + 1;
+                    // (Near the end the cubic's remainder rounds to nothing, so
+                    // "not before" is checked at half the ramp.)
+                    if t >= ramp_steps {
+                        assert_eq!(nnz, want, "ramp {ramp}, step {t} of {ramp_steps}");
+                    } else if 2 * t <= ramp_steps {
+                        assert!(nnz > want, "ramp {ramp}, step {t} of {ramp_steps}: {nnz}");
+                    }
+                    last = nnz;
+                }
+                c.end_epoch(&mut m.params, epoch).unwrap();
             }
-            if (epoch + 1) as f64 >= L0_RAMP * main as f64 {
-                assert_eq!(last, want);
-            }
-            c.end_epoch(&mut m.params, epoch).unwrap();
+            assert_eq!(c.phase(main), "debias");
+            // Fine-tuning: a gradient step everywhere, then the hooks keep the zeros zero.
+            let mut g = vec![1.0; m.params.len()];
+            c.before_step(&m.params, &mut g);
+            m.params
+                .iter_mut()
+                .zip(&g)
+                .for_each(|(p, gi)| *p -= 0.01 * gi);
+            c.after_step(&mut m.params, main, 0, 0.1);
+            assert_eq!(c.prunable().nnz(&m.params), want);
+            assert_eq!(c.state_bytes().1, 0);
         }
-        assert_eq!(c.phase(main), "debias");
-        // Fine-tuning: a gradient step everywhere, then the hooks keep the zeros zero.
-        let mut g = vec![1.0; m.params.len()];
-        c.before_step(&m.params, &mut g);
-        m.params
-            .iter_mut()
-            .zip(&g)
-            .for_each(|(p, gi)| *p -= 0.01 * gi);
-        c.after_step(&mut m.params, main, 0, 0.1);
-        assert_eq!(c.prunable().nnz(&m.params), want);
-        assert_eq!(c.state_bytes().1, 0);
+    }
+
+    /// A ramp outside (0, 1] is refused with the value named.
+    #[test]
+    fn ramp_outside_the_main_phase_is_refused() {
+        let m = Model::new(Arch::LenetAdv(1), 3);
+        let new = || {
+            Compressor::new(
+                Method::Prox {
+                    reg: Regularizer::L0,
+                },
+                &m.net,
+                &m.params,
+                4.0,
+                Budget::PerLayer,
+                4,
+                10,
+            )
+            .unwrap()
+        };
+        for bad in [0.0, -0.5, 1.5, f64::NAN] {
+            let err = new().with_ramp(bad).unwrap_err().to_string();
+            assert!(err.contains("ramp") && err.contains("(0, 1]"), "{err}");
+        }
+        assert!(new().with_ramp(1.0).is_ok());
     }
 }
