@@ -9,6 +9,10 @@
 //!   so the two evaluations see the same random starts and differ only by float summation
 //!   order: they must agree within [`AGREEMENT_PTS`] points, and the report says whether
 //!   they do.
+//! - When the run has a teacher: PGD-40 crafted on the teacher and judged by the dense
+//!   model (one start), the black-box check for gradient masking (a transferred attack
+//!   that beats every white-box one means the white-box ones were blocked); the worst
+//!   case per image then covers it too.
 //! - An eps sweep of PGD-40 (step scaled with eps) on the first [`SWEEP_IMAGES`] test
 //!   images, for the gradient-masking check: accuracy must fall as eps grows and reach
 //!   about 0 at large eps.
@@ -48,12 +52,16 @@ pub struct Accuracies {
     pub fgsm: f64,
     pub pgd: f64,
     pub apgd: f64,
-    /// The worst case per example over the three attacks.
+    /// PGD-40 crafted on the run's teacher and judged by this model (one start); NaN
+    /// when not run (no teacher, or the sparse model).
+    pub transfer: f64,
+    /// The worst case per example over every attack run on this model.
     pub worst: f64,
     pub seconds: f64,
 }
 
-fn accuracies(report: &Report, seconds: f64) -> Accuracies {
+/// The figures of a white-box report and, if run, a transferred one on the same images.
+fn accuracies(report: &Report, transfer: Option<&Report>, seconds: f64) -> Accuracies {
     let find = |name: &str| {
         report
             .attacks
@@ -61,8 +69,13 @@ fn accuracies(report: &Report, seconds: f64) -> Accuracies {
             .find(|a| a.spec.name() == name)
             .map_or(f64::NAN, |a: &AttackResult| a.acc)
     };
+    let all: Vec<&AttackResult> = report
+        .attacks
+        .iter()
+        .chain(transfer.iter().flat_map(|t| &t.attacks))
+        .collect();
     let worst = (0..report.n)
-        .filter(|&i| report.attacks.iter().all(|a| a.correct[i]))
+        .filter(|&i| all.iter().all(|a| a.correct[i]))
         .count() as f64
         / report.n.max(1) as f64;
     Accuracies {
@@ -70,6 +83,9 @@ fn accuracies(report: &Report, seconds: f64) -> Accuracies {
         fgsm: find("fgsm"),
         pgd: find("pgd"),
         apgd: find("apgd-ce"),
+        transfer: transfer
+            .and_then(|t| t.attacks.first())
+            .map_or(f64::NAN, |a| a.acc),
         worst,
         seconds,
     }
@@ -89,12 +105,14 @@ fn settings(protocol: Protocol, names: Vec<&'static str>) -> Settings {
     }
 }
 
-/// FGSM, PGD-40 with restarts and APGD-CE on all of `test`, with progress lines.
+/// FGSM, PGD-40 with restarts and APGD-CE on all of `test`, then PGD-40 crafted on
+/// `teacher` if given, with progress lines.
 pub fn evaluate_robust(
     model: &impl Classifier,
     test: &Dataset,
     protocol: Protocol,
     label: &str,
+    teacher: Option<&Model>,
 ) -> Result<Accuracies, String> {
     let mut specs = settings(protocol, vec!["fgsm", "pgd"]).specs();
     let mut apgd = settings(protocol, vec!["apgd-ce"]);
@@ -118,7 +136,36 @@ pub fn evaluate_robust(
         },
     )
     .map_err(|e| e.to_string())?;
-    Ok(accuracies(&report, t0.elapsed().as_secs_f64()))
+    let transfer = match teacher {
+        None => None,
+        Some(t) => {
+            let mut s = settings(protocol, vec!["pgd"]);
+            s.restarts = 1;
+            let r = rcc_attack::evaluate_transfer(
+                t,
+                model,
+                &DatasetExamples(test),
+                &s.specs(),
+                EVAL_BATCH,
+                EVAL_SEED,
+                |a| {
+                    eprintln!(
+                        "  {label}: {} crafted on the teacher: {:.2}% ({:.1} s)",
+                        a.spec.describe(),
+                        100.0 * a.acc,
+                        a.seconds
+                    )
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            Some(r)
+        }
+    };
+    Ok(accuracies(
+        &report,
+        transfer.as_ref(),
+        t0.elapsed().as_secs_f64(),
+    ))
 }
 
 /// The radii of the eps sweep: [`SWEEP_FRACTIONS`] x eps, then doubling until
@@ -268,6 +315,7 @@ impl Summary {
                 ("fgsm", a.fgsm),
                 ("pgd", a.pgd),
                 ("apgd", a.apgd),
+                ("transfer", a.transfer),
                 ("worst", a.worst),
                 ("seconds", a.seconds),
             ] {
@@ -300,6 +348,9 @@ impl Summary {
 
     pub fn parse(text: &str) -> Result<Summary, String> {
         let mut s = Summary::default();
+        // Written before the transfer check existed: not measured.
+        s.dense.transfer = f64::NAN;
+        s.sparse.transfer = f64::NAN;
         for line in text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -328,6 +379,7 @@ impl Summary {
                     "fgsm" => a.fgsm = x,
                     "pgd" => a.pgd = x,
                     "apgd" => a.apgd = x,
+                    "transfer" => a.transfer = x,
                     "worst" => a.worst = x,
                     "seconds" => a.seconds = x,
                     _ => return Err(format!("summary: unknown key {k:?}")),
@@ -394,13 +446,18 @@ pub fn finish_run(cfg: &TrainConfig, run: &Path, test: &Dataset) -> Result<Summa
         ));
     }
     let protocol = Protocol::for_dataset(cfg.dataset);
-    let dense = evaluate_robust(&model, test, protocol, "dense (masked)")?;
+    let teacher = if cfg.teacher.is_empty() {
+        None
+    } else {
+        Some(Model::load(Path::new(&cfg.teacher), None).map_err(|e| format!("teacher: {e}"))?)
+    };
+    let dense = evaluate_robust(&model, test, protocol, "dense (masked)", teacher.as_ref())?;
     let p = rcc_compress::Prunable::of(&model.net);
     let pruned = p.nnz(&model.params) < p.total();
     // An unpruned model (a teacher, a dense small net) gains nothing from the CSR
     // engine; its export is checked on clean accuracy only.
     let sparse = if pruned {
-        evaluate_robust(&exported.model, test, protocol, "exported sparse")?
+        evaluate_robust(&exported.model, test, protocol, "exported sparse", None)?
     } else {
         let r = rcc_attack::evaluate(
             &exported.model,
@@ -415,6 +472,7 @@ pub fn finish_run(cfg: &TrainConfig, run: &Path, test: &Dataset) -> Result<Summa
             fgsm: f64::NAN,
             pgd: f64::NAN,
             apgd: f64::NAN,
+            transfer: f64::NAN,
             worst: f64::NAN,
             seconds: 0.0,
         }
@@ -443,6 +501,32 @@ pub fn finish_run(cfg: &TrainConfig, run: &Path, test: &Dataset) -> Result<Summa
     Ok(summary)
 }
 
+/// Points by which a transferred attack may beat the best white-box one before the report
+/// flags gradient masking: one image in 1,000 (sampling noise between two attacks).
+pub const MASKING_PTS: f64 = 0.1;
+
+/// What the transferred attack says about gradient masking, if it was run.
+pub fn masking_verdict(a: &Accuracies) -> Option<String> {
+    if a.transfer.is_nan() {
+        return None;
+    }
+    let white = a.pgd.min(a.apgd);
+    let lead = 100.0 * (white - a.transfer);
+    Some(if lead > MASKING_PTS {
+        format!(
+            "**Gradient masking suspected:** PGD crafted on the teacher fools this model {lead:.2} points more than the best white-box attack ({} against {}): its own gradients are misleading the white-box attacks. Trust the worst case, not the PGD figure.",
+            pct(a.transfer),
+            pct(white)
+        )
+    } else {
+        format!(
+            "No sign of gradient masking at this eps: PGD crafted on the teacher ({}) does not beat the best white-box attack ({}) by more than {MASKING_PTS} points.",
+            pct(a.transfer),
+            pct(white)
+        )
+    })
+}
+
 /// `report.md` of a run.
 pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> String {
     let protocol = Protocol::for_dataset(cfg.dataset);
@@ -459,29 +543,33 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     let _ = writeln!(r, "## Accuracy (%, full test set, eps {})\n", protocol.eps);
     let _ = writeln!(
         r,
-        "| model | natural | FGSM | PGD-{} x{RESTARTS} restarts | APGD-CE-{} | worst of the three | eval s |",
-        protocol.steps, protocol.apgd_steps
+        "| model | natural | FGSM | PGD-{} x{RESTARTS} restarts | APGD-CE-{} | PGD-{} crafted on the teacher | worst case | eval s |",
+        protocol.steps, protocol.apgd_steps, protocol.steps
     );
-    let _ = writeln!(r, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|");
     for (who, a) in [
         ("dense, masked (training graph)", &s.dense),
         ("exported sparse (CSR engine)", &s.sparse),
     ] {
         let _ = writeln!(
             r,
-            "| {who} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {who} | {} | {} | {} | {} | {} | {} | {:.0} |",
             pct(a.clean),
             pct(a.fgsm),
             pct(a.pgd),
             pct(a.apgd),
+            pct(a.transfer),
             pct(a.worst),
             a.seconds
         );
     }
+    if let Some(verdict) = masking_verdict(&s.dense) {
+        let _ = writeln!(r, "\n{verdict}");
+    }
     let agree = s.gap_pts() <= AGREEMENT_PTS;
     let _ = writeln!(
         r,
-        "\nDense and sparse {} within {AGREEMENT_PTS} points (largest gap {:.2}; the sparse model is attacked only if it is pruned). Robust accuracy counts an image only if it is classified right clean and attacked; PGD starts at a random point (step {}), seed {EVAL_SEED}.\n",
+        "\nDense and sparse {} within {AGREEMENT_PTS} points (largest gap {:.2}; the sparse model is attacked only if it is pruned). Robust accuracy counts an image only if it is classified right clean and attacked; PGD starts at a random point (step {}), seed {EVAL_SEED}. The transferred PGD (one start, every step taken) is crafted on the run's teacher and judged by the dense model: a black-box attack, the check for gradient masking, run when the run has a teacher. The worst case counts an image only if it survives every attack of its row.\n",
         if agree { "agree" } else { "DO NOT agree" },
         s.gap_pts(),
         protocol.step_size
@@ -599,6 +687,42 @@ mod tests {
         assert_eq!(c.len(), 9);
         assert_eq!(c[c.len() - 1], SWEEP_LAST);
         assert!(c.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// The report flags masking only when the transferred attack beats the white-box
+    /// ones by more than the noise allowance, and says nothing when it was not run.
+    #[test]
+    fn masking_verdict_flags_a_transfer_that_beats_white_box() {
+        let a = |pgd, apgd, transfer| Accuracies {
+            pgd,
+            apgd,
+            transfer,
+            ..Accuracies::default()
+        };
+        let v = |x: Accuracies| masking_verdict(&x);
+        assert_eq!(v(a(0.9, 0.89, f64::NAN)), None);
+        assert!(v(a(0.9, 0.89, 0.8895)).unwrap().starts_with("No sign"));
+        assert!(v(a(0.9, 0.89, 0.95)).unwrap().starts_with("No sign"));
+        let flagged = v(a(0.2, 0.27, 0.095)).unwrap();
+        assert!(
+            flagged.contains("masking suspected") && flagged.contains("10.50 points"),
+            "{flagged}"
+        );
+    }
+
+    /// A summary written before the transfer check reads back with it "not measured",
+    /// and a new one round-trips it.
+    #[test]
+    fn summary_round_trips_the_transfer_figure() {
+        let old = "dense.clean = 0.98\ndense.pgd = 0.9\ndense.worst = 0.88\nnnz = 10\n";
+        let s = Summary::parse(old).unwrap();
+        assert!(s.dense.transfer.is_nan() && s.sparse.transfer.is_nan());
+        assert_eq!(pct(s.dense.transfer), "-");
+        let mut s = s;
+        s.dense.transfer = 0.875;
+        let back = Summary::parse(&s.to_text()).unwrap();
+        assert_eq!(back.dense.transfer, 0.875);
+        assert!(back.sparse.transfer.is_nan());
     }
 
     #[test]

@@ -419,7 +419,7 @@ fn mib(b: f64) -> String {
     }
 }
 
-const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,worst,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
+const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,pgd40_from_teacher,worst,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
 
 fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
     let d = &s.dense;
@@ -437,6 +437,7 @@ fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
         format!("{:.4}", d.fgsm),
         format!("{:.4}", d.pgd),
         format!("{:.4}", d.apgd),
+        format!("{:.4}", d.transfer),
         format!("{:.4}", d.worst),
         format!("{:.4}", sp.clean),
         format!("{:.4}", sp.fgsm),
@@ -543,8 +544,11 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "## All runs (%; dense masked model, then the exported sparse model)\n"
     );
-    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps);
-    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps);
+    let _ = writeln!(
+        r,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     let mut missing = vec![];
     for (e, s) in results {
         let Some(s) = s else {
@@ -553,7 +557,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         };
         let _ = writeln!(
             r,
-            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {} | {} |",
+            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} | {} | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {} | {} |",
             e.name,
             e.role.label(),
             e.shown_rate(s),
@@ -561,6 +565,8 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             pct(s.dense.fgsm),
             pct(s.dense.pgd),
             pct(s.dense.apgd),
+            pct(s.dense.transfer),
+            pct(s.dense.worst),
             pct(s.sparse.clean),
             pct(s.sparse.pgd),
             pct(s.sparse.apgd),
@@ -571,6 +577,17 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             bytes_or_dash(s.facts.heap_peak),
             mib(s.facts.peak_rss)
         );
+    }
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none).");
+    let masked: Vec<String> = results
+        .iter()
+        .filter_map(|(e, s)| {
+            let v = crate::pipeline::masking_verdict(&s.as_ref()?.dense)?;
+            v.starts_with("**").then(|| e.name.clone())
+        })
+        .collect();
+    if !masked.is_empty() {
+        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points): {}.", crate::pipeline::MASKING_PTS, masked.join(", "));
     }
     if !missing.is_empty() {
         let _ = writeln!(r, "\nNot (yet) run or failed: {}.", missing.join(", "));
@@ -968,14 +985,26 @@ mod tests {
         };
         s.dense.clean = 0.98;
         s.dense.pgd = 0.9;
+        s.dense.apgd = 0.89;
+        // The transferred attack beats the white-box ones: flagged under the table.
+        s.dense.transfer = 0.5;
         let back = Summary::parse(&s.to_text()).unwrap();
         assert_eq!(back.to_text(), s.to_text());
         let results = vec![(e, Some(back))];
         let md = results_md(&PRESETS[0], Path::new("d"), &results);
         assert!(
-            md.contains("| prox-r15.31 |") && md.contains("15.38x"),
+            md.contains("| prox-r15.31 |")
+                && md.contains("15.38x")
+                && md.contains("| 89.00 | 50.00 |")
+                && md.contains("masking suspected** (")
+                && md.contains("points): prox-r15.31."),
             "{md}"
         );
+        // Every CSV row has a value for every header field.
+        let csv = results_csv(&results);
+        let widths: Vec<usize> = csv.lines().map(|l| l.split(',').count()).collect();
+        assert_eq!(widths, vec![CSV_HEADER.split(',').count(); 2], "{csv}");
+        assert!(results_json(&PRESETS[0], &results).contains("\"pgd40_from_teacher\":0.5000"));
         let svg = results_svg(&PRESETS[0], &results);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(Summary::parse("nonsense = 1").is_err());

@@ -1620,9 +1620,17 @@ mod tests {
                 assert_eq!(s.nnz, want);
                 assert!(s.gap_pts() <= 100.0 / 300.0 + 1e-9, "{}", s.gap_pts());
                 assert!(s.dense.pgd < s.dense.clean && s.dense.clean > 0.9);
+                // The transfer check ran (the run has a teacher), and the worst case
+                // is no better than any attack it covers.
+                let d = &s.dense;
+                assert!(d.transfer <= d.clean, "{d:?}");
+                assert!(d.worst <= d.pgd.min(d.apgd).min(d.transfer), "{d:?}");
+                assert!(s.sparse.transfer.is_nan());
                 let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
                 assert!(
-                    report.contains("Per layer") && report.contains("agree"),
+                    report.contains("Per layer")
+                        && report.contains("agree")
+                        && report.contains("crafted on the teacher"),
                     "{report}"
                 );
                 let back = crate::pipeline::Summary::parse(
