@@ -16,13 +16,16 @@
 //! accuracy before training can adapt). l1 and group-l2 shrink every step with
 //! `c = lr * lambda_l`, lambda rising linearly over the same ramp (global, or per layer
 //! scaled by 1/sqrt(fan_in): [`LambdaScale`]), and are projected to the exact budget when
-//! the main phase ends.
+//! the main phase ends. The soft budget `prox:dist:LAMBDA` keeps the final budget's
+//! top-k of each tensor and shrinks the rest by `1 / (1 + lr * lambda)` each step, lambda
+//! rising over the same ramp: the prox of `lambda / 2 dist(W_l, S_l)^2`, ADMM's pull
+//! towards the sparse set without its Z and U.
 
 use crate::admm::Admm;
 use crate::budget::Budget;
 use crate::error::{Error, Result};
 use crate::mask::Mask;
-use crate::prox::{group_l2, keep_top_k, soft_threshold};
+use crate::prox::{group_l2, keep_top_k, shrink_outside_top_k, soft_threshold};
 use crate::prunable::Prunable;
 use rcc_nn::Network;
 use std::fmt;
@@ -37,6 +40,10 @@ pub enum Regularizer {
     /// `lambda_l sum_filters ||W_f||_2`: group soft-thresholding of conv filters and
     /// linear rows by `lr * lambda_l`.
     GroupL2 { lambda: f32, scale: LambdaScale },
+    /// `lambda / 2 dist(W_l, {||W_l||_0 <= k_l})^2`, the squared distance to the budget
+    /// (a soft l0): [`shrink_outside_top_k`] with `c = lr * lambda`. Scale-free (it
+    /// divides by `1 + c`), so lambda is global.
+    SparseDistance { lambda: f32 },
 }
 
 /// How `lambda` becomes each layer's `lambda_l` (method.md section 1: "lambda per layer
@@ -75,13 +82,13 @@ pub enum Method {
 }
 
 impl Method {
-    /// `prox`, `prox:l1:LAMBDA[:layer]`, `prox:group:LAMBDA[:layer]`, `admm` (=
-    /// `admm:0.001:1`), `admm:RHO:EVERY`, `magnitude`, `dense` (`:layer`:
+    /// `prox`, `prox:l1:LAMBDA[:layer]`, `prox:group:LAMBDA[:layer]`, `prox:dist:LAMBDA`,
+    /// `admm` (= `admm:0.001:1`), `admm:RHO:EVERY`, `magnitude`, `dense` (`:layer`:
     /// [`LambdaScale::PerLayer`]).
     pub fn parse(s: &str) -> Result<Method> {
         let bad = || {
             Error::Config(format!(
-                "method {s:?}: expected prox, prox:l1:LAMBDA[:layer], prox:group:LAMBDA[:layer], admm, admm:RHO:EVERY, magnitude or dense"
+                "method {s:?}: expected prox, prox:l1:LAMBDA[:layer], prox:group:LAMBDA[:layer], prox:dist:LAMBDA, admm, admm:RHO:EVERY, magnitude or dense"
             ))
         };
         let num = |v: &str| -> Result<f32> {
@@ -94,6 +101,9 @@ impl Method {
         Ok(match parts.as_slice() {
             ["prox"] | ["prox", "l0"] => Method::Prox {
                 reg: Regularizer::L0,
+            },
+            ["prox", "dist", l] => Method::Prox {
+                reg: Regularizer::SparseDistance { lambda: num(l)? },
             },
             ["prox", kind @ ("l1" | "group"), l, rest @ ..] => {
                 let scale = match rest {
@@ -144,6 +154,9 @@ impl fmt::Display for Method {
             Method::Prox {
                 reg: Regularizer::GroupL2 { lambda, scale },
             } => write!(f, "prox:group:{lambda}{}", scale.suffix()),
+            Method::Prox {
+                reg: Regularizer::SparseDistance { lambda },
+            } => write!(f, "prox:dist:{lambda}"),
             Method::Admm { rho, every } => write!(f, "admm:{rho}:{every}"),
             Method::Magnitude => write!(f, "magnitude"),
             Method::Dense => write!(f, "dense"),
@@ -343,6 +356,9 @@ impl Compressor {
                 Regularizer::GroupL2 { lambda, scale } => {
                     group_l2(v, g.row_len(), lambda_l(g, lambda, scale))
                 }
+                Regularizer::SparseDistance { lambda } => {
+                    shrink_outside_top_k(v, k, lambda_l(g, lambda, LambdaScale::Global))
+                }
             }
         }
     }
@@ -401,6 +417,7 @@ mod tests {
             "prox:l1:0.5:layer",
             "prox:group:0.01",
             "prox:group:0.01:layer",
+            "prox:dist:20",
             "admm:0.001:4",
             "magnitude",
             "dense",
@@ -423,6 +440,8 @@ mod tests {
             "prox:l1:nan",
             "prox:l1:0.1:global",
             "prox:l1:0.1:layer:x",
+            "prox:dist",
+            "prox:dist:5:layer",
         ] {
             assert!(Method::parse(bad).is_err(), "{bad}");
         }
@@ -464,6 +483,60 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The soft budget: the final budget's top-k of each tensor untouched, the rest divided
+    /// by 1 + lr * lambda * (progress through the ramp), and the projection to the exact
+    /// budget at the end of the main phase.
+    #[test]
+    fn sparse_distance_shrinks_outside_the_budget_then_projects() {
+        let m = Model::new(Arch::LenetAdv(1), 3);
+        let (main, steps) = (2, 10);
+        let mut c = Compressor::new(
+            Method::Prox {
+                reg: Regularizer::SparseDistance { lambda: 5.0 },
+            },
+            &m.net,
+            &m.params,
+            4.0,
+            Budget::PerLayer,
+            main,
+            steps,
+        )
+        .unwrap()
+        .with_ramp(0.5)
+        .unwrap();
+        let mut p = m.params.clone();
+        c.start(&mut p, 0, None).unwrap();
+        let total = c.prunable().total();
+        // Step 5 of a 10-step ramp: half of lambda.
+        let before = p.clone();
+        c.after_step(&mut p, 0, 4, 0.1);
+        let factor = 1.0 / (1.0 + 0.1 * 5.0 * 0.5);
+        for (g, &k) in c.prunable().groups.iter().zip(c.keep()) {
+            let mut top = before[g.range.clone()].to_vec();
+            keep_top_k(&mut top, k);
+            for (i, (&now, &was)) in p[g.range.clone()]
+                .iter()
+                .zip(&before[g.range.clone()])
+                .enumerate()
+            {
+                let want = if top[i] != 0.0 { was } else { was * factor };
+                assert!(
+                    (now - want).abs() <= 1e-7 * was.abs(),
+                    "{} {i}: {now} vs {want}",
+                    g.name
+                );
+            }
+        }
+        // Nothing is cut before the projection...
+        assert_eq!(c.prunable().nnz(&p), c.prunable().nnz(&before));
+        assert!(c.prunable().nnz(&p) == total);
+        c.end_epoch(&mut p, 0).unwrap();
+        // ...which comes at the end of the main phase, to the exact budget.
+        c.end_epoch(&mut p, 1).unwrap();
+        assert_eq!(c.prunable().nnz(&p), c.keep().iter().sum::<usize>());
+        assert_eq!(c.phase(main), "debias");
     }
 
     /// ADMM whose update interval leaves no update in its phase is refused, not run.

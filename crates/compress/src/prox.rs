@@ -5,6 +5,9 @@
 //! - [`keep_top_k`], [`keep_top_k_global`]: projection onto the l0 ball {||v||_0 <= k},
 //!   the prox of the l0 budget's indicator (and ADMM's Proj_S, section 3).
 //! - [`group_l2`]: prox of c sum_g ||v_g||_2 (filter sparsity, section 1's option).
+//! - [`shrink_outside_top_k`]: prox of (c / 2) dist(v, {||v||_0 <= k})^2, the squared
+//!   distance to the l0 ball: a soft form of the budget that pulls what the projection
+//!   would cut towards zero, as ADMM's penalty does, without ADMM's Z and U.
 //!
 //! A NaN input stays NaN (it is never silently zeroed), so the trainer's divergence
 //! check still sees it.
@@ -214,6 +217,40 @@ pub fn group_l2(v: &mut [f32], group_len: usize, c: f32) {
     }
 }
 
+/// The prox of (c / 2) dist(v, S_k)^2, the squared distance to the l0 ball
+/// S_k = {||v||_0 <= k}: keeps the `k` largest |v| and divides the rest by (1 + c).
+///
+/// Why that is the prox: for a support T of k positions, dist(x, S_k)^2 is at most
+/// sum_{i not in T} x_i^2, with equality for the best T. Minimising
+/// 1/2 ||x - v||^2 + c/2 sum_{i not in T} x_i^2 gives x_i = v_i on T and v_i / (1 + c)
+/// off it, at the cost c / (2 (1 + c)) sum_{i not in T} v_i^2, which the k largest |v_i|
+/// in T make smallest. (With c = lr * lambda it is the regulariser
+/// lambda / 2 dist(W_l, S_l)^2: ADMM's rho / 2 ||W - Z||^2 with Z = Proj_S(W) recomputed
+/// each step instead of stored, and no dual U.)
+///
+/// Ties at the k-th magnitude go to the lower index, as in [`keep_top_k`]; no sign
+/// flips; c = 0 changes nothing, and as c grows it tends to [`keep_top_k`].
+///
+/// # Panics
+/// If `c` is negative or NaN.
+pub fn shrink_outside_top_k(v: &mut [f32], k: usize, c: f32) {
+    assert!(c >= 0.0, "shrink_outside_top_k: c must be >= 0, got {c}");
+    if k >= v.len() || c == 0.0 {
+        return;
+    }
+    let scale = 1.0 / (1.0 + c);
+    if k == 0 {
+        v.iter_mut().for_each(|x| *x *= scale);
+        return;
+    }
+    let mut cut = Cut::keeping(|| v.iter().copied(), k);
+    for x in v.iter_mut() {
+        if !cut.keeps(*x) {
+            *x *= scale;
+        }
+    }
+}
+
 /// One-shot magnitude pruning of a whole model: every conv and linear weight tensor keeps
 /// its `len - round(sparsity * len)` largest magnitudes ([`keep_top_k`] per tensor);
 /// biases and batch norm untouched. The `magnitude` baseline's first step, and how the
@@ -237,6 +274,33 @@ mod tests {
         let mut w = [-4.0f32, 0.25];
         soft_threshold(&mut w, 0.0);
         assert_eq!(w, [-4.0, 0.25]);
+    }
+
+    #[test]
+    fn shrink_outside_top_k_closed_form() {
+        // k = 2 keeps 3 and -2 (the tie at |1| does not matter here); the rest / (1 + 1).
+        let mut v = [0.5, -2.0, 1.0, -1.0, 0.0, 3.0];
+        shrink_outside_top_k(&mut v, 2, 1.0);
+        assert_eq!(v, [0.25, -2.0, 0.5, -0.5, 0.0, 3.0]);
+        // A tie at the k-th magnitude goes to the lower index.
+        let mut t = [1.0, -1.0, 4.0];
+        shrink_outside_top_k(&mut t, 2, 3.0);
+        assert_eq!(t, [1.0, -0.25, 4.0]);
+        // k = 0 shrinks everything, k >= len and c = 0 nothing.
+        let mut a = [2.0, -4.0];
+        shrink_outside_top_k(&mut a, 0, 1.0);
+        assert_eq!(a, [1.0, -2.0]);
+        for (k, c) in [(2, 5.0), (3, 5.0), (1, 0.0)] {
+            let mut b = [2.0, -4.0];
+            shrink_outside_top_k(&mut b, k, c);
+            assert_eq!(b, [2.0, -4.0]);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "c must be >= 0")]
+    fn shrink_outside_top_k_rejects_negative_c() {
+        shrink_outside_top_k(&mut [1.0, 2.0], 1, -1.0);
     }
 
     #[test]

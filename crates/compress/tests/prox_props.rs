@@ -3,7 +3,8 @@
 
 use proptest::prelude::*;
 use rcc_compress::{
-    group_l2, keep_top_k, keep_top_k_global, soft_threshold, threshold_for_count, Group,
+    group_l2, keep_top_k, keep_top_k_global, shrink_outside_top_k, soft_threshold,
+    threshold_for_count, Group,
 };
 
 /// Values with many exact zeros and tied magnitudes (small integers of either sign)
@@ -22,6 +23,20 @@ fn values(max_len: usize) -> impl Strategy<Value = Vec<f32>> {
 
 fn nnz(v: &[f32]) -> usize {
     v.iter().filter(|&&x| x != 0.0).count()
+}
+
+/// (c / 2) dist(x, {||x||_0 <= k})^2 + 1/2 ||x - v||^2 in f64: the objective whose
+/// minimiser [`shrink_outside_top_k`] claims to be.
+fn sparse_distance_objective(x: &[f32], v: &[f32], k: usize, c: f32) -> f64 {
+    let mut sq: Vec<f64> = x.iter().map(|&a| (a as f64).powi(2)).collect();
+    sq.sort_by(f64::total_cmp);
+    let dist2: f64 = sq[..x.len().saturating_sub(k)].iter().sum();
+    let fit: f64 = x
+        .iter()
+        .zip(v)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
+    0.5 * c as f64 * dist2 + 0.5 * fit
 }
 
 fn same_sign_or_zero(out: f32, input: f32) -> bool {
@@ -81,6 +96,38 @@ proptest! {
         let mut twice = out.clone();
         keep_top_k(&mut twice, k);
         prop_assert_eq!(twice, out);
+    }
+
+    /// The soft l0 prox: the l0 projection's survivors unchanged, everything else divided
+    /// by (1 + c), no sign flips, and no better point nearby or among the obvious
+    /// candidates (v itself, its l0 projection).
+    #[test]
+    fn shrink_outside_top_k_is_the_sparse_distance_prox(
+        v in values(60),
+        k in 0usize..70,
+        c in 0.0f32..20.0,
+        bump in -1.0f32..1.0,
+        at in 0usize..60,
+    ) {
+        let mut out = v.clone();
+        shrink_outside_top_k(&mut out, k, c);
+        let mut top = v.clone();
+        keep_top_k(&mut top, k);
+        let scale = 1.0 / (1.0 + c);
+        for i in 0..v.len() {
+            let want = if top[i] != 0.0 || k >= v.len() || c == 0.0 { v[i] } else { v[i] * scale };
+            prop_assert_eq!(out[i], want, "at {}", i);
+            prop_assert!(same_sign_or_zero(out[i], v[i]));
+        }
+        let f = |x: &[f32]| sparse_distance_objective(x, &v, k, c);
+        let tol = 1e-6 * (1.0 + f(&v));
+        prop_assert!(f(&out) <= f(&v) + tol, "{} > {}", f(&out), f(&v));
+        prop_assert!(f(&out) <= f(&top) + tol, "{} > {}", f(&out), f(&top));
+        if !v.is_empty() {
+            let mut moved = out.clone();
+            moved[at % v.len()] += bump;
+            prop_assert!(f(&out) <= f(&moved) + tol, "{} > {}", f(&out), f(&moved));
+        }
     }
 
     /// Against the naive reference: sort positions by |v| descending, then by index, and
