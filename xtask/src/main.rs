@@ -32,7 +32,7 @@ commands:
                                       cifar10 or all (default; comma lists work) into DIR
                                       (default datasets/, or $RCC_DATA), downloading from
                                       the official sites or copying from a mirror (--from)
-  train [--config FILE] [--method prox|prox:l1:L[:layer]|prox:group:L[:layer]|admm[:RHO:EVERY]|magnitude|dense|none]
+  train [--config FILE] [--method prox|prox:l1:L[:layer]|prox:group:L[:layer]|prox:dist:L|admm[:RHO:EVERY]|magnitude|dense|none]
         [--rate R] [--budget layer|global] [--teacher FILE] [--alpha A] [--temperature T]
         [--teacher-input clean|adv] [--finetune N] [--ramp F] [--init FILE] [--dataset D]
         [--arch A] [--adv none|pgd:EPS:STEPS:STEP|fgsm-rs:EPS:ALPHA] [--adv-mix M]
