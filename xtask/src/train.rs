@@ -67,7 +67,8 @@ pub struct TrainConfig {
     /// Final epochs under the frozen mask (debiasing; ADMM's masked retraining).
     pub finetune: usize,
     /// Fraction of the pruning epochs over which the prox's l0 budget tightens (and its
-    /// l1 / group lambda rises); [`rcc_compress::Compressor::with_ramp`].
+    /// l1 / group / dist lambda rises); [`rcc_compress::Compressor::with_ramp`]. Only
+    /// the prox methods have a schedule; the others ignore it.
     pub ramp: f64,
     /// Start from this model's weights (default for pruning methods: the teacher's, when
     /// it has the run's arch).
@@ -1623,7 +1624,7 @@ mod tests {
                 // The transfer check ran (the run has a teacher), and the worst case
                 // is no better than any attack it covers.
                 let d = &s.dense;
-                assert!(d.transfer <= d.clean, "{d:?}");
+                assert!(!d.transfer.is_nan() && d.transfer <= d.clean, "{d:?}");
                 assert!(d.worst <= d.pgd.min(d.apgd).min(d.transfer), "{d:?}");
                 assert!(s.sparse.transfer.is_nan());
                 let report = std::fs::read_to_string(dir.join("report.md")).unwrap();

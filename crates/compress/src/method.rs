@@ -165,7 +165,8 @@ impl fmt::Display for Method {
 }
 
 /// Default fraction of the main phase over which the l0 budget tightens to its final
-/// value (and the l1 / group lambda rises to its full value): [`Compressor::with_ramp`].
+/// value (and the l1 / group / dist lambda rises to its full value):
+/// [`Compressor::with_ramp`].
 pub const DEFAULT_RAMP: f64 = 0.6;
 
 /// A method's state during one run.
