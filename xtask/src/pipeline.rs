@@ -135,20 +135,23 @@ pub fn evaluate_robust(
     specs.extend(apgd.specs());
     let t0 = Instant::now();
     eprintln!("evaluating the {label} model on {} test images", test.len());
+    let progress = |how: &'static str| {
+        move |a: &AttackResult| {
+            eprintln!(
+                "  {label}: {}{how}: {:.2}% ({:.1} s)",
+                a.spec.describe(),
+                100.0 * a.acc,
+                a.seconds
+            )
+        }
+    };
     let report = rcc_attack::evaluate_with(
         model,
         &DatasetExamples(test),
         &specs,
         EVAL_BATCH,
         EVAL_SEED,
-        |a| {
-            eprintln!(
-                "  {label}: {}: {:.2}% ({:.1} s)",
-                a.spec.describe(),
-                100.0 * a.acc,
-                a.seconds
-            )
-        },
+        progress(""),
     )
     .map_err(|e| e.to_string())?;
     let transfer = match teacher {
@@ -163,14 +166,7 @@ pub fn evaluate_robust(
                 &s.specs(),
                 EVAL_BATCH,
                 EVAL_SEED,
-                |a| {
-                    eprintln!(
-                        "  {label}: {} crafted on the teacher: {:.2}% ({:.1} s)",
-                        a.spec.describe(),
-                        100.0 * a.acc,
-                        a.seconds
-                    )
-                },
+                progress(" crafted on the teacher"),
             )
             .map_err(|e| e.to_string())?;
             Some(r)

@@ -421,12 +421,8 @@ impl TrainConfig {
             }
             "finetune" => self.finetune = parse_value(key, v)?,
             "ramp" => {
-                self.ramp = parse_value(key, v)?;
-                if !(self.ramp > 0.0 && self.ramp <= 1.0) {
-                    return Err(format!(
-                        "ramp must be a fraction of the pruning epochs in (0, 1], got {v}"
-                    ));
-                }
+                self.ramp = rcc_compress::check_ramp(parse_value(key, v)?)
+                    .map_err(|e| format!("{key}: {e}"))?
             }
             "init" => self.init = v.into(),
             "teacher" => self.teacher = v.into(),

@@ -169,6 +169,18 @@ impl fmt::Display for Method {
 /// [`Compressor::with_ramp`].
 pub const DEFAULT_RAMP: f64 = 0.6;
 
+/// `ramp` if it is a fraction of the main phase in (0, 1], else the error that says so
+/// (shared by [`Compressor::with_ramp`] and the trainer's config check).
+pub fn check_ramp(ramp: f64) -> Result<f64> {
+    if ramp > 0.0 && ramp <= 1.0 {
+        Ok(ramp)
+    } else {
+        Err(Error::Config(format!(
+            "ramp {ramp}: expected a fraction of the main phase in (0, 1]"
+        )))
+    }
+}
+
 /// A method's state during one run.
 #[derive(Clone, Debug)]
 pub struct Compressor {
@@ -234,12 +246,7 @@ impl Compressor {
     /// [`DEFAULT_RAMP`]: 1 tightens the l0 budget until the projection, a short ramp
     /// reaches it early and trains the rest of the main phase at the final sparsity.
     pub fn with_ramp(mut self, ramp: f64) -> Result<Compressor> {
-        if !(ramp > 0.0 && ramp <= 1.0) {
-            return Err(Error::Config(format!(
-                "ramp {ramp}: expected a fraction of the main phase in (0, 1]"
-            )));
-        }
-        self.ramp = ramp;
+        self.ramp = check_ramp(ramp)?;
         Ok(self)
     }
 
@@ -410,6 +417,21 @@ mod tests {
     use super::*;
     use rcc_nn::{Arch, Model};
 
+    /// Ours with regulariser `reg` on `m` at `rate`, per-layer budget.
+    fn prox(reg: Regularizer, m: &Model, rate: f64, main: usize, steps: usize) -> Compressor {
+        let method = Method::Prox { reg };
+        Compressor::new(
+            method,
+            &m.net,
+            &m.params,
+            rate,
+            Budget::PerLayer,
+            main,
+            steps,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn methods_parse_and_print_back() {
         for s in [
@@ -457,18 +479,7 @@ mod tests {
         // The ramp is 0.6 x 50 = 30 steps: step t (1-based) applies t / 30 of lambda.
         assert_eq!((DEFAULT_RAMP * (main * steps) as f64) as usize, 30);
         for (scale, fan_in) in [(LambdaScale::Global, 1.0f32), (LambdaScale::PerLayer, 25.0)] {
-            let c = Compressor::new(
-                Method::Prox {
-                    reg: Regularizer::L1 { lambda: 2.0, scale },
-                },
-                &m.net,
-                &m.params,
-                4.0,
-                Budget::PerLayer,
-                main,
-                steps,
-            )
-            .unwrap();
+            let c = prox(Regularizer::L1 { lambda: 2.0, scale }, &m, 4.0, main, steps);
             // conv1.weight of lenet_adv:1 has fan-in 1 x 5 x 5 = 25.
             let g = c.prunable().groups[0].clone();
             assert_eq!(g.row_len(), 25);
@@ -493,20 +504,8 @@ mod tests {
     fn sparse_distance_shrinks_outside_the_budget_then_projects() {
         let m = Model::new(Arch::LenetAdv(1), 3);
         let (main, steps) = (2, 10);
-        let mut c = Compressor::new(
-            Method::Prox {
-                reg: Regularizer::SparseDistance { lambda: 5.0 },
-            },
-            &m.net,
-            &m.params,
-            4.0,
-            Budget::PerLayer,
-            main,
-            steps,
-        )
-        .unwrap()
-        .with_ramp(0.5)
-        .unwrap();
+        let reg = Regularizer::SparseDistance { lambda: 5.0 };
+        let mut c = prox(reg, &m, 4.0, main, steps).with_ramp(0.5).unwrap();
         let mut p = m.params.clone();
         c.start(&mut p, 0, None).unwrap();
         let total = c.prunable().total();
@@ -569,20 +568,9 @@ mod tests {
         for ramp in [0.3, DEFAULT_RAMP, 1.0] {
             let mut m = Model::new(Arch::LenetAdv(1), 3);
             let (main, steps) = (5, 10);
-            let mut c = Compressor::new(
-                Method::Prox {
-                    reg: Regularizer::L0,
-                },
-                &m.net,
-                &m.params,
-                16.0,
-                Budget::PerLayer,
-                main,
-                steps,
-            )
-            .unwrap()
-            .with_ramp(ramp)
-            .unwrap();
+            let mut c = prox(Regularizer::L0, &m, 16.0, main, steps)
+                .with_ramp(ramp)
+                .unwrap();
             c.start(&mut m.params, 0, None).unwrap();
             let want: usize = c.keep().iter().sum();
             let total = c.prunable().total();
@@ -626,20 +614,7 @@ mod tests {
     #[test]
     fn ramp_outside_the_main_phase_is_refused() {
         let m = Model::new(Arch::LenetAdv(1), 3);
-        let new = || {
-            Compressor::new(
-                Method::Prox {
-                    reg: Regularizer::L0,
-                },
-                &m.net,
-                &m.params,
-                4.0,
-                Budget::PerLayer,
-                4,
-                10,
-            )
-            .unwrap()
-        };
+        let new = || prox(Regularizer::L0, &m, 4.0, 4, 10);
         for bad in [0.0, -0.5, 1.5, f64::NAN] {
             let err = new().with_ramp(bad).unwrap_err().to_string();
             assert!(err.contains("ramp") && err.contains("(0, 1]"), "{err}");
