@@ -34,7 +34,8 @@ commands:
                                       the official sites or copying from a mirror (--from)
   train [--config FILE] [--method prox|prox:l1:L[:layer]|prox:group:L[:layer]|prox:dist:L|admm[:RHO:EVERY]|magnitude|dense|none]
         [--rate R] [--budget layer|global] [--teacher FILE] [--alpha A] [--temperature T]
-        [--teacher-input clean|adv] [--finetune N] [--ramp F] [--init FILE] [--dataset D]
+        [--teacher-input clean|adv] [--finetune N] [--ramp F] [--ramp-start F] [--init FILE]
+        [--dataset D]
         [--arch A] [--adv none|pgd:EPS:STEPS:STEP|fgsm-rs:EPS:ALPHA] [--adv-mix M]
         [--adv-warmup N] [--epochs N] [--batch B] [--optimizer sgd|adam] [--lr LR]
         [--momentum M] [--nesterov true|false] [--weight-decay WD]
@@ -51,7 +52,8 @@ commands:
                                       change any setting (--method none: plain training;
                                       --no-report: stop after training; --ramp: fraction
                                       of the pruning epochs over which the prox tightens,
-                                      default 0.6; with --val N the during-training PGD-40
+                                      default 0.6, after --ramp-start of them dense,
+                                      default 0; with --val N the during-training PGD-40
                                       check runs on the N held-out images, not the test set)
   sweep [--preset table2-w4|table2-w8|fashion-w4] [--out DIR] [--teacher FILE]
         [--only NAME,...] [--threads T] [--data DIR] [--plan]

@@ -67,9 +67,11 @@ pub struct TrainConfig {
     /// Final epochs under the frozen mask (debiasing; ADMM's masked retraining).
     pub finetune: usize,
     /// Fraction of the pruning epochs over which the prox's l0 budget tightens (and its
-    /// l1 / group / dist lambda rises); [`rcc_compress::Compressor::with_ramp`]. Only
+    /// l1 / group / dist lambda rises); [`rcc_compress::Compressor::with_schedule`]. Only
     /// the prox methods have a schedule; the others ignore it.
     pub ramp: f64,
+    /// Fraction of the pruning epochs trained dense before that schedule starts.
+    pub ramp_start: f64,
     /// Start from this model's weights (default for pruning methods: the teacher's, when
     /// it has the run's arch).
     pub init: String,
@@ -230,6 +232,7 @@ impl Default for TrainConfig {
             budget: Budget::PerLayer,
             finetune: 0,
             ramp: rcc_compress::DEFAULT_RAMP,
+            ramp_start: 0.0,
             init: String::new(),
             teacher: String::new(),
             alpha: 0.0,
@@ -334,7 +337,7 @@ impl TrainConfig {
 }
 
 /// Config keys, which are also the `--flags` of `cargo xtask train`.
-pub const KEYS: [&str; 28] = [
+pub const KEYS: [&str; 29] = [
     "dataset",
     "arch",
     "epochs",
@@ -358,6 +361,7 @@ pub const KEYS: [&str; 28] = [
     "budget",
     "finetune",
     "ramp",
+    "ramp-start",
     "init",
     "teacher",
     "alpha",
@@ -422,6 +426,10 @@ impl TrainConfig {
             "finetune" => self.finetune = parse_value(key, v)?,
             "ramp" => {
                 self.ramp = rcc_compress::check_ramp(parse_value(key, v)?)
+                    .map_err(|e| format!("{key}: {e}"))?
+            }
+            "ramp-start" => {
+                self.ramp_start = rcc_compress::check_ramp_start(parse_value(key, v)?)
                     .map_err(|e| format!("{key}: {e}"))?
             }
             "init" => self.init = v.into(),
@@ -493,6 +501,7 @@ impl TrainConfig {
             },
             self.finetune.to_string(),
             self.ramp.to_string(),
+            self.ramp_start.to_string(),
             self.init.clone(),
             self.teacher.clone(),
             self.alpha.to_string(),
@@ -738,7 +747,7 @@ pub fn run_training(
                 cfg.epochs - cfg.finetune.min(cfg.epochs),
                 steps,
             )
-            .and_then(|c| c.with_ramp(cfg.ramp))
+            .and_then(|c| c.with_schedule(cfg.ramp_start, cfg.ramp))
             .map_err(|e| e.to_string())?;
             c.start(&mut model.params, start, admm_state)
                 .map_err(|e| e.to_string())?;
@@ -1321,6 +1330,7 @@ mod tests {
         cfg.set("schedule", "step:2:0.5").unwrap();
         cfg.set("optimizer", "adam").unwrap();
         cfg.set("ramp", "0.3").unwrap();
+        cfg.set("ramp-start", "0.5").unwrap();
         let path = temp_run("cfg").with_extension("txt");
         std::fs::write(&path, cfg.to_text()).unwrap();
         let mut back = TrainConfig::default();

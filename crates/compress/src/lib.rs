@@ -30,7 +30,9 @@ pub use budget::Budget;
 pub use error::{Error, Result};
 pub use mask::Mask;
 pub use memory::{current_rss_bytes, peak_rss_bytes, StateBytes};
-pub use method::{check_ramp, Compressor, LambdaScale, Method, Regularizer, DEFAULT_RAMP};
+pub use method::{
+    check_ramp, check_ramp_start, Compressor, LambdaScale, Method, Regularizer, DEFAULT_RAMP,
+};
 pub use prox::{
     global_top_k_counts, group_l2, keep_top_k, keep_top_k_global, prune_by_magnitude,
     shrink_outside_top_k, soft_threshold, threshold_for_count,

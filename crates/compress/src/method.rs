@@ -166,17 +166,29 @@ impl fmt::Display for Method {
 
 /// Default fraction of the main phase over which the l0 budget tightens to its final
 /// value (and the l1 / group / dist lambda rises to its full value):
-/// [`Compressor::with_ramp`].
+/// [`Compressor::with_schedule`].
 pub const DEFAULT_RAMP: f64 = 0.6;
 
 /// `ramp` if it is a fraction of the main phase in (0, 1], else the error that says so
-/// (shared by [`Compressor::with_ramp`] and the trainer's config check).
+/// (shared by [`Compressor::with_schedule`] and the trainer's config check).
 pub fn check_ramp(ramp: f64) -> Result<f64> {
     if ramp > 0.0 && ramp <= 1.0 {
         Ok(ramp)
     } else {
         Err(Error::Config(format!(
             "ramp {ramp}: expected a fraction of the main phase in (0, 1]"
+        )))
+    }
+}
+
+/// `start` if it is a fraction of the main phase in [0, 1), else the error that says so
+/// (shared by [`Compressor::with_schedule`] and the trainer's config check).
+pub fn check_ramp_start(start: f64) -> Result<f64> {
+    if (0.0..1.0).contains(&start) {
+        Ok(start)
+    } else {
+        Err(Error::Config(format!(
+            "ramp-start {start}: expected a fraction of the main phase in [0, 1)"
         )))
     }
 }
@@ -193,6 +205,8 @@ pub struct Compressor {
     steps_per_epoch: usize,
     /// Fraction of the main phase the prox's schedule takes ([`DEFAULT_RAMP`]).
     ramp: f64,
+    /// Fraction of the main phase trained dense before the schedule starts (0 by default).
+    ramp_start: f64,
     mask: Option<Mask>,
     admm: Option<Admm>,
 }
@@ -237,16 +251,28 @@ impl Compressor {
             main_epochs,
             steps_per_epoch: steps_per_epoch.max(1),
             ramp: DEFAULT_RAMP,
+            ramp_start: 0.0,
             mask: None,
             admm: None,
         })
     }
 
-    /// The prox's schedule over the first `ramp` (in (0, 1]) of the main phase instead of
-    /// [`DEFAULT_RAMP`]: 1 tightens the l0 budget until the projection, a short ramp
-    /// reaches it early and trains the rest of the main phase at the final sparsity.
-    pub fn with_ramp(mut self, ramp: f64) -> Result<Compressor> {
-        self.ramp = check_ramp(ramp)?;
+    /// The prox's schedule over the fraction `start .. start + ramp` of the main phase
+    /// instead of `0 .. DEFAULT_RAMP`. Before `start` the prox leaves the weights alone
+    /// (dense training, as in Zhu & Gupta's schedule with a start step t0, and as ADMM
+    /// keeps every weight until its hard pruning); `start + ramp = 1` tightens the l0
+    /// budget until the projection, a short ramp reaches it early and trains the rest of
+    /// the main phase at the final sparsity. The window must fit in the main phase.
+    pub fn with_schedule(mut self, start: f64, ramp: f64) -> Result<Compressor> {
+        let (start, ramp) = (check_ramp_start(start)?, check_ramp(ramp)?);
+        // A little slack so that e.g. 0.7 + 0.3 (= 1.0000000000000002) is accepted.
+        if start + ramp > 1.0 + 1e-9 {
+            return Err(Error::Config(format!(
+                "ramp-start {start} + ramp {ramp} = {}: the schedule must end by the end of the main phase (at most 1)",
+                start + ramp
+            )));
+        }
+        (self.ramp_start, self.ramp) = (start, ramp);
         Ok(self)
     }
 
@@ -339,11 +365,16 @@ impl Compressor {
         let Method::Prox { reg } = self.method else {
             return;
         };
-        // Progress through the ramp, in (0, 1]: the l0 budget tightens along it, and the
+        // Progress through the ramp, in [0, 1]: the l0 budget tightens along it, and the
         // l1 / group lambda rises linearly along it (a warm-up: full shrinkage from the
-        // first step would cut a robust net before training can adapt).
-        let t = (epoch * self.steps_per_epoch + step + 1) as f64;
-        let ramp = (self.ramp * (self.main_epochs * self.steps_per_epoch) as f64).max(1.0);
+        // first step would cut a robust net before training can adapt). 0 before the
+        // ramp starts: the prox is the identity there.
+        let main = (self.main_epochs * self.steps_per_epoch) as f64;
+        let t = (epoch * self.steps_per_epoch + step + 1) as f64 - self.ramp_start * main;
+        if t <= 0.0 {
+            return;
+        }
+        let ramp = (self.ramp * main).max(1.0);
         let progress = (t / ramp).min(1.0);
         let lambda_l = |g: &crate::Group, lambda: f32, scale: LambdaScale| {
             let per = match scale {
@@ -505,7 +536,9 @@ mod tests {
         let m = Model::new(Arch::LenetAdv(1), 3);
         let (main, steps) = (2, 10);
         let reg = Regularizer::SparseDistance { lambda: 5.0 };
-        let mut c = prox(reg, &m, 4.0, main, steps).with_ramp(0.5).unwrap();
+        let mut c = prox(reg, &m, 4.0, main, steps)
+            .with_schedule(0.0, 0.5)
+            .unwrap();
         let mut p = m.params.clone();
         c.start(&mut p, 0, None).unwrap();
         let total = c.prunable().total();
@@ -560,20 +593,28 @@ mod tests {
         assert!(new(1, 4).is_ok() && new(3, 4).is_ok());
     }
 
-    /// The l0 prox tightens gradually and reaches the exact budget at the end of the
-    /// ramp, and not by its middle (whatever the ramp); the frozen mask then holds through the
-    /// fine-tuning phase.
+    /// The l0 prox leaves every weight until the window starts, then tightens gradually
+    /// and reaches the exact budget at the end of the window, and not by its middle
+    /// (whatever the window); the frozen mask then holds through the fine-tuning phase.
     #[test]
     fn l0_schedule_reaches_the_budget_at_the_ramp_end_and_the_mask_holds() {
-        for ramp in [0.3, DEFAULT_RAMP, 1.0] {
+        for (start, ramp) in [
+            (0.0, 0.3),
+            (0.0, DEFAULT_RAMP),
+            (0.0, 1.0),
+            (0.5, 0.5),
+            (0.4, 0.3),
+        ] {
             let mut m = Model::new(Arch::LenetAdv(1), 3);
             let (main, steps) = (5, 10);
             let mut c = prox(Regularizer::L0, &m, 16.0, main, steps)
-                .with_ramp(ramp)
+                .with_schedule(start, ramp)
                 .unwrap();
             c.start(&mut m.params, 0, None).unwrap();
             let want: usize = c.keep().iter().sum();
             let total = c.prunable().total();
+            assert_eq!(c.prunable().nnz(&m.params), total);
+            let start_steps = (start * (main * steps) as f64).round() as usize;
             let ramp_steps = (ramp * (main * steps) as f64).round() as usize;
             let mut last = total;
             for epoch in 0..main {
@@ -584,7 +625,13 @@ mod tests {
                         nnz <= last && nnz >= want,
                         "ramp {ramp}, epoch {epoch} step {step}: {nnz}"
                     );
-                    let t = epoch * steps + step + 1;
+                    // Steps 1 ..= start_steps are dense; t counts the steps of the window.
+                    let done = epoch * steps + step + 1;
+                    if done <= start_steps {
+                        assert_eq!(nnz, total, "start {start}, step {done}: pruned early");
+                        continue;
+                    }
+                    let t = done - start_steps;
                     // (Near the end the cubic's remainder rounds to nothing, so
                     // "not before" is checked at half the ramp.)
                     if t >= ramp_steps {
@@ -610,15 +657,29 @@ mod tests {
         }
     }
 
-    /// A ramp outside (0, 1] is refused with the value named.
+    /// A ramp outside (0, 1], a start outside [0, 1) or a window that ends after the main
+    /// phase is refused with the values named.
     #[test]
     fn ramp_outside_the_main_phase_is_refused() {
         let m = Model::new(Arch::LenetAdv(1), 3);
         let new = || prox(Regularizer::L0, &m, 4.0, 4, 10);
         for bad in [0.0, -0.5, 1.5, f64::NAN] {
-            let err = new().with_ramp(bad).unwrap_err().to_string();
+            let err = new().with_schedule(0.0, bad).unwrap_err().to_string();
             assert!(err.contains("ramp") && err.contains("(0, 1]"), "{err}");
         }
-        assert!(new().with_ramp(1.0).is_ok());
+        for bad in [-0.1, 1.0, f64::NAN] {
+            let err = new().with_schedule(bad, 0.5).unwrap_err().to_string();
+            assert!(
+                err.contains("ramp-start") && err.contains("[0, 1)"),
+                "{err}"
+            );
+        }
+        let err = new().with_schedule(0.5, 0.6).unwrap_err().to_string();
+        assert!(
+            err.contains("0.5 + ramp 0.6") && err.contains("at most 1"),
+            "{err}"
+        );
+        assert!(new().with_schedule(0.0, 1.0).is_ok());
+        assert!(new().with_schedule(0.7, 0.3).is_ok());
     }
 }
