@@ -14,8 +14,9 @@
 //! it to its final count along Zhu & Gupta's cubic schedule over the first `ramp` of the
 //! main phase, then stays there (a one-shot projection to 16x wrecks a robust net's
 //! accuracy before training can adapt). `ramp_start` delays that window (Zhu & Gupta's
-//! t0): the net trains dense until then, as ADMM's does until its hard pruning. l1 and group-l2 shrink every step with
-//! `c = lr * lambda_l`, lambda rising linearly over the same ramp (global, or per layer
+//! t0): the net trains dense until then, as ADMM's does until its hard pruning. l1 and
+//! group-l2 shrink every step with `c = lr * lambda_l`, lambda rising linearly over the
+//! same ramp (global, or per layer
 //! scaled by 1/sqrt(fan_in): [`LambdaScale`]), and are projected to the exact budget when
 //! the main phase ends. The soft budget `prox:dist:LAMBDA` keeps the final budget's
 //! top-k of each tensor and shrinks the rest by `1 / (1 + lr * lambda)` each step, lambda
