@@ -43,7 +43,7 @@ pub const ADMM: &str = "admm:0.001:1";
 /// Ours in a sweep: the prox leaves the weights dense for the first half of the pruning
 /// epochs ([`OURS_RAMP_START`]), tightens to the budget over the second half
 /// ([`OURS_RAMP`]), and the teacher sees the student's adversarial batch. Chosen on a
-/// validation split (`--val 10000`, w4, seed 1; README, "The 3.94x miss") as the one
+/// validation split (`--val 10000`, w4, seed 1; `docs/w4-3.94x-study.md`) as the one
 /// setting with the best worst-case margin over our ADMM across both rates: at 3.94x
 /// -0.17 PGD-40 against -0.51 for the default window with a clean-input teacher, at
 /// 15.31x +2.37 against +3.22. `cargo xtask train`'s own defaults stay method.md's
@@ -234,8 +234,8 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
             rate: r,
             cfg: ours(r, 0.0),
         });
-        // Without adversarial examples the teacher can only see the clean batch; the
-        // config says so rather than naming an input that does not exist.
+        // Without adversarial examples the teacher can only see the clean batch (the
+        // trainer refuses `teacher-input = adv` there).
         let mut no_adv = ours(r, 0.5);
         no_adv.adv = AdvTraining::None;
         no_adv.teacher_input = "clean".into();
@@ -555,7 +555,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
     let pipe = TrainConfig::pipeline();
     let _ = writeln!(
         r,
-        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on the adversarial batch, prox dense for the first {} of the pruning epochs then tightening over the next {} (`--teacher-input {OURS_TEACHER_INPUT} --ramp-start {} --ramp {}`, chosen on a validation split); the ablations keep that schedule. ADMM: `{ADMM}`. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: full test set, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
+        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on the adversarial batch, prox dense for the first {OURS_RAMP_START} of the pruning epochs then tightening over the next {OURS_RAMP} (`--teacher-input {OURS_TEACHER_INPUT} --ramp-start {OURS_RAMP_START} --ramp {OURS_RAMP}`, chosen on a validation split); the ablations keep that schedule. ADMM: `{ADMM}`. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: full test set, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
         pipe.epochs,
         pipe.epochs - pipe.finetune,
         pipe.finetune,
@@ -563,10 +563,6 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         pipe.lr,
         pipe.batch,
         pipe.temperature,
-        OURS_RAMP_START,
-        OURS_RAMP,
-        OURS_RAMP_START,
-        OURS_RAMP,
         protocol.eps,
         protocol.steps,
         protocol.step_size,

@@ -662,6 +662,14 @@ pub fn run_training(
     if cfg.alpha > 0.0 && teacher.is_none() {
         return Err("alpha > 0 needs a --teacher model file".into());
     }
+    // Without adversarial examples there is no adversarial batch to show the teacher;
+    // refuse rather than silently distil on the clean one.
+    if cfg.alpha > 0.0 && cfg.teacher_input == "adv" && cfg.adv == AdvTraining::None {
+        return Err(
+            "teacher-input = adv needs adversarial examples (adv = none); use teacher-input = clean"
+                .into(),
+        );
+    }
     // Pruning methods start from a trained model: --init, else the teacher (same arch).
     let init = match (&cfg.init, &teacher) {
         (i, _) if !i.is_empty() => {
@@ -1438,6 +1446,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A teacher on adversarial inputs without adversarial examples is refused, not
+    /// silently given the clean batch.
+    #[test]
+    fn teacher_on_adversarial_inputs_needs_adversarial_examples() {
+        let data = RunData {
+            train: synthetic(50, 3),
+            val: None,
+            test: synthetic(20, 4),
+        };
+        let teacher = temp_run("adv-input-teacher").with_extension("safetensors");
+        Model::new(Arch::LenetAdv(1), 7)
+            .save(&teacher, &[])
+            .unwrap();
+        let cfg = TrainConfig {
+            teacher: teacher.display().to_string(),
+            alpha: 0.5,
+            teacher_input: "adv".into(),
+            adv: AdvTraining::None,
+            ..small_config()
+        };
+        let Err(err) = run_training(&cfg, &data, &temp_run("adv-input"), false, None, true) else {
+            panic!("a teacher on adversarial inputs without adversarial examples ran");
+        };
+        assert!(
+            err.contains("teacher-input = adv needs adversarial examples"),
+            "{err}"
+        );
     }
 
     /// The same with an attack in the loop (its random starts come from the epoch's

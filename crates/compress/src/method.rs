@@ -16,12 +16,11 @@
 //! accuracy before training can adapt). `ramp_start` delays that window (Zhu & Gupta's
 //! t0): the net trains dense until then, as ADMM's does until its hard pruning. l1 and
 //! group-l2 shrink every step with `c = lr * lambda_l`, lambda rising linearly over the
-//! same ramp (global, or per layer
-//! scaled by 1/sqrt(fan_in): [`LambdaScale`]), and are projected to the exact budget when
-//! the main phase ends. The soft budget `prox:dist:LAMBDA` keeps the final budget's
-//! top-k of each tensor and shrinks the rest by `1 / (1 + lr * lambda)` each step, lambda
-//! rising over the same ramp: the prox of `lambda / 2 dist(W_l, S_l)^2`, ADMM's pull
-//! towards the sparse set without its Z and U.
+//! same ramp (global, or per layer scaled by 1/sqrt(fan_in): [`LambdaScale`]), and are
+//! projected to the exact budget when the main phase ends. The soft budget
+//! `prox:dist:LAMBDA` keeps the final budget's top-k of each tensor and shrinks the rest
+//! by `1 / (1 + lr * lambda)` each step, lambda rising over the same ramp: the prox of
+//! `lambda / 2 dist(W_l, S_l)^2`, ADMM's pull towards the sparse set without its Z and U.
 
 use crate::admm::Admm;
 use crate::budget::Budget;
