@@ -3,13 +3,16 @@
 //! [--limit N] [--seed S] [--batch B] [--threads T] [--json] [--eps-sweep LIST
 //! [--plot FILE.svg]]`: clean and robust test accuracy of a model file.
 //!
-//! - `--attack fgsm|pgd|pgd-l2|apgd-ce|all` (comma lists work). Without `--attack` (and
-//!   without `--eps-sweep`) only the clean accuracy is measured.
+//! - `--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all` (comma lists work). Without
+//!   `--attack` (and without `--eps-sweep`) only the clean accuracy is measured.
+//!   APGD-DLR ascends Croce & Hein's difference of logits ratio, which no rescaling of
+//!   the logits can saturate: the attack to add when a model's cross-entropy attacks
+//!   look too weak (a saturated softmax masks their gradient).
 //! - Defaults follow method.md section 4 for the dataset: MNIST eps 0.3, PGD-40 with step
 //!   0.01; Fashion-MNIST eps 0.1, PGD-40, step 0.01; CIFAR-10 eps 8/255, PGD-20, step
-//!   2/255. PGD starts at a random point; 1 restart. APGD-CE runs 100 steps (AutoAttack's
+//!   2/255. PGD starts at a random point; 1 restart. APGD runs 100 steps (AutoAttack's
 //!   budget) unless `--steps` is given, which sets every iterative attack's steps.
-//! - `--eps` is the l_inf radius (FGSM, PGD, APGD-CE); PGD-l_2 uses `--eps-l2` (MNIST 2.0,
+//! - `--eps` is the l_inf radius (FGSM, PGD, APGD); PGD-l_2 uses `--eps-l2` (MNIST 2.0,
 //!   Fashion-MNIST 1.5, CIFAR-10 0.5) and step `--step-size-l2` (default 2.5 eps / steps,
 //!   Madry et al.'s rule).
 //! - Without `--step-size`, the l_inf PGD step is the dataset's default step scaled by
@@ -26,7 +29,7 @@
 //! Files written elsewhere (a PyTorch `state_dict` saved with safetensors) need `--arch`.
 
 use crate::cli::{data_dir, Cli};
-use rcc_attack::{AttackResult, AttackSpec, Examples, Norm, PgdConfig, Report};
+use rcc_attack::{AttackLoss, AttackResult, AttackSpec, Examples, Norm, PgdConfig, Report};
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::{Arch, Model};
 use rcc_tensor::Tensor;
@@ -129,7 +132,7 @@ pub struct Settings {
     pub restarts: usize,
 }
 
-pub const ATTACKS: [&str; 4] = ["fgsm", "pgd", "pgd-l2", "apgd-ce"];
+pub const ATTACKS: [&str; 5] = ["fgsm", "pgd", "pgd-l2", "apgd-ce", "apgd-dlr"];
 
 /// `fgsm,pgd,...` or `all` -> attack names, in the list's order, without repeats.
 pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>, String> {
@@ -141,6 +144,7 @@ pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>, String> {
             "pgd" | "pgd-linf" => vec!["pgd"],
             "pgd-l2" => vec!["pgd-l2"],
             "apgd-ce" | "apgd" => vec!["apgd-ce"],
+            "apgd-dlr" => vec!["apgd-dlr"],
             other => {
                 return Err(format!(
                     "--attack: unknown attack {other:?} (known: {}, all)",
@@ -184,7 +188,12 @@ impl Settings {
                     restarts,
                 })
             }
-            _ => AttackSpec::ApgdCe {
+            _ => AttackSpec::Apgd {
+                loss: if name == "apgd-dlr" {
+                    AttackLoss::Dlr
+                } else {
+                    AttackLoss::CrossEntropy
+                },
                 eps,
                 steps: self.steps.unwrap_or(p.apgd_steps),
                 restarts,
@@ -402,7 +411,7 @@ fn attack_name(a: &AttackResult) -> String {
 
 fn table_row(a: &AttackResult) -> String {
     let spec = &a.spec;
-    let step = if let AttackSpec::ApgdCe { .. } = spec {
+    let step = if let AttackSpec::Apgd { .. } = spec {
         format!("{}*", fmt_short(spec.step_size()))
     } else {
         fmt_short(spec.step_size())
@@ -651,9 +660,12 @@ fn series_label(spec: &AttackSpec) -> String {
                 restarts(c.restarts)
             )
         }
-        AttackSpec::ApgdCe {
-            steps, restarts: r, ..
-        } => format!("APGD-CE-{steps}{}", restarts(*r)),
+        AttackSpec::Apgd {
+            loss,
+            steps,
+            restarts: r,
+            ..
+        } => format!("APGD-{}-{steps}{}", loss.name(), restarts(*r)),
     }
 }
 
@@ -842,8 +854,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         println!("{}", report_json(&header, &report));
     } else {
         print!("{}", report_table(&report, clean_secs));
-        if specs.iter().any(|s| matches!(s, AttackSpec::ApgdCe { .. })) {
-            println!("(* APGD-CE: initial step size, adapted per example)");
+        if specs.iter().any(|s| matches!(s, AttackSpec::Apgd { .. })) {
+            println!("(* APGD: initial step size, adapted per example)");
         }
         if let Some(s) = &sweep {
             println!();
@@ -954,7 +966,8 @@ mod tests {
         assert!((specs[2].step_size() - 0.125).abs() < 1e-7);
         assert_eq!(
             specs[3],
-            AttackSpec::ApgdCe {
+            AttackSpec::Apgd {
+                loss: AttackLoss::CrossEntropy,
                 eps: 0.3,
                 steps: 100,
                 restarts: 1

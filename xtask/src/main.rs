@@ -61,14 +61,14 @@ commands:
                                       method at every rate with the same budget, ablations
                                       and dense small nets; results.{md,csv,json,svg} in DIR
                                       (default runs/sweep-PRESET); rerun to resume
-  eval --model FILE [--dataset D] [--arch A] [--attack fgsm|pgd|pgd-l2|apgd-ce|all]
-       [--eps E] [--eps-l2 E] [--steps N] [--step-size S] [--step-size-l2 S]
+  eval --model FILE [--dataset D] [--arch A]
+       [--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all] [--eps E] [--eps-l2 E] [--steps N] [--step-size S] [--step-size-l2 S]
        [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]
        [--eps-sweep E1,E2,... [--plot FILE.svg]] [--transfer-from FILE [--source-arch A]]
                                       clean test accuracy of a model file, and its
                                       accuracy under each attack (defaults per dataset:
                                       MNIST eps 0.3, PGD-40 step 0.01, random start;
-                                      APGD-CE 100 steps); --eps-sweep prints accuracy
+                                      APGD 100 steps); --eps-sweep prints accuracy
                                       against eps, --plot draws it as SVG;
                                       --transfer-from crafts the attacks on another
                                       model (PGD takes every step) and classifies their

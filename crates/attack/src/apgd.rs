@@ -1,6 +1,8 @@
-//! APGD-CE, l_inf (Croce & Hein, "Reliable evaluation of adversarial robustness with an
-//! ensemble of diverse parameter-free attacks", ICML 2020): the first component of
-//! AutoAttack. PGD on the cross-entropy without a step-size parameter:
+//! APGD, l_inf (Croce & Hein, "Reliable evaluation of adversarial robustness with an
+//! ensemble of diverse parameter-free attacks", ICML 2020): PGD without a step-size
+//! parameter, on the cross-entropy (APGD-CE, AutoAttack's first component) or on the
+//! difference of logits ratio (APGD-DLR, [`AttackLoss::Dlr`]: the loss that a saturated
+//! softmax cannot mask; AutoAttack runs its targeted form):
 //!
 //! - the step size starts at `2 * eps`, separately for every example;
 //! - each step is a signed-gradient step `z = P(x_k + eta * sign(g_k))` followed by a
@@ -26,7 +28,7 @@
 
 use crate::ball::{gather, with_batch, Norm};
 use crate::pgd::{per_example, Outcome};
-use crate::{Classifier, Error, Result};
+use crate::{AttackLoss, Classifier, Error, Result};
 use rand::rngs::StdRng;
 use rand::Rng;
 use rcc_tensor::Tensor;
@@ -43,10 +45,12 @@ pub struct ApgdConfig {
     pub rho: f32,
     /// Weight of the gradient step against the previous update (0.75).
     pub alpha: f32,
+    /// The loss ascended (and compared across iterates and restarts).
+    pub loss: AttackLoss,
 }
 
 impl ApgdConfig {
-    /// The paper's settings (rho = alpha = 0.75, random start).
+    /// APGD-CE with the paper's settings (rho = alpha = 0.75, random start).
     pub fn new(eps: f32, steps: usize, restarts: usize) -> ApgdConfig {
         ApgdConfig {
             eps,
@@ -55,7 +59,13 @@ impl ApgdConfig {
             random_start: true,
             rho: 0.75,
             alpha: 0.75,
+            loss: AttackLoss::CrossEntropy,
         }
+    }
+
+    /// The same settings on another loss (`AttackLoss::Dlr`: APGD-DLR).
+    pub fn with_loss(self, loss: AttackLoss) -> ApgdConfig {
+        ApgdConfig { loss, ..self }
     }
 
     fn check(&self) -> Result<()> {
@@ -169,7 +179,7 @@ fn apgd_run(
         }
         let xb = Tensor::new(&with_batch(x.shape(), live.len()), gather(&cur, per, &live))?;
         let lb: Vec<usize> = live.iter().map(|&j| lab[j]).collect();
-        let (l, logits, g) = model.loss_and_input_grad(&xb, &lb)?;
+        let (l, logits, g) = model.loss_and_input_grad(&xb, &lb, cfg.loss)?;
         let preds = logits.argmax_rows();
         let mut still = Vec::with_capacity(live.len());
         for (k, &j) in live.iter().enumerate() {
@@ -228,8 +238,9 @@ fn apgd_run(
     Ok((out, out_loss, fooled))
 }
 
-/// APGD-CE with restarts; see the module docs. Deterministic for a given `rng` state.
-pub fn apgd_ce_outcome(
+/// APGD on `cfg.loss` with restarts; see the module docs. Deterministic for a given
+/// `rng` state.
+pub fn apgd_outcome(
     model: &impl Classifier,
     x: &Tensor,
     labels: &[usize],
@@ -270,15 +281,15 @@ pub fn apgd_ce_outcome(
     })
 }
 
-/// APGD-CE (l_inf): the adversarial batch.
-pub fn apgd_ce(
+/// APGD (l_inf) on `cfg.loss`: the adversarial batch.
+pub fn apgd(
     model: &impl Classifier,
     x: &Tensor,
     labels: &[usize],
     cfg: &ApgdConfig,
     rng: &mut StdRng,
 ) -> Result<Tensor> {
-    Ok(apgd_ce_outcome(model, x, labels, cfg, rng)?.adv)
+    Ok(apgd_outcome(model, x, labels, cfg, rng)?.adv)
 }
 
 #[cfg(test)]

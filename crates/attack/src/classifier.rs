@@ -1,22 +1,138 @@
-//! What an attack needs from a model.
+//! What an attack needs from a model, and the losses attacks ascend.
 
-use crate::Result;
+use crate::{Error, Result};
 use rcc_nn::{Loss, Model};
 use rcc_tensor::Tensor;
 
-/// A model an attack can query: logits for a batch, and the input gradient of the summed
-/// per-example cross-entropy.
+/// The objective an attack ascends, as a function of one example's logits `z` and label
+/// `y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttackLoss {
+    /// `logsumexp(z) - z_y`. Its gradient `softmax(z) - onehot(y)` underflows to exactly
+    /// zero in f32 once the margin passes about 100 (softmax saturates), which hides a
+    /// model from every CE attack without making it robust.
+    CrossEntropy,
+    /// Croce & Hein's difference of logits ratio (ICML 2020, eq. 5):
+    /// `-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)`, with `z_pi1 >= z_pi2 >= z_pi3` the
+    /// three largest logits. Invariant to shifting and scaling the logits, so a
+    /// saturated softmax cannot mask it; positive exactly when the example is
+    /// misclassified. Needs at least 3 classes.
+    Dlr,
+}
+
+impl AttackLoss {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackLoss::CrossEntropy => "CE",
+            AttackLoss::Dlr => "DLR",
+        }
+    }
+
+    /// Checks that the loss is defined for `k` classes and every label is below `k`.
+    pub fn check(self, k: usize, labels: &[usize]) -> Result<()> {
+        let need = match self {
+            AttackLoss::CrossEntropy => 1,
+            AttackLoss::Dlr => 3,
+        };
+        match labels.iter().find(|&&y| y >= k) {
+            _ if k < need => Err(Error::Config(format!(
+                "the {} loss needs at least {need} classes, the model has {k}",
+                self.name()
+            ))),
+            Some(y) => Err(Error::Config(format!(
+                "{} loss: label {y} for a model with {k} classes",
+                self.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The loss of one example and its gradient with respect to the logits, in f64.
+    pub fn value_and_grad(self, z: &[f32], y: usize) -> Result<(f64, Vec<f32>)> {
+        self.check(z.len(), &[y])?;
+        Ok(match self {
+            AttackLoss::CrossEntropy => {
+                // softmax(z) - onehot(y), with the max subtracted for stability.
+                let (m, sum) = max_and_sum_exp(z);
+                let loss = m + sum.ln() - z[y] as f64;
+                let grad = z
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        ((v as f64 - m).exp() / sum - f64::from(u8::from(i == y))) as f32
+                    })
+                    .collect();
+                (loss, grad)
+            }
+            AttackLoss::Dlr => {
+                // The three largest logits' indices (first index wins a tie, as a sort
+                // that is stable would have it) and the best other class `o`.
+                let mut top = [usize::MAX; 3];
+                for i in 0..z.len() {
+                    let above = |t: usize| t == usize::MAX || z[i] > z[t];
+                    if above(top[0]) {
+                        top = [i, top[0], top[1]];
+                    } else if above(top[1]) {
+                        top = [top[0], i, top[1]];
+                    } else if above(top[2]) {
+                        top[2] = i;
+                    }
+                }
+                let o = if top[0] == y { top[1] } else { top[0] };
+                let d = z[top[0]] as f64 - z[top[2]] as f64 + 1e-12;
+                let loss = (z[o] as f64 - z[y] as f64) / d;
+                // d/dz of (z_o - z_y) / d, then of 1/d through z_pi1 and z_pi3.
+                let mut g = vec![0f64; z.len()];
+                g[o] += 1.0 / d;
+                g[y] -= 1.0 / d;
+                g[top[0]] -= loss / d;
+                g[top[2]] += loss / d;
+                (loss, g.into_iter().map(|v| v as f32).collect())
+            }
+        })
+    }
+
+    /// The loss of each row of `[N, K]` logits.
+    pub fn per_example(self, logits: &Tensor, labels: &[usize]) -> Result<Vec<f32>> {
+        let k = logits.shape().last().copied().unwrap_or(1).max(1);
+        logits
+            .data()
+            .chunks(k)
+            .zip(labels)
+            .map(|(row, &y)| Ok(self.value_and_grad(row, y)?.0 as f32))
+            .collect()
+    }
+
+    /// `dL/dz` for each row of `[N, K]` logits (the seed of a model's backward pass).
+    pub fn logit_grads(self, logits: &[f32], k: usize, labels: &[usize]) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(logits.len());
+        for (row, &y) in logits.chunks(k.max(1)).zip(labels) {
+            out.extend(self.value_and_grad(row, y)?.1);
+        }
+        Ok(out)
+    }
+}
+
+/// `max(z)` and `sum(exp(z - max(z)))`, in f64.
+fn max_and_sum_exp(z: &[f32]) -> (f64, f64) {
+    let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+    (m, z.iter().map(|&v| (v as f64 - m).exp()).sum())
+}
+
+/// A model an attack can query: logits for a batch, and the input gradient of a summed
+/// per-example loss of the logits.
 pub trait Classifier: Sync {
     /// Logits `[N, K]` (inference: no tape, batch norm on running statistics).
     fn logits(&self, x: &Tensor) -> Result<Tensor>;
 
-    /// Per-example cross-entropy losses, the logits, and `d(sum_i loss_i)/dx`. Each
-    /// example's gradient depends on that example only, so attacks can treat the batch
-    /// as independent problems.
+    /// Per-example `loss` values, the logits, and `d(sum_i loss_i)/dx`. Each example's
+    /// gradient depends on that example only, so attacks can treat the batch as
+    /// independent problems.
     fn loss_and_input_grad(
         &self,
         x: &Tensor,
         labels: &[usize],
+        loss: AttackLoss,
     ) -> Result<(Vec<f32>, Tensor, Tensor)>;
 }
 
@@ -28,9 +144,8 @@ pub fn per_example_ce(logits: &Tensor, labels: &[usize]) -> Vec<f32> {
         .chunks(k)
         .zip(labels)
         .map(|(row, &y)| {
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-            (lse - row[y] as f64) as f32
+            let (m, sum) = max_and_sum_exp(row);
+            (m + sum.ln() - row[y] as f64) as f32
         })
         .collect()
 }
@@ -46,14 +161,26 @@ impl Classifier for Model {
         &self,
         x: &Tensor,
         labels: &[usize],
+        loss: AttackLoss,
     ) -> Result<(Vec<f32>, Tensor, Tensor)> {
-        let (out, grad) = self.input_grad(x, labels, &Loss::CrossEntropy)?;
         let n = labels.len();
-        let logits = Tensor::new(&[n, out.logits.len() / n.max(1)], out.logits)?;
-        // The engine differentiates the batch mean; the sum's gradient is n times it.
-        let scale = n as f32;
-        let mut grad = grad;
-        grad.data_mut().iter_mut().for_each(|g| *g *= scale);
-        Ok((per_example_ce(&logits, labels), logits, grad))
+        if loss == AttackLoss::CrossEntropy {
+            // The engine's own cross-entropy op, fused with its softmax.
+            let (out, grad) = self.input_grad(x, labels, &Loss::CrossEntropy)?;
+            let logits = Tensor::new(&[n, out.logits.len() / n.max(1)], out.logits)?;
+            // The engine differentiates the batch mean; the sum's gradient is n times it.
+            let scale = n as f32;
+            let mut grad = grad;
+            grad.data_mut().iter_mut().for_each(|g| *g *= scale);
+            return Ok((per_example_ce(&logits, labels), logits, grad));
+        }
+        // Any other loss: seed the backward pass at the logits with dL/dz. After the
+        // check the seed cannot fail (an empty one would be a seed-length error).
+        let k = self.arch().num_classes();
+        loss.check(k, labels)?;
+        let (z, grad) =
+            self.input_vjp(x, |z| loss.logit_grads(z, k, labels).unwrap_or_default())?;
+        let logits = Tensor::new(&[n, k], z)?;
+        Ok((loss.per_example(&logits, labels)?, logits, grad))
     }
 }

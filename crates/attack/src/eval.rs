@@ -17,17 +17,18 @@
 //!   [0, 1] (an error otherwise: that would be a bug), and classified again by
 //!   [`Classifier::logits`].
 //! - Randomness: batch `b` of an attack draws from a generator seeded with
-//!   `(seed, attack kind, b)`. The attack *kind* (FGSM, PGD-l_inf, PGD-l_2, APGD-CE),
+//!   `(seed, attack kind, b)`. The attack *kind* (FGSM, PGD-l_inf, PGD-l_2, APGD-CE,
+//!   APGD-DLR),
 //!   not its position in the list, so an attack gives the same result alone or in a
 //!   list, and attacks of one kind share their random starts (common random numbers:
 //!   PGD-40 and PGD-10 start from the same points, and an eps sweep scales the same
 //!   noise). Results do not depend on the thread count (the engine's kernels are
 //!   bit-identical for any count); they do depend on the batch size.
 
-use crate::apgd::{apgd_ce_outcome, ApgdConfig};
+use crate::apgd::{apgd_outcome, ApgdConfig};
 use crate::ball::Norm;
 use crate::pgd::{pgd, PgdConfig};
-use crate::{fgsm, Classifier, Error, Result};
+use crate::{fgsm, AttackLoss, Classifier, Error, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rcc_tensor::Tensor;
@@ -43,8 +44,10 @@ pub enum AttackSpec {
     PgdLinf(PgdConfig),
     /// PGD in the l_2 ball (`step_size` is an l_2 length).
     PgdL2(PgdConfig),
-    /// APGD-CE (l_inf) with the paper's rho and momentum and a random start.
-    ApgdCe {
+    /// APGD (l_inf) on `loss` with the paper's rho and momentum and a random start:
+    /// APGD-CE or APGD-DLR.
+    Apgd {
+        loss: AttackLoss,
         eps: f32,
         steps: usize,
         restarts: usize,
@@ -52,14 +55,21 @@ pub enum AttackSpec {
 }
 
 impl AttackSpec {
-    /// Short name: `fgsm`, `pgd`, `pgd-l2`, `apgd-ce` (the `cargo xtask eval --attack`
-    /// names).
+    /// Short name: `fgsm`, `pgd`, `pgd-l2`, `apgd-ce`, `apgd-dlr` (the `cargo xtask
+    /// eval --attack` names).
     pub fn name(&self) -> &'static str {
         match self {
             AttackSpec::Fgsm { .. } => "fgsm",
             AttackSpec::PgdLinf(_) => "pgd",
             AttackSpec::PgdL2(_) => "pgd-l2",
-            AttackSpec::ApgdCe { .. } => "apgd-ce",
+            AttackSpec::Apgd {
+                loss: AttackLoss::CrossEntropy,
+                ..
+            } => "apgd-ce",
+            AttackSpec::Apgd {
+                loss: AttackLoss::Dlr,
+                ..
+            } => "apgd-dlr",
         }
     }
 
@@ -72,7 +82,7 @@ impl AttackSpec {
 
     pub fn eps(&self) -> f32 {
         match *self {
-            AttackSpec::Fgsm { eps } | AttackSpec::ApgdCe { eps, .. } => eps,
+            AttackSpec::Fgsm { eps } | AttackSpec::Apgd { eps, .. } => eps,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.eps,
         }
     }
@@ -82,16 +92,16 @@ impl AttackSpec {
         match *self {
             AttackSpec::Fgsm { .. } => 1,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.steps,
-            AttackSpec::ApgdCe { steps, .. } => steps,
+            AttackSpec::Apgd { steps, .. } => steps,
         }
     }
 
-    /// The step size (FGSM: eps; APGD-CE: its initial step size, 2 eps).
+    /// The step size (FGSM: eps; APGD: its initial step size, 2 eps).
     pub fn step_size(&self) -> f32 {
         match *self {
             AttackSpec::Fgsm { eps } => eps,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.step_size,
-            AttackSpec::ApgdCe { eps, .. } => 2.0 * eps,
+            AttackSpec::Apgd { eps, .. } => 2.0 * eps,
         }
     }
 
@@ -99,7 +109,7 @@ impl AttackSpec {
         match *self {
             AttackSpec::Fgsm { .. } => 1,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.restarts,
-            AttackSpec::ApgdCe { restarts, .. } => restarts,
+            AttackSpec::Apgd { restarts, .. } => restarts,
         }
     }
 
@@ -107,7 +117,7 @@ impl AttackSpec {
         match *self {
             AttackSpec::Fgsm { .. } => false,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.random_start,
-            AttackSpec::ApgdCe { .. } => true,
+            AttackSpec::Apgd { .. } => true,
         }
     }
 
@@ -117,9 +127,13 @@ impl AttackSpec {
             AttackSpec::Fgsm { .. } => AttackSpec::Fgsm { eps },
             AttackSpec::PgdLinf(c) => AttackSpec::PgdLinf(PgdConfig { eps, ..c }),
             AttackSpec::PgdL2(c) => AttackSpec::PgdL2(PgdConfig { eps, ..c }),
-            AttackSpec::ApgdCe {
-                steps, restarts, ..
-            } => AttackSpec::ApgdCe {
+            AttackSpec::Apgd {
+                loss,
+                steps,
+                restarts,
+                ..
+            } => AttackSpec::Apgd {
+                loss,
                 eps,
                 steps,
                 restarts,
@@ -149,12 +163,14 @@ impl AttackSpec {
                 start(c),
                 restarts(c.restarts)
             ),
-            AttackSpec::ApgdCe {
+            AttackSpec::Apgd {
+                loss,
                 eps,
                 steps,
                 restarts: r,
             } => format!(
-                "APGD-CE-linf eps {eps}, {steps} steps (initial step {}), random start, {}",
+                "APGD-{}-linf eps {eps}, {steps} steps (initial step {}), random start, {}",
+                loss.name(),
                 2.0 * eps,
                 restarts(*r)
             ),
@@ -167,7 +183,14 @@ impl AttackSpec {
             AttackSpec::Fgsm { .. } => 1,
             AttackSpec::PgdLinf(_) => 2,
             AttackSpec::PgdL2(_) => 3,
-            AttackSpec::ApgdCe { .. } => 4,
+            AttackSpec::Apgd {
+                loss: AttackLoss::CrossEntropy,
+                ..
+            } => 4,
+            AttackSpec::Apgd {
+                loss: AttackLoss::Dlr,
+                ..
+            } => 5,
         }
     }
 
@@ -208,13 +231,14 @@ pub fn run_attack(
         AttackSpec::Fgsm { eps } => fgsm(model, x, labels, *eps),
         AttackSpec::PgdLinf(c) => Ok(pgd(model, x, labels, c, Norm::Linf, true, rng)?.adv),
         AttackSpec::PgdL2(c) => Ok(pgd(model, x, labels, c, Norm::L2, true, rng)?.adv),
-        AttackSpec::ApgdCe {
+        AttackSpec::Apgd {
+            loss,
             eps,
             steps,
             restarts,
         } => {
-            let cfg = ApgdConfig::new(*eps, *steps, *restarts);
-            Ok(apgd_ce_outcome(model, x, labels, &cfg, rng)?.adv)
+            let cfg = ApgdConfig::new(*eps, *steps, *restarts).with_loss(*loss);
+            Ok(apgd_outcome(model, x, labels, &cfg, rng)?.adv)
         }
     }
 }

@@ -1,7 +1,7 @@
 //! FGSM (Goodfellow et al. 2015): one step of size eps along the sign of the input
 //! gradient, `x' = clamp(x + eps * sign(grad), 0, 1)`.
 
-use crate::{Classifier, Error, Result};
+use crate::{AttackLoss, Classifier, Error, Result};
 use rcc_tensor::Tensor;
 
 pub fn fgsm(model: &impl Classifier, x: &Tensor, labels: &[usize], eps: f32) -> Result<Tensor> {
@@ -10,7 +10,7 @@ pub fn fgsm(model: &impl Classifier, x: &Tensor, labels: &[usize], eps: f32) -> 
             "FGSM eps must be a finite number >= 0, got {eps}"
         )));
     }
-    let (_, _, g) = model.loss_and_input_grad(x, labels)?;
+    let (_, _, g) = model.loss_and_input_grad(x, labels, AttackLoss::CrossEntropy)?;
     let adv = x
         .data()
         .iter()

@@ -4,7 +4,7 @@
 //! batch); with alpha about 1.25 eps it avoids FGSM training's catastrophic overfitting.
 
 use crate::fgsm::sign;
-use crate::{Classifier, Error, Result};
+use crate::{AttackLoss, Classifier, Error, Result};
 use rand::rngs::StdRng;
 use rand::Rng;
 use rcc_tensor::Tensor;
@@ -34,7 +34,7 @@ pub fn fgsm_rs(
         })
         .collect();
     let start = Tensor::new(x.shape(), start)?;
-    let (_, _, g) = model.loss_and_input_grad(&start, labels)?;
+    let (_, _, g) = model.loss_and_input_grad(&start, labels, AttackLoss::CrossEntropy)?;
     let adv = start
         .data()
         .iter()

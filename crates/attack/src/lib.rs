@@ -1,7 +1,8 @@
 //! rcc-attack: adversarial attacks and robustness evaluation (method.md sections 4, 5).
 //!
 //! Every attack works on any [`Classifier`]: something that maps a batch to logits and
-//! gives the gradient of the loss with respect to its input. The dense training graph
+//! gives the gradient of a loss of the logits ([`AttackLoss`]: cross-entropy or DLR)
+//! with respect to its input. The dense training graph
 //! (`rcc_nn::Model`, through the engine's input-gradient mode: no parameter gradients)
 //! implements it, and so will the deployed sparse model, so robustness is measured on
 //! the artifact that ships.
@@ -17,7 +18,7 @@
 //! | [`fgsm_rs()`] | l_inf | FGSM from a random start, step alpha (Wong et al. 2020; training) |
 //! | [`pgd_linf`] | l_inf | PGD with random start and restarts (Madry et al. 2018) |
 //! | [`pgd_l2`] | l_2 | the same in the l_2 ball, normalised-gradient steps |
-//! | [`apgd_ce`] | l_inf | APGD-CE, step-size-free PGD with momentum (Croce & Hein 2020) |
+//! | [`apgd()`] | l_inf | APGD-CE and APGD-DLR, step-size-free PGD with momentum (Croce & Hein 2020) |
 //!
 //! [`pgd()`] is the general form of the two PGDs, with the choice between Madry's "every
 //! example takes every step" (training) and "stop at the first fooling iterate"
@@ -47,9 +48,9 @@ pub mod fgsm;
 pub mod fgsm_rs;
 pub mod pgd;
 
-pub use apgd::{apgd_ce, apgd_ce_outcome, ApgdConfig};
+pub use apgd::{apgd, apgd_outcome, ApgdConfig};
 pub use ball::Norm;
-pub use classifier::{per_example_ce, Classifier};
+pub use classifier::{per_example_ce, AttackLoss, Classifier};
 pub use error::{Error, Result};
 pub use eval::{
     evaluate, evaluate_transfer, evaluate_with, run_attack, AttackResult, AttackSpec, Examples,

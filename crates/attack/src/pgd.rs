@@ -17,7 +17,7 @@
 //!   fooled examples drop out of the batch, which saves their remaining steps.
 
 use crate::ball::{gather, with_batch, Norm};
-use crate::{Classifier, Error, Result};
+use crate::{AttackLoss, Classifier, Error, Result};
 use rand::rngs::StdRng;
 use rcc_tensor::Tensor;
 
@@ -121,7 +121,7 @@ fn pgd_run(
             }
             break;
         }
-        let (l, logits, g) = model.loss_and_input_grad(&xb, &lb)?;
+        let (l, logits, g) = model.loss_and_input_grad(&xb, &lb, AttackLoss::CrossEntropy)?;
         if let Some(t) = trace.as_deref_mut() {
             t.push(mean(&l));
         }

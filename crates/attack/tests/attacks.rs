@@ -6,8 +6,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rcc_attack::{
-    apgd_ce_outcome, evaluate, evaluate_transfer, fgsm, per_example_ce, pgd, run_attack,
-    ApgdConfig, AttackSpec, Classifier, Norm, PgdConfig, TensorExamples,
+    apgd_outcome, evaluate, evaluate_transfer, fgsm, per_example_ce, pgd, run_attack, ApgdConfig,
+    AttackLoss, AttackSpec, Classifier, Norm, PgdConfig, TensorExamples,
 };
 use rcc_nn::{Arch, Model};
 use rcc_tensor::Tensor;
@@ -62,8 +62,11 @@ fn all_attacks(
             out.push((format!("pgd-{} stop={stop}", norm.name()), norm, e, o.adv));
         }
     }
-    let o = apgd_ce_outcome(model, x, labels, &ApgdConfig::new(eps, 12, 2), &mut rng).unwrap();
-    out.push(("apgd-ce".into(), Norm::Linf, eps, o.adv));
+    for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
+        let cfg = ApgdConfig::new(eps, 12, 2).with_loss(loss);
+        let o = apgd_outcome(model, x, labels, &cfg, &mut rng).unwrap();
+        out.push((format!("apgd-{}", loss.name()), Norm::Linf, eps, o.adv));
+    }
     out
 }
 
@@ -127,7 +130,9 @@ fn madry_reference(
         .collect();
     for _ in 0..cfg.steps {
         let xa = Tensor::new(x.shape(), adv).unwrap();
-        let (_, _, g) = model.loss_and_input_grad(&xa, labels).unwrap();
+        let (_, _, g) = model
+            .loss_and_input_grad(&xa, labels, AttackLoss::CrossEntropy)
+            .unwrap();
         adv = xa.into_data();
         for ((v, &c), &gv) in adv.iter_mut().zip(clean).zip(g.data()) {
             let s = if gv > 0.0 {
@@ -166,7 +171,14 @@ fn evaluation_is_deterministic_and_thread_count_invariant() {
         AttackSpec::Fgsm { eps: 0.1 },
         AttackSpec::PgdLinf(pgd_cfg(0.05, 5, 0.02, 2)),
         AttackSpec::PgdL2(pgd_cfg(0.5, 5, 0.2, 2)),
-        AttackSpec::ApgdCe {
+        AttackSpec::Apgd {
+            loss: AttackLoss::CrossEntropy,
+            eps: 0.05,
+            steps: 8,
+            restarts: 2,
+        },
+        AttackSpec::Apgd {
+            loss: AttackLoss::Dlr,
             eps: 0.05,
             steps: 8,
             restarts: 2,
@@ -244,7 +256,8 @@ fn invalid_settings_are_errors() {
         AttackSpec::Fgsm { eps: -0.1 },
         AttackSpec::PgdLinf(pgd_cfg(f32::NAN, 3, 0.1, 1)),
         AttackSpec::PgdL2(pgd_cfg(0.3, 3, 0.1, 0)),
-        AttackSpec::ApgdCe {
+        AttackSpec::Apgd {
+            loss: AttackLoss::CrossEntropy,
             eps: 0.3,
             steps: 3,
             restarts: 0,
@@ -265,36 +278,54 @@ fn invalid_settings_are_errors() {
     .is_err());
 }
 
-/// Sum over the batch of the per-example cross-entropy, from the inference logits, in
-/// f64.
-fn summed_ce(model: &Model, x: &Tensor, labels: &[usize]) -> f64 {
+/// The naive reference of each attack loss for one row of logits, in f64: the
+/// cross-entropy, and DLR from a full sort (Croce & Hein's eq. 5).
+fn naive_loss(loss: AttackLoss, row: &[f32], y: usize) -> f64 {
+    let z: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+    match loss {
+        AttackLoss::CrossEntropy => {
+            let m = z.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            m + z.iter().map(|&v| (v - m).exp()).sum::<f64>().ln() - z[y]
+        }
+        AttackLoss::Dlr => {
+            let mut sorted = z.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            let other = (0..z.len()).filter(|&i| i != y).map(|i| z[i]);
+            let best_other = other.fold(f64::NEG_INFINITY, f64::max);
+            (best_other - z[y]) / (sorted[0] - sorted[2] + 1e-12)
+        }
+    }
+}
+
+/// Sum over the batch of the per-example loss, from the inference logits, in f64.
+fn summed_loss(model: &Model, x: &Tensor, labels: &[usize], loss: AttackLoss) -> f64 {
     let logits = model.logits(x).unwrap();
-    let k = 10;
-    logits
-        .data()
-        .chunks(k)
-        .zip(labels)
-        .map(|(row, &y)| {
-            let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
-            m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln() - row[y] as f64
-        })
-        .sum()
+    let rows = logits.data().chunks(10).zip(labels);
+    rows.map(|(row, &y)| naive_loss(loss, row, y)).sum()
 }
 
 /// The input gradient the attacks step along equals a central finite-difference
-/// estimate of the summed per-example cross-entropy (h = 1e-3, f64 accumulation).
+/// estimate of the summed per-example loss (h = 1e-3, f64 accumulation), for the
+/// cross-entropy (the engine's op) and DLR (the seeded backward pass).
 #[test]
 fn input_gradient_matches_finite_differences() {
-    for (arch, seed) in [(Arch::LenetAdv(1), 12u64), (Arch::Mlp, 13)] {
+    let cases = [(Arch::LenetAdv(1), 12u64), (Arch::Mlp, 13)];
+    for ((arch, seed), loss) in cases
+        .into_iter()
+        .flat_map(|c| [(c, AttackLoss::CrossEntropy), (c, AttackLoss::Dlr)])
+    {
         let model = Model::new(arch, seed);
         let mut rng = StdRng::seed_from_u64(seed);
         // Mid-range pixels (not on the box boundary), two examples.
         let x = Tensor::from_fn(&[2, 1, 28, 28], |_| rng.gen_range(0.1..0.9));
         let labels = [3usize, 7];
-        let (losses, _, g) = model.loss_and_input_grad(&x, &labels).unwrap();
+        let (losses, _, g) = model.loss_and_input_grad(&x, &labels, loss).unwrap();
         let direct: f64 = losses.iter().map(|&l| l as f64).sum();
-        assert!((direct - summed_ce(&model, &x, &labels)).abs() < 1e-5 * direct.abs().max(1.0));
-        assert_eq!(per_example_ce(&model.logits(&x).unwrap(), &labels), losses);
+        let reference = summed_loss(&model, &x, &labels, loss);
+        assert!((direct - reference).abs() < 1e-5 * direct.abs().max(1.0));
+        if loss == AttackLoss::CrossEntropy {
+            assert_eq!(per_example_ce(&model.logits(&x).unwrap(), &labels), losses);
+        }
         let h = 1e-3f32;
         let mut fd = vec![0f64; x.numel()];
         for (j, d) in fd.iter_mut().enumerate() {
@@ -302,7 +333,11 @@ fn input_gradient_matches_finite_differences() {
             xp.data_mut()[j] += h;
             xm.data_mut()[j] -= h;
             let step = xp.data()[j] as f64 - xm.data()[j] as f64;
-            *d = (summed_ce(&model, &xp, &labels) - summed_ce(&model, &xm, &labels)) / step;
+            let (up, down) = (
+                summed_loss(&model, &xp, &labels, loss),
+                summed_loss(&model, &xm, &labels, loss),
+            );
+            *d = (up - down) / step;
         }
         let g: Vec<f64> = g.data().iter().map(|&v| v as f64).collect();
         let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
@@ -315,11 +350,15 @@ fn input_gradient_matches_finite_differences() {
             .filter(|(a, b)| (*a - *b).abs() <= 1e-2 * scale)
             .count();
         println!(
-            "{arch}: |g - fd| / |fd| = {rel:.2e}, {agree}/{} coordinates within 1e-2 max|fd|",
+            "{arch} {}: |g - fd| / |fd| = {rel:.2e}, {agree}/{} coordinates within 1e-2 max|fd|",
+            loss.name(),
             fd.len()
         );
-        assert!(rel < 1e-2, "{arch}: relative error {rel}");
-        assert!(agree as f64 >= 0.99 * fd.len() as f64, "{arch}: {agree}");
+        assert!(rel < 1e-2, "{arch} {loss:?}: relative error {rel}");
+        assert!(
+            agree as f64 >= 0.99 * fd.len() as f64,
+            "{arch} {loss:?}: {agree}"
+        );
         // And both examples' gradients are non-trivial.
         assert!(norm(&g[..784]) > 0.0 && norm(&g[784..]) > 0.0);
     }
@@ -331,10 +370,14 @@ fn input_gradient_matches_finite_differences() {
 fn per_example_gradients_do_not_depend_on_the_batch() {
     let (x, labels) = images(6, 7);
     let model = Model::new(Arch::LenetAdv(1), 14);
-    let (l_all, _, g_all) = model.loss_and_input_grad(&x, &labels).unwrap();
+    let (l_all, _, g_all) = model
+        .loss_and_input_grad(&x, &labels, AttackLoss::CrossEntropy)
+        .unwrap();
     for i in [0usize, 3, 5] {
         let xi = Tensor::new(&[1, 1, 28, 28], x.data()[i * 784..(i + 1) * 784].to_vec()).unwrap();
-        let (l, _, g) = model.loss_and_input_grad(&xi, &labels[i..=i]).unwrap();
+        let (l, _, g) = model
+            .loss_and_input_grad(&xi, &labels[i..=i], AttackLoss::CrossEntropy)
+            .unwrap();
         assert!((l[0] - l_all[i]).abs() <= 1e-6 * l[0].abs().max(1.0));
         let gi = &g_all.data()[i * 784..(i + 1) * 784];
         let scale = gi.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -373,16 +416,14 @@ impl Classifier for Linear {
         &self,
         x: &Tensor,
         labels: &[usize],
+        loss: AttackLoss,
     ) -> rcc_attack::Result<(Vec<f32>, Tensor, Tensor)> {
         let logits = self.logits(x)?;
-        let losses = per_example_ce(&logits, labels);
+        let losses = loss.per_example(&logits, labels)?;
         let mut g = Vec::with_capacity(x.numel());
         for (row, &y) in logits.data().chunks(2).zip(labels) {
-            // d CE / dz = softmax - onehot; dz/dx = w.
-            let m = row[0].max(row[1]);
-            let e = [(row[0] - m).exp(), (row[1] - m).exp()];
-            let p = [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])];
-            let d = [p[0] - f32::from(y == 0), p[1] - f32::from(y == 1)];
+            // dL/dx = dL/dz . dz/dx, and dz/dx = w.
+            let d = loss.value_and_grad(row, y)?.1;
             g.extend((0..16).map(|i| d[0] * self.w[0][i] + d[1] * self.w[1][i]));
         }
         Ok((losses, logits, Tensor::new(x.shape(), g)?))
@@ -464,7 +505,7 @@ fn attacks_reach_the_exact_optimum_of_a_linear_model() {
     )
     .unwrap();
     close(&o.loss, &opt_l2, "PGD-l2");
-    let o = apgd_ce_outcome(&model, &x, &labels, &ApgdConfig::new(eps, 20, 1), &mut rng).unwrap();
+    let o = apgd_outcome(&model, &x, &labels, &ApgdConfig::new(eps, 20, 1), &mut rng).unwrap();
     close(&o.loss, &opt_linf, "APGD-CE");
     assert!(o.fooled.iter().all(|f| !f));
 }
@@ -481,10 +522,11 @@ impl Classifier for Masked<'_> {
         &self,
         x: &Tensor,
         labels: &[usize],
+        loss: AttackLoss,
     ) -> rcc_attack::Result<(Vec<f32>, Tensor, Tensor)> {
         let logits = self.0.logits(x)?;
         let zero = Tensor::zeros(x.shape());
-        Ok((per_example_ce(&logits, labels), logits, zero))
+        Ok((loss.per_example(&logits, labels)?, logits, zero))
     }
 }
 
@@ -546,4 +588,128 @@ fn transfer_is_judged_by_the_target() {
         assert!(*c || !*rob, "robust but not clean");
     }
     assert!(t.attacks[0].max_dist <= Norm::Linf.tolerance(0.1));
+}
+
+/// Each attack loss's gradient with respect to the logits equals central finite
+/// differences of the naive reference (f64), on examples classified right and wrong.
+#[test]
+fn attack_losses_match_finite_differences_on_the_logits() {
+    let mut rng = StdRng::seed_from_u64(30);
+    for case in 0..40 {
+        let k = 3 + case % 8;
+        let z: Vec<f32> = (0..k).map(|_| rng.gen_range(-4.0..4.0)).collect();
+        let y = rng.gen_range(0..k);
+        for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
+            let (v, g) = loss.value_and_grad(&z, y).unwrap();
+            assert!((v - naive_loss(loss, &z, y)).abs() < 1e-9, "{loss:?} {z:?}");
+            let h = 1e-3f32;
+            for i in 0..k {
+                let (mut up, mut down) = (z.clone(), z.clone());
+                up[i] += h;
+                down[i] -= h;
+                let step = up[i] as f64 - down[i] as f64;
+                let fd = (naive_loss(loss, &up, y) - naive_loss(loss, &down, y)) / step;
+                let tol = 1e-3 * fd.abs().max(1.0);
+                assert!(
+                    (g[i] as f64 - fd).abs() < tol,
+                    "{loss:?} {z:?} y {y}: d/dz{i} {} vs {fd}",
+                    g[i]
+                );
+            }
+        }
+    }
+}
+
+/// DLR is unchanged by shifting or scaling the logits, and its sign tells whether the
+/// example is misclassified; the cross-entropy is neither.
+#[test]
+fn dlr_is_shift_and_scale_invariant_and_positive_when_fooled() {
+    let z = [2.0f32, -1.0, 0.5, 3.0, -2.0];
+    let dlr = |z: &[f32], y| AttackLoss::Dlr.value_and_grad(z, y).unwrap().0;
+    for y in 0..5 {
+        let moved: Vec<f32> = z.iter().map(|v| 7.0 * v - 3.0).collect();
+        assert!((dlr(&z, y) - dlr(&moved, y)).abs() < 1e-6, "label {y}");
+        assert_eq!(dlr(&z, y) > 0.0, y != 3, "label {y}: the argmax is class 3");
+    }
+    let ce = |z: &[f32]| AttackLoss::CrossEntropy.value_and_grad(z, 3).unwrap().0;
+    assert!(ce(&z.map(|v| 7.0 * v)) < ce(&z) / 2.0);
+}
+
+#[test]
+fn attack_losses_reject_bad_labels_and_too_few_classes() {
+    assert!(AttackLoss::Dlr.value_and_grad(&[1.0, 2.0], 0).is_err());
+    assert!(AttackLoss::CrossEntropy
+        .value_and_grad(&[1.0, 2.0], 0)
+        .is_ok());
+    for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
+        assert!(loss.value_and_grad(&[1.0, 2.0, 3.0], 3).is_err());
+        assert!(loss.check(10, &[0, 9, 10]).is_err());
+    }
+    // Through the trait: a two-class model has no DLR.
+    let model = Linear {
+        w: [[0.5; 16], [-0.5; 16]],
+    };
+    let x = Tensor::zeros(&[1, 1, 4, 4]);
+    assert!(model
+        .loss_and_input_grad(&x, &[0], AttackLoss::Dlr)
+        .is_err());
+}
+
+/// A model whose softmax saturates: the same classifier with its last layer scaled by
+/// 1e6, so every logit margin is in the hundreds of thousands and `softmax - onehot`
+/// is exactly zero in f32. Every cross-entropy attack then sees a zero gradient and
+/// moves nothing (gradient masking without any robustness); APGD-DLR, invariant to
+/// the scale, fools the scaled model as well as the original.
+#[test]
+fn apgd_dlr_sees_through_a_saturated_softmax() {
+    let (x, _) = images(32, 31);
+    let model = Model::new(Arch::Mlp, 32);
+    let mut saturated = model.clone();
+    let views = saturated.net.params.views().to_vec();
+    for v in &views[views.len() - 2..] {
+        for j in v.range() {
+            saturated.params[j] *= 1e6;
+        }
+    }
+    // Labels both models get right, so clean accuracy is 100%.
+    let labels = model.logits(&x).unwrap().argmax_rows();
+    assert_eq!(saturated.logits(&x).unwrap().argmax_rows(), labels);
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels,
+    };
+    let apgd = |loss| AttackSpec::Apgd {
+        loss,
+        eps: 0.3,
+        steps: 20,
+        restarts: 1,
+    };
+    let attacks = [apgd(AttackLoss::CrossEntropy), apgd(AttackLoss::Dlr)];
+    let (open, masked) = (
+        evaluate(&model, &data, &attacks, 16, 0).unwrap(),
+        evaluate(&saturated, &data, &attacks, 16, 0).unwrap(),
+    );
+    let acc = |r: &rcc_attack::Report, i: usize| r.attacks[i].acc;
+    println!(
+        "APGD-CE {} open, {} saturated; APGD-DLR {} open, {} saturated",
+        acc(&open, 0),
+        acc(&masked, 0),
+        acc(&open, 1),
+        acc(&masked, 1)
+    );
+    assert!(
+        acc(&open, 0) < 0.5 && acc(&open, 1) < 0.5,
+        "both work on the open model"
+    );
+    // Only APGD's random start moves a saturated example, and it alone fools few.
+    assert!(
+        acc(&masked, 0) > 0.8,
+        "APGD-CE is masked: {}",
+        acc(&masked, 0)
+    );
+    assert!(
+        acc(&masked, 1) < 0.5,
+        "APGD-DLR is not: {}",
+        acc(&masked, 1)
+    );
 }

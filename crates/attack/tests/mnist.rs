@@ -6,8 +6,8 @@
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rcc_attack::{
-    apgd_ce_outcome, evaluate, fgsm, pgd, run_attack, ApgdConfig, AttackSpec, Classifier, Norm,
-    PgdConfig, Report, TensorExamples,
+    apgd_outcome, evaluate, fgsm, pgd, run_attack, ApgdConfig, AttackLoss, AttackSpec, Classifier,
+    Norm, PgdConfig, Report, TensorExamples,
 };
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::{Arch, Loss, Model, Sgd};
@@ -133,7 +133,8 @@ fn natural_lenet5_falls_below_5_percent_under_pgd40() {
         &[
             AttackSpec::Fgsm { eps: 0.3 },
             pgd_spec(0.3, 40, 0.01, 1),
-            AttackSpec::ApgdCe {
+            AttackSpec::Apgd {
+                loss: AttackLoss::CrossEntropy,
                 eps: 0.3,
                 steps: 40,
                 restarts: 1,
@@ -175,7 +176,8 @@ fn eps_zero_gives_clean_accuracy_exactly() {
             AttackSpec::Fgsm { eps: 0.0 },
             AttackSpec::PgdLinf(cfg),
             AttackSpec::PgdL2(cfg),
-            AttackSpec::ApgdCe {
+            AttackSpec::Apgd {
+                loss: AttackLoss::CrossEntropy,
                 eps: 0.0,
                 steps: 5,
                 restarts: 2,
@@ -203,7 +205,7 @@ fn eps_zero_gives_clean_accuracy_exactly() {
     }
     let apgd = ApgdConfig::new(0.0, 5, 2);
     advs.push(
-        apgd_ce_outcome(&f.model, &x, &labels, &apgd, &mut rng)
+        apgd_outcome(&f.model, &x, &labels, &apgd, &mut rng)
             .unwrap()
             .adv,
     );
@@ -221,7 +223,8 @@ fn accuracy_does_not_increase_with_eps_steps_or_restarts() {
     let Some(f) = fixture() else { return };
     let sweep = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3];
     let mut attacks: Vec<AttackSpec> = sweep.iter().map(|&e| pgd_spec(e, 20, 0.02, 1)).collect();
-    attacks.extend(sweep.iter().map(|&e| AttackSpec::ApgdCe {
+    attacks.extend(sweep.iter().map(|&e| AttackSpec::Apgd {
+        loss: AttackLoss::CrossEntropy,
         eps: e,
         steps: 20,
         restarts: 1,
@@ -305,14 +308,17 @@ fn pgd_loss_increases_over_steps() {
         assert!(t[40] > 5.0 * t[0] && t[40] > t[0] + 0.2, "{t:?}");
         assert!(ups >= 30, "{t:?}");
         // Per example too: the final loss is above the start's for most examples.
-        let (l0, _, _) = f.model.loss_and_input_grad(&x, &labels).unwrap();
+        let (l0, _, _) = f
+            .model
+            .loss_and_input_grad(&x, &labels, AttackLoss::CrossEntropy)
+            .unwrap();
         let higher = o.loss.iter().zip(&l0).filter(|(a, b)| a > b).count();
         assert!(higher >= 190, "{higher}/200");
     }
 }
 
 #[test]
-fn apgd_ce_is_within_a_few_points_of_pgd() {
+fn apgd_is_within_a_few_points_of_pgd() {
     let Some(f) = fixture() else { return };
     // At eps 0.15 the natural model is half broken: the attacks' strength shows.
     let r = run(
@@ -320,12 +326,20 @@ fn apgd_ce_is_within_a_few_points_of_pgd() {
         300,
         &[
             pgd_spec(0.15, 40, 0.01, 1),
-            AttackSpec::ApgdCe {
+            AttackSpec::Apgd {
+                loss: AttackLoss::CrossEntropy,
                 eps: 0.15,
                 steps: 40,
                 restarts: 1,
             },
-            AttackSpec::ApgdCe {
+            AttackSpec::Apgd {
+                loss: AttackLoss::CrossEntropy,
+                eps: 0.15,
+                steps: 100,
+                restarts: 1,
+            },
+            AttackSpec::Apgd {
+                loss: AttackLoss::Dlr,
                 eps: 0.15,
                 steps: 100,
                 restarts: 1,
@@ -333,6 +347,12 @@ fn apgd_ce_is_within_a_few_points_of_pgd() {
         ],
     );
     let (pgd40, apgd40, apgd100) = (r.attacks[0].acc, r.attacks[1].acc, r.attacks[2].acc);
+    let dlr100 = r.attacks[3].acc;
+    println!("PGD-40 {pgd40}, APGD-CE-40 {apgd40}, APGD-CE-100 {apgd100}, APGD-DLR-100 {dlr100}");
+    assert!(
+        dlr100 <= pgd40 + 0.02,
+        "APGD-DLR-100 {dlr100} vs PGD-40 {pgd40}"
+    );
     assert!(
         pgd40 > 0.1 && pgd40 < r.clean_acc - 0.1,
         "eps 0.15 should be unsaturated: {pgd40}"
@@ -363,7 +383,8 @@ fn every_adversarial_example_stays_in_its_ball_and_in_the_box() {
         AttackSpec::PgdLinf(cfg(0.3, 0.05)),
         AttackSpec::PgdLinf(cfg(0.1, 0.01)),
         AttackSpec::PgdL2(cfg(2.0, 0.25)),
-        AttackSpec::ApgdCe {
+        AttackSpec::Apgd {
+            loss: AttackLoss::CrossEntropy,
             eps: 0.3,
             steps: 20,
             restarts: 2,

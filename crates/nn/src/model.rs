@@ -291,6 +291,36 @@ impl Model {
         labels: &[usize],
         loss: &Loss,
     ) -> Result<(StepOutput, Tensor)> {
+        let (mut t, xv, logits) = self.eval_tape(x)?;
+        let l = loss.record(&mut t, logits, labels)?;
+        let mut grads = t.backward(l, None)?;
+        let g = grads.take(xv).unwrap_or_else(|| vec![0.0; x.numel()]);
+        let out = StepOutput {
+            loss: t.scalar(l),
+            logits: t.value(logits).to_vec(),
+        };
+        Ok((out, Tensor::new(x.shape(), g)?))
+    }
+
+    /// The logits `z` (`[N, K]`, row-major) and the input gradient of any loss of them:
+    /// `seed` maps `z` to `dL/dz`, and the backward pass starts from it (a
+    /// vector-Jacobian product). Evaluation mode, no parameter gradients, as
+    /// [`Model::input_grad`]. Attacks use it for losses the tape has no op for.
+    pub fn input_vjp(
+        &self,
+        x: &Tensor,
+        seed: impl FnOnce(&[f32]) -> Vec<f32>,
+    ) -> Result<(Vec<f32>, Tensor)> {
+        let (t, xv, logits) = self.eval_tape(x)?;
+        let z = t.value(logits).to_vec();
+        let mut grads = t.backward_seeded(logits, &seed(&z), None)?;
+        let g = grads.take(xv).unwrap_or_else(|| vec![0.0; x.numel()]);
+        Ok((z, Tensor::new(x.shape(), g)?))
+    }
+
+    /// The forward pass of [`Model::input_grad`] and [`Model::input_vjp`]: a tape that
+    /// records the input's gradient only, the input's node and the logits' node.
+    fn eval_tape(&self, x: &Tensor) -> Result<(Tape<'_>, Var, Var)> {
         self.net.check_input(x.shape())?;
         let mut t = Tape::new(&self.params, Mode::InputGrad);
         let xv = t.input_copy(x, true);
@@ -301,14 +331,7 @@ impl Model {
                 buffers: &self.buffers,
             },
         )?;
-        let l = loss.record(&mut t, logits, labels)?;
-        let mut grads = t.backward(l, None)?;
-        let g = grads.take(xv).unwrap_or_else(|| vec![0.0; x.numel()]);
-        let out = StepOutput {
-            loss: t.scalar(l),
-            logits: t.value(logits).to_vec(),
-        };
-        Ok((out, Tensor::new(x.shape(), g)?))
+        Ok((t, xv, logits))
     }
 
     /// A training-mode pass: batch statistics (running statistics updated), dropout on,

@@ -5,7 +5,7 @@
 
 use crate::model::SparseModel;
 use rayon::prelude::*;
-use rcc_attack::{Classifier, Error, Result};
+use rcc_attack::{AttackLoss, Classifier, Error, Result};
 use rcc_tensor::Tensor;
 
 impl SparseModel {
@@ -39,6 +39,7 @@ impl Classifier for SparseModel {
         &self,
         x: &Tensor,
         labels: &[usize],
+        loss: AttackLoss,
     ) -> Result<(Vec<f32>, Tensor, Tensor)> {
         let n = self.check_batch(x)?;
         if labels.len() != n {
@@ -48,14 +49,22 @@ impl Classifier for SparseModel {
             )));
         }
         let (il, k) = (self.in_len(), self.out_len());
+        // After the check the seed cannot fail (an empty one would be a length error).
+        loss.check(k, labels)?;
         let mut grad = vec![0.0; n * il];
         let per_sample: Vec<(f32, Vec<f32>)> = grad
             .par_chunks_mut(il)
             .zip(x.data().par_chunks(il))
             .zip(labels.par_iter())
             .map(|((g, xs), &y)| {
-                let (loss, logits) = self.loss_and_input_grad(xs, y, g)?;
-                Ok((loss as f32, logits))
+                let mut value = 0.0;
+                let seed = |z: &[f32]| {
+                    let (v, dz) = loss.value_and_grad(z, y).unwrap_or_default();
+                    value = v;
+                    dz
+                };
+                let logits = self.input_vjp(xs, seed, g)?;
+                Ok((value as f32, logits))
             })
             .collect::<crate::Result<_>>()
             .map_err(|e| Error::Model(e.to_string()))?;
@@ -74,7 +83,7 @@ mod tests {
     use crate::linear::tests::close;
     use crate::model::tests::model;
     use crate::{KernelChoice, ModelSpec, SparseModel};
-    use rcc_attack::Classifier;
+    use rcc_attack::{AttackLoss, Classifier};
     use rcc_nn::Arch;
     use rcc_tensor::Tensor;
 
@@ -89,14 +98,24 @@ mod tests {
             .collect();
         let x = Tensor::new(&[5, 1, 28, 28], x).unwrap();
         let labels = [0, 1, 2, 3, 4];
-        let (l1, z1, g1) = Classifier::loss_and_input_grad(&sm, &x, &labels).unwrap();
-        let (l2, z2, g2) = Classifier::loss_and_input_grad(&m, &x, &labels).unwrap();
-        assert!(close(&l1, &l2, 1e-5) && close(z1.data(), z2.data(), 1e-5));
-        assert!(close(g1.data(), g2.data(), 1e-5));
-        assert!(close(sm.logits(&x).unwrap().data(), z2.data(), 1e-5));
+        // Both losses: the dense model takes its engine's cross-entropy op for CE and
+        // the seeded backward pass for DLR, the sparse model the seeded pass for both.
+        for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
+            let (l1, z1, g1) = Classifier::loss_and_input_grad(&sm, &x, &labels, loss).unwrap();
+            let (l2, z2, g2) = Classifier::loss_and_input_grad(&m, &x, &labels, loss).unwrap();
+            assert!(close(&l1, &l2, 1e-5), "{loss:?}");
+            assert!(close(z1.data(), z2.data(), 1e-5), "{loss:?}");
+            assert!(close(g1.data(), g2.data(), 1e-5), "{loss:?}");
+            assert!(g1.data().iter().any(|&g| g != 0.0), "{loss:?}");
+            assert!(close(sm.logits(&x).unwrap().data(), z2.data(), 1e-5));
+            assert!(Classifier::loss_and_input_grad(&sm, &x, &labels[..4], loss).is_err());
+            // A label past the last class is an error, not an out-of-bounds read.
+            let bad = [0, 1, 2, 3, 10];
+            assert!(Classifier::loss_and_input_grad(&sm, &x, &bad, loss).is_err());
+            assert!(Classifier::loss_and_input_grad(&m, &x, &bad, loss).is_err());
+        }
         assert!(sm
             .logits(&Tensor::new(&[1, 784], vec![0.0; 784]).unwrap())
             .is_err());
-        assert!(Classifier::loss_and_input_grad(&sm, &x, &labels[..4]).is_err());
     }
 }

@@ -402,25 +402,23 @@ impl SparseModel {
         Ok(())
     }
 
-    /// One sample's cross-entropy loss for `label`, its logits and `d loss / d x` (added
-    /// into `dx`). Runs the layers unfused and keeps every activation (allocates: this is
-    /// the attack path, not the deployment path), then walks them back with the
-    /// transposed kernels.
-    pub fn loss_and_input_grad(
+    /// One sample's logits `z` and the input gradient of a loss of them: `seed` maps `z`
+    /// to `dL/dz` (the attack crate's losses), and `dL/dx` is added into `dx` (a
+    /// vector-Jacobian product). Runs the layers unfused and keeps every activation
+    /// (allocates: this is the attack path, not the deployment path), then walks them
+    /// back with the transposed kernels.
+    pub fn input_vjp(
         &self,
         x: &[f32],
-        label: usize,
+        seed: impl FnOnce(&[f32]) -> Vec<f32>,
         dx: &mut [f32],
-    ) -> Result<(f64, Vec<f32>)> {
+    ) -> Result<Vec<f32>> {
         let il = self.in_len();
-        if x.len() != il || dx.len() != il || label >= self.out_len {
+        if x.len() != il || dx.len() != il {
             return shape(
                 "sparse model input gradient",
-                format!(
-                    "one sample of {il} values and a label below {}",
-                    self.out_len
-                ),
-                format!("{} values, gradient {}, label {label}", x.len(), dx.len()),
+                format!("one sample of {il} values and a gradient as long"),
+                format!("{} values, gradient {}", x.len(), dx.len()),
             );
         }
         // The transposed dense convolutions use the engine's grid, whose length is not
@@ -478,16 +476,14 @@ impl SparseModel {
             };
             acts.push(next);
         }
-        let logits = acts.last().unwrap();
-        // Cross-entropy and its gradient, softmax(z) - onehot(label), in f64.
-        let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-        let sum: f64 = logits.iter().map(|&v| (v as f64 - m).exp()).sum();
-        let loss = m + sum.ln() - logits[label] as f64;
-        let mut dy: Vec<f32> = logits
-            .iter()
-            .enumerate()
-            .map(|(k, &v)| ((v as f64 - m).exp() / sum - f64::from(u8::from(k == label))) as f32)
-            .collect();
+        let mut dy = seed(acts.last().unwrap());
+        if dy.len() != self.out_len {
+            return shape(
+                "sparse model input gradient",
+                format!("a seed of {} values (one per logit)", self.out_len),
+                format!("{} values", dy.len()),
+            );
+        }
         // acts[i] is op i's input, acts[i + 1] its output (for the ReLU masks).
         for (i, op) in self.ops.iter().enumerate().rev() {
             let (xin, y) = (&acts[i], &acts[i + 1]);
@@ -536,7 +532,7 @@ impl SparseModel {
             dy = dxi;
         }
         dx.iter_mut().zip(&dy).for_each(|(a, &b)| *a += b);
-        Ok((loss, acts.pop().unwrap()))
+        Ok(acts.pop().unwrap_or_default())
     }
 }
 
@@ -583,6 +579,14 @@ pub(crate) mod tests {
     use rcc_nn::layers::Layer;
     use rcc_nn::{Arch, Loss, Model};
     use rcc_tensor::Tensor;
+
+    /// The cross-entropy's `dL/dz` for `label` (the attack crate's).
+    fn ce_seed(z: &[f32], label: usize) -> Vec<f32> {
+        let ce = rcc_attack::AttackLoss::CrossEntropy;
+        ce.value_and_grad(z, label)
+            .map(|(_, g)| g)
+            .unwrap_or_default()
+    }
 
     /// A model with non-trivial batch-norm statistics (so folding is exercised).
     pub fn model(arch: Arch, sparsity: f64, seed: u64) -> Model {
@@ -664,9 +668,8 @@ pub(crate) mod tests {
                     let il = sm.in_len();
                     for s in 0..n {
                         let mut dx = vec![0.0; il];
-                        let (_, logits) = sm
-                            .loss_and_input_grad(&x[s * il..][..il], labels[s], &mut dx)
-                            .unwrap();
+                        let ce = |z: &[f32]| ce_seed(z, labels[s]);
+                        let logits = sm.input_vjp(&x[s * il..][..il], ce, &mut dx).unwrap();
                         assert!(close(&logits, &out[s * 10..][..10], 1e-5), "{what}");
                         assert!(
                             close(&dx, &want_dx[s * il..][..il], 1e-5),
@@ -730,7 +733,12 @@ pub(crate) mod tests {
         let mut small = Arena::default();
         assert!(sm.infer_with(&mut small, &[0.0; 784], &mut out).is_err());
         let mut dx = vec![0.0; 784];
-        assert!(sm.loss_and_input_grad(&[0.0; 784], 10, &mut dx).is_err());
-        assert!(sm.loss_and_input_grad(&[0.0; 783], 1, &mut dx).is_err());
+        let ok_seed = |z: &[f32]| vec![0.0; z.len()];
+        assert!(sm.input_vjp(&[0.0; 784], ok_seed, &mut dx).is_ok());
+        assert!(sm
+            .input_vjp(&[0.0; 784], |_| vec![0.0; 9], &mut dx)
+            .is_err());
+        assert!(sm.input_vjp(&[0.0; 783], ok_seed, &mut dx).is_err());
+        assert!(sm.input_vjp(&[0.0; 784], ok_seed, &mut dx[..783]).is_err());
     }
 }
