@@ -973,6 +973,15 @@ mod tests {
                 restarts: 1
             }
         );
+        assert_eq!(
+            specs[4],
+            AttackSpec::Apgd {
+                loss: AttackLoss::Dlr,
+                eps: 0.3,
+                steps: 100,
+                restarts: 1
+            }
+        );
         // The step scales with eps in a sweep (same reach in eps units)...
         let sw = s.clone();
         let sweep = settings("pgd").sweep_specs(&[0.1, 0.3]).unwrap();

@@ -14,9 +14,10 @@ pub enum AttackLoss {
     CrossEntropy,
     /// Croce & Hein's difference of logits ratio (ICML 2020, eq. 5):
     /// `-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3)`, with `z_pi1 >= z_pi2 >= z_pi3` the
-    /// three largest logits. Invariant to shifting and scaling the logits, so a
-    /// saturated softmax cannot mask it; positive exactly when the example is
-    /// misclassified. Needs at least 3 classes.
+    /// three largest logits (plus 1e-12 in the denominator, as the authors' code).
+    /// Invariant to shifting and scaling the logits, so a saturated softmax cannot mask
+    /// it; positive when another class's logit is above `z_y`, negative when `z_y` is
+    /// above all others. Needs at least 3 classes.
     Dlr,
 }
 
@@ -47,9 +48,16 @@ impl AttackLoss {
         }
     }
 
-    /// The loss of one example and its gradient with respect to the logits, in f64.
+    /// The loss of one example and its gradient with respect to the logits, in f64. A
+    /// non-finite logit is an error (a broken model, not a loss to ascend).
     pub fn value_and_grad(self, z: &[f32], y: usize) -> Result<(f64, Vec<f32>)> {
         self.check(z.len(), &[y])?;
+        if let Some(v) = z.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Model(format!(
+                "{} loss: the model returned a non-finite logit ({v})",
+                self.name()
+            )));
+        }
         Ok(match self {
             AttackLoss::CrossEntropy => {
                 // softmax(z) - onehot(y), with the max subtracted for stability.
@@ -101,15 +109,6 @@ impl AttackLoss {
             .zip(labels)
             .map(|(row, &y)| Ok(self.value_and_grad(row, y)?.0 as f32))
             .collect()
-    }
-
-    /// `dL/dz` for each row of `[N, K]` logits (the seed of a model's backward pass).
-    pub fn logit_grads(self, logits: &[f32], k: usize, labels: &[usize]) -> Result<Vec<f32>> {
-        let mut out = Vec::with_capacity(logits.len());
-        for (row, &y) in logits.chunks(k.max(1)).zip(labels) {
-            out.extend(self.value_and_grad(row, y)?.1);
-        }
-        Ok(out)
     }
 }
 
@@ -174,13 +173,29 @@ impl Classifier for Model {
             grad.data_mut().iter_mut().for_each(|g| *g *= scale);
             return Ok((per_example_ce(&logits, labels), logits, grad));
         }
-        // Any other loss: seed the backward pass at the logits with dL/dz. After the
-        // check the seed cannot fail (an empty one would be a seed-length error).
+        // Any other loss: seed the backward pass at the logits with dL/dz. A failed seed
+        // (bad labels, non-finite logits) is kept and returned after the pass.
         let k = self.arch().num_classes();
         loss.check(k, labels)?;
-        let (z, grad) =
-            self.input_vjp(x, |z| loss.logit_grads(z, k, labels).unwrap_or_default())?;
-        let logits = Tensor::new(&[n, k], z)?;
-        Ok((loss.per_example(&logits, labels)?, logits, grad))
+        let mut values = Ok(vec![]);
+        let seed = |z: &[f32]| {
+            let rows = z
+                .chunks(k)
+                .zip(labels)
+                .map(|(row, &y)| loss.value_and_grad(row, y));
+            match rows.collect::<Result<Vec<_>>>() {
+                Ok(rows) => {
+                    let (v, g): (Vec<f64>, Vec<Vec<f32>>) = rows.into_iter().unzip();
+                    values = Ok(v.into_iter().map(|v| v as f32).collect());
+                    g.concat()
+                }
+                Err(e) => {
+                    values = Err(e);
+                    vec![0.0; z.len()]
+                }
+            }
+        };
+        let (z, grad) = self.input_vjp(x, seed)?;
+        Ok((values?, Tensor::new(&[n, k], z)?, grad))
     }
 }

@@ -11,7 +11,7 @@
 //!   definition the gradient-masking signal of method.md section 5 is the other one: an
 //!   accuracy that barely moves as eps grows (see `cargo xtask eval --eps-sweep`).
 //! - The iterative attacks run in their evaluation mode: PGD stops an example at the
-//!   first iterate that fools the model ([`crate::pgd()`] with `stop_at_fool`), APGD-CE
+//!   first iterate that fools the model ([`crate::pgd()`] with `stop_at_fool`), APGD
 //!   keeps its first fooling iterate. A verdict is never taken from the attack: every
 //!   returned point is checked to lie in the eps-ball around its clean input and in
 //!   [0, 1] (an error otherwise: that would be a bug), and classified again by
@@ -373,7 +373,7 @@ pub fn evaluate_with(
 /// The source attack does not stop when it fools the source: a point just across the
 /// source's boundary transfers poorly. PGD takes every step and keeps, over restarts,
 /// the point of highest source loss ([`crate::pgd()`] without `stop_at_fool`); FGSM is
-/// one step anyway; APGD-CE keeps its best-loss iterate unless it fools the source
+/// one step anyway; APGD keeps its best-loss iterate unless it fools the source
 /// first (its evaluation mode), so PGD is the transfer attack to prefer.
 pub fn evaluate_transfer(
     source: &impl Classifier,

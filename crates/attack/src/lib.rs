@@ -4,8 +4,8 @@
 //! gives the gradient of a loss of the logits ([`AttackLoss`]: cross-entropy or DLR)
 //! with respect to its input. The dense training graph
 //! (`rcc_nn::Model`, through the engine's input-gradient mode: no parameter gradients)
-//! implements it, and so will the deployed sparse model, so robustness is measured on
-//! the artifact that ships.
+//! implements it, and so does the deployed sparse model (`rcc_sparse::SparseModel`), so
+//! robustness is measured on the artifact that ships.
 //!
 //! Inputs live in pixel space `[0, 1]`; every adversarial example is projected onto the
 //! eps-ball around its clean input and clamped to `[0, 1]`.

@@ -368,15 +368,19 @@ fn input_gradient_matches_finite_differences() {
 /// drop fooled examples from the batch).
 #[test]
 fn per_example_gradients_do_not_depend_on_the_batch() {
+    for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
+        per_example_gradients_do_not_depend_on_the_batch_for(loss);
+    }
+}
+
+fn per_example_gradients_do_not_depend_on_the_batch_for(loss: AttackLoss) {
     let (x, labels) = images(6, 7);
     let model = Model::new(Arch::LenetAdv(1), 14);
-    let (l_all, _, g_all) = model
-        .loss_and_input_grad(&x, &labels, AttackLoss::CrossEntropy)
-        .unwrap();
+    let (l_all, _, g_all) = model.loss_and_input_grad(&x, &labels, loss).unwrap();
     for i in [0usize, 3, 5] {
         let xi = Tensor::new(&[1, 1, 28, 28], x.data()[i * 784..(i + 1) * 784].to_vec()).unwrap();
         let (l, _, g) = model
-            .loss_and_input_grad(&xi, &labels[i..=i], AttackLoss::CrossEntropy)
+            .loss_and_input_grad(&xi, &labels[i..=i], loss)
             .unwrap();
         assert!((l[0] - l_all[i]).abs() <= 1e-6 * l[0].abs().max(1.0));
         let gi = &g_all.data()[i * 784..(i + 1) * 784];
@@ -595,10 +599,18 @@ fn transfer_is_judged_by_the_target() {
 #[test]
 fn attack_losses_match_finite_differences_on_the_logits() {
     let mut rng = StdRng::seed_from_u64(30);
-    for case in 0..40 {
+    // Pinned cases where DLR's indices coincide: the label is the first, second or third
+    // largest logit, or below them (the best other class is then the first).
+    let z4 = vec![3.0f32, -1.0, 1.5, 0.5];
+    let pinned = (0..4).map(|y| (z4.clone(), y));
+    let random = (0..40).map(|case| {
         let k = 3 + case % 8;
         let z: Vec<f32> = (0..k).map(|_| rng.gen_range(-4.0..4.0)).collect();
         let y = rng.gen_range(0..k);
+        (z, y)
+    });
+    for (z, y) in pinned.chain(random.collect::<Vec<_>>()) {
+        let k = z.len();
         for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
             let (v, g) = loss.value_and_grad(&z, y).unwrap();
             assert!((v - naive_loss(loss, &z, y)).abs() < 1e-9, "{loss:?} {z:?}");
@@ -644,6 +656,14 @@ fn attack_losses_reject_bad_labels_and_too_few_classes() {
     for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
         assert!(loss.value_and_grad(&[1.0, 2.0, 3.0], 3).is_err());
         assert!(loss.check(10, &[0, 9, 10]).is_err());
+        // A non-finite logit anywhere is an error, not a loss.
+        for bad in [f32::NAN, f32::INFINITY] {
+            for at in 0..4 {
+                let mut z = [1.0f32, 2.0, 3.0, 0.5];
+                z[at] = bad;
+                assert!(loss.value_and_grad(&z, 0).is_err(), "{loss:?} {z:?}");
+            }
+        }
     }
     // Through the trait: a two-class model has no DLR.
     let model = Linear {

@@ -49,7 +49,6 @@ impl Classifier for SparseModel {
             )));
         }
         let (il, k) = (self.in_len(), self.out_len());
-        // After the check the seed cannot fail (an empty one would be a length error).
         loss.check(k, labels)?;
         let mut grad = vec![0.0; n * il];
         let per_sample: Vec<(f32, Vec<f32>)> = grad
@@ -57,17 +56,24 @@ impl Classifier for SparseModel {
             .zip(x.data().par_chunks(il))
             .zip(labels.par_iter())
             .map(|((g, xs), &y)| {
-                let mut value = 0.0;
-                let seed = |z: &[f32]| {
-                    let (v, dz) = loss.value_and_grad(z, y).unwrap_or_default();
-                    value = v;
-                    dz
+                // A failed seed (non-finite logits) is kept and returned after the pass.
+                let mut value = Ok(0.0);
+                let seed = |z: &[f32]| match loss.value_and_grad(z, y) {
+                    Ok((v, dz)) => {
+                        value = Ok(v);
+                        dz
+                    }
+                    Err(e) => {
+                        value = Err(e);
+                        vec![0.0; z.len()]
+                    }
                 };
-                let logits = self.input_vjp(xs, seed, g)?;
-                Ok((value as f32, logits))
+                let logits = self
+                    .input_vjp(xs, seed, g)
+                    .map_err(|e| Error::Model(e.to_string()))?;
+                Ok((value? as f32, logits))
             })
-            .collect::<crate::Result<_>>()
-            .map_err(|e| Error::Model(e.to_string()))?;
+            .collect::<Result<_>>()?;
         let losses = per_sample.iter().map(|p| p.0).collect();
         let logits = per_sample.into_iter().flat_map(|p| p.1).collect();
         Ok((
