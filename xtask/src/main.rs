@@ -62,8 +62,8 @@ commands:
                                       and dense small nets; results.{md,csv,json,svg} in DIR
                                       (default runs/sweep-PRESET); rerun to resume
   eval --model FILE [--dataset D] [--arch A]
-       [--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all] [--eps E] [--eps-l2 E] [--steps N] [--step-size S] [--step-size-l2 S]
-       [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]
+       [--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all] [--eps E] [--eps-l2 E]
+       [--steps N] [--step-size S] [--step-size-l2 S] [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]
        [--eps-sweep E1,E2,... [--plot FILE.svg]] [--transfer-from FILE [--source-arch A]]
                                       clean test accuracy of a model file, and its
                                       accuracy under each attack (defaults per dataset:

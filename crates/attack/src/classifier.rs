@@ -100,6 +100,34 @@ impl AttackLoss {
         })
     }
 
+    /// The seed of a model's backward pass: `dL/dz` for each row of `[N, K]` logits `z`
+    /// (`K = z.len() / labels.len()`), with the loss values stored in `values`. A model
+    /// calls it from inside its pass, where it cannot fail, so on an error it returns
+    /// zeros and leaves the error in `values` for the model to return afterwards.
+    pub fn seed(self, z: &[f32], labels: &[usize], values: &mut Result<Vec<f32>>) -> Vec<f32> {
+        let k = z.len() / labels.len().max(1);
+        let mut grad = Vec::with_capacity(z.len());
+        *values = if k * labels.len() != z.len() {
+            Err(Error::Model(format!(
+                "{} logits for {} labels",
+                z.len(),
+                labels.len()
+            )))
+        } else {
+            let rows = z.chunks(k.max(1)).zip(labels);
+            rows.map(|(row, &y)| {
+                let (value, g) = self.value_and_grad(row, y)?;
+                grad.extend(g);
+                Ok(value as f32)
+            })
+            .collect()
+        };
+        if values.is_err() {
+            grad = vec![0.0; z.len()];
+        }
+        grad
+    }
+
     /// The loss of each row of `[N, K]` logits.
     pub fn per_example(self, logits: &Tensor, labels: &[usize]) -> Result<Vec<f32>> {
         let k = logits.shape().last().copied().unwrap_or(1).max(1);
@@ -173,29 +201,11 @@ impl Classifier for Model {
             grad.data_mut().iter_mut().for_each(|g| *g *= scale);
             return Ok((per_example_ce(&logits, labels), logits, grad));
         }
-        // Any other loss: seed the backward pass at the logits with dL/dz. A failed seed
-        // (bad labels, non-finite logits) is kept and returned after the pass.
+        // Any other loss: seed the backward pass at the logits with dL/dz.
         let k = self.arch().num_classes();
         loss.check(k, labels)?;
         let mut values = Ok(vec![]);
-        let seed = |z: &[f32]| {
-            let rows = z
-                .chunks(k)
-                .zip(labels)
-                .map(|(row, &y)| loss.value_and_grad(row, y));
-            match rows.collect::<Result<Vec<_>>>() {
-                Ok(rows) => {
-                    let (v, g): (Vec<f64>, Vec<Vec<f32>>) = rows.into_iter().unzip();
-                    values = Ok(v.into_iter().map(|v| v as f32).collect());
-                    g.concat()
-                }
-                Err(e) => {
-                    values = Err(e);
-                    vec![0.0; z.len()]
-                }
-            }
-        };
-        let (z, grad) = self.input_vjp(x, seed)?;
+        let (z, grad) = self.input_vjp(x, |z| loss.seed(z, labels, &mut values))?;
         Ok((values?, Tensor::new(&[n, k], z)?, grad))
     }
 }

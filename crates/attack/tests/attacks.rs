@@ -733,3 +733,25 @@ fn apgd_dlr_sees_through_a_saturated_softmax() {
         acc(&masked, 1)
     );
 }
+
+/// The backward-pass seed is the rows' `value_and_grad`, and an error leaves zeros in
+/// the seed and the error in the values (a model's pass cannot fail mid-way).
+#[test]
+fn attack_loss_seed_is_the_rows_gradients_or_an_error() {
+    let z = [3.0f32, -1.0, 1.5, 0.5, 2.0, 4.0];
+    let labels = [0usize, 2];
+    for loss in [AttackLoss::CrossEntropy, AttackLoss::Dlr] {
+        let mut values = Ok(vec![]);
+        let seed = loss.seed(&z, &labels, &mut values);
+        let (v0, g0) = loss.value_and_grad(&z[..3], 0).unwrap();
+        let (v1, g1) = loss.value_and_grad(&z[3..], 2).unwrap();
+        assert_eq!(values.unwrap(), vec![v0 as f32, v1 as f32]);
+        assert_eq!(seed, [g0, g1].concat());
+        for (z, labels) in [(&z[..5], &labels[..]), (&z[..], &[0, 3][..])] {
+            let mut values = Ok(vec![]);
+            let seed = loss.seed(z, labels, &mut values);
+            assert!(values.is_err(), "{loss:?} {z:?} {labels:?}");
+            assert!(seed.len() == z.len() && seed.iter().all(|&g| g == 0.0));
+        }
+    }
+}

@@ -56,22 +56,12 @@ impl Classifier for SparseModel {
             .zip(x.data().par_chunks(il))
             .zip(labels.par_iter())
             .map(|((g, xs), &y)| {
-                // A failed seed (non-finite logits) is kept and returned after the pass.
-                let mut value = Ok(0.0);
-                let seed = |z: &[f32]| match loss.value_and_grad(z, y) {
-                    Ok((v, dz)) => {
-                        value = Ok(v);
-                        dz
-                    }
-                    Err(e) => {
-                        value = Err(e);
-                        vec![0.0; z.len()]
-                    }
-                };
+                let mut value = Ok(vec![]);
+                let seed = |z: &[f32]| loss.seed(z, std::slice::from_ref(&y), &mut value);
                 let logits = self
                     .input_vjp(xs, seed, g)
                     .map_err(|e| Error::Model(e.to_string()))?;
-                Ok((value? as f32, logits))
+                Ok((value?[0], logits))
             })
             .collect::<Result<_>>()?;
         let losses = per_sample.iter().map(|p| p.0).collect();
