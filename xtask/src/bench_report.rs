@@ -21,6 +21,7 @@
 //!   nearly evenly spaced).
 
 use crate::cli::{workspace_root, Cli};
+use crate::svg::{Svg, PALETTE};
 use rcc_nn::{Arch, Model};
 use rcc_sparse::{KernelChoice, ModelSpec, SparseModel};
 use std::collections::BTreeMap;
@@ -482,13 +483,6 @@ fn best_gflops(entries: &[Entry], results: &BTreeMap<String, f64>) -> Option<(f6
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// Tick label of a latency: up to 3 significant digits, no trailing zeros.
 fn fmt_tick(v: f64) -> String {
     let t = format!("{v:.3}");
@@ -538,9 +532,6 @@ pub fn series(entries: &[Entry], results: &BTreeMap<String, f64>) -> Vec<Series>
 /// A hand-written SVG line chart: latency (µs, log scale) against sparsity, placed at
 /// `-log10(1 - sparsity)` so that 90, 99% are a decade apart.
 pub fn svg_plot(title: &str, series: &[Series]) -> String {
-    const COLORS: [&str; 6] = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-    ];
     let (w, h) = (820.0, 500.0);
     let (left, right, top, bottom) = (70.0, 190.0, 50.0, 60.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
@@ -563,21 +554,8 @@ pub fn svg_plot(title: &str, series: &[Series]) -> String {
     );
     let px = |sp: f64| left + pw * pos(sp) / x_hi;
     let py = |us: f64| top + ph * (1.0 - (us.log10() - d_lo) / (d_hi - d_lo));
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="0" y="0" width="{w}" height="{h}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="25" text-anchor="middle" font-size="14">{}</text>"#,
-        left + pw / 2.0,
-        xml_escape(title)
-    );
+    let mut s = Svg::new(w, h);
+    s.title(left + pw / 2.0, 25.0, title);
     // Latency grid: every decade, and 2x, 5x within it when there are few decades.
     let decades = (d_hi - d_lo) as i32;
     for d in d_lo as i32..=d_hi as i32 {
@@ -586,82 +564,37 @@ pub fn svg_plot(title: &str, series: &[Series]) -> String {
             if (m != 1.0 && decades > 3) || v > 10f64.powf(d_hi) * 1.0001 {
                 continue;
             }
-            let y = py(v);
             let stroke = if m == 1.0 { "#d0d0d0" } else { "#eeeeee" };
-            let _ = writeln!(
-                s,
-                r#"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="{stroke}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                left + pw,
-                left - 8.0,
-                y + 4.0,
-                fmt_tick(v)
-            );
+            s.h_grid(left, left + pw, py(v), stroke, &fmt_tick(v));
         }
     }
     // Sparsity ticks at the benched sparsities.
     for sp in SPARSITIES {
-        let x = px(sp as f64);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{:.1}" stroke="#e0e0e0"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{sp}%</text>"##,
-            top + ph,
-            top + ph + 18.0
-        );
+        let label = format!("{sp}%");
+        s.v_grid(px(sp as f64), top, top + ph, 18.0, "#e0e0e0", &label);
     }
-    let _ = writeln!(
-        s,
-        r#"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{:.1}" stroke="black"/>"#,
-        top + ph,
-        left + pw,
-        top + ph,
-        top + ph
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">weights zeroed per layer (axis: log of density)</text>"#,
+    s.axes(left, top, pw, ph);
+    s.text(
         left + pw / 2.0,
-        h - 15.0
+        h - 15.0,
+        "middle",
+        "weights zeroed per layer (axis: log of density)",
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">latency, batch 1, one thread (µs, log scale)</text>"#,
+    s.y_label(
+        18.0,
         top + ph / 2.0,
-        top + ph / 2.0
+        "latency, batch 1, one thread (µs, log scale)",
     );
     for se in series {
-        let c = COLORS[se.color % COLORS.len()];
-        let dash = if se.dash.is_empty() {
-            String::new()
-        } else {
-            format!(r#" stroke-dasharray="{}""#, se.dash)
-        };
+        let c = PALETTE[se.color % PALETTE.len()];
         if se.points.len() > 1 {
-            let path: Vec<String> = se
-                .points
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{c}" stroke-width="2"{dash} points="{}"/>"#,
-                path.join(" ")
-            );
+            s.polyline(se.points.iter().map(|&(x, y)| (px(x), py(y))), c, se.dash);
             for &(x, y) in &se.points {
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{c}"/>"#,
-                    px(x),
-                    py(y)
-                );
+                s.dot(px(x), py(y), 2.5, c);
             }
         } else {
             for &(x, y) in &se.points {
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="none" stroke="{c}" stroke-width="2"/>"#,
-                    px(x) - 4.0,
-                    py(y) - 4.0
-                );
+                s.square(px(x), py(y), c);
             }
         }
     }
@@ -669,36 +602,15 @@ pub fn svg_plot(title: &str, series: &[Series]) -> String {
     let lx = left + pw + 20.0;
     for (k, se) in series.iter().enumerate() {
         let ly = top + 10.0 + 20.0 * k as f64;
-        let c = COLORS[se.color % COLORS.len()];
+        let c = PALETTE[se.color % PALETTE.len()];
         if se.points.len() > 1 {
-            let dash = if se.dash.is_empty() {
-                String::new()
-            } else {
-                format!(r#" stroke-dasharray="{}""#, se.dash)
-            };
-            let _ = writeln!(
-                s,
-                r#"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{c}" stroke-width="2"{dash}/>"#,
-                lx + 24.0
-            );
+            s.legend_line(lx, ly, c, se.dash, &se.label);
         } else {
-            let _ = writeln!(
-                s,
-                r#"<rect x="{:.1}" y="{:.1}" width="8" height="8" fill="none" stroke="{c}" stroke-width="2"/>"#,
-                lx + 8.0,
-                ly - 4.0
-            );
+            s.square(lx + 12.0, ly, c);
+            s.text(lx + 30.0, ly + 4.0, "start", &se.label);
         }
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            lx + 30.0,
-            ly + 4.0,
-            xml_escape(&se.label)
-        );
     }
-    s.push_str("</svg>\n");
-    s
+    s.finish()
 }
 
 /// The whole markdown report.

@@ -29,6 +29,7 @@
 //! Files written elsewhere (a PyTorch `state_dict` saved with safetensors) need `--arch`.
 
 use crate::cli::{data_dir, Cli};
+use crate::svg::{nice_step, Svg, PALETTE};
 use rcc_attack::{AttackLoss, AttackResult, AttackSpec, Examples, Norm, PgdConfig, Report};
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::{Arch, Model};
@@ -471,30 +472,6 @@ pub fn sweep_table(report: &Report, sweep: &[f32], norm: Norm) -> String {
     s
 }
 
-pub fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// "Nice" tick spacing (1, 2 or 5 times a power of ten) for about `target` ticks.
-pub fn nice_step(range: f64, target: f64) -> f64 {
-    let raw = (range / target).max(1e-12);
-    let mag = 10f64.powf(raw.log10().floor());
-    let f = raw / mag;
-    let m = if f <= 1.0 {
-        1.0
-    } else if f <= 2.0 {
-        2.0
-    } else if f <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    m * mag
-}
-
 /// A hand-written SVG line chart: accuracy (%) against eps, one polyline per series
 /// (with point markers), the clean accuracy as a dashed line, axes, ticks, grid and a
 /// legend.
@@ -504,9 +481,6 @@ pub fn svg_plot(
     series: &[(String, Vec<(f64, f64)>)],
     clean: f64,
 ) -> String {
-    const COLORS: [&str; 6] = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-    ];
     let (w, h) = (760.0, 460.0);
     let (left, right, top, bottom) = (70.0, 230.0, 50.0, 60.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
@@ -518,120 +492,40 @@ pub fn svg_plot(
     let x_hi = (x_max / xstep - 1e-6).ceil().max(1.0) * xstep;
     let px = |x: f64| left + pw * x / x_hi;
     let py = |acc: f64| top + ph * (1.0 - acc / 100.0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<rect x="0" y="0" width="{w}" height="{h}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="25" text-anchor="middle" font-size="14">{}</text>"#,
-        left + pw / 2.0,
-        xml_escape(title)
-    );
-    // Grid and ticks.
+    let mut s = Svg::new(w, h);
+    s.title(left + pw / 2.0, 25.0, title);
     for i in 0..=5 {
         let acc = 20.0 * i as f64;
-        let y = py(acc);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end">{acc:.0}</text>"##,
-            left + pw,
-            left - 8.0,
-            y + 4.0
-        );
+        s.h_grid(left, left + pw, py(acc), "#e0e0e0", &format!("{acc:.0}"));
     }
     let nx = (x_hi / xstep).round() as usize;
     for i in 0..=nx {
         let x = xstep * i as f64;
-        let gx = px(x);
         let label = format!("{}", (x * 1e6).round() / 1e6);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{gx:.1}" y1="{top}" x2="{gx:.1}" y2="{:.1}" stroke="#e0e0e0"/><text x="{gx:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
-            top + ph,
-            top + ph + 18.0
-        );
+        s.v_grid(px(x), top, top + ph, 18.0, "#e0e0e0", &label);
     }
-    // Axes and their labels.
-    let _ = writeln!(
-        s,
-        r#"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{:.1}" stroke="black"/>"#,
-        top + ph,
-        left + pw,
-        top + ph,
-        top + ph
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        left + pw / 2.0,
-        h - 15.0,
-        xml_escape(x_label)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">accuracy (%)</text>"#,
-        top + ph / 2.0,
-        top + ph / 2.0
-    );
-    // Clean accuracy.
-    let yc = py(100.0 * clean);
-    let _ = writeln!(
-        s,
-        r##"<line x1="{left}" y1="{yc:.1}" x2="{:.1}" y2="{yc:.1}" stroke="#555555" stroke-dasharray="6 4"/>"##,
-        left + pw
-    );
-    // Series.
+    s.axes(left, top, pw, ph);
+    s.text(left + pw / 2.0, h - 15.0, "middle", x_label);
+    s.y_label(18.0, top + ph / 2.0, "accuracy (%)");
+    const CLEAN: (&str, &str) = ("#555555", "6 4");
+    s.h_rule(left, left + pw, py(100.0 * clean), CLEAN.0, CLEAN.1);
     for (k, (_, pts)) in series.iter().enumerate() {
-        let c = COLORS[k % COLORS.len()];
-        let path: Vec<String> = pts
-            .iter()
-            .map(|&(x, a)| format!("{:.1},{:.1}", px(x), py(a)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
-            path.join(" ")
-        );
+        let c = PALETTE[k % PALETTE.len()];
+        s.polyline(pts.iter().map(|&(x, a)| (px(x), py(a))), c, "");
         for &(x, a) in pts {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{c}"/>"#,
-                px(x),
-                py(a)
-            );
+            s.dot(px(x), py(a), 3.0, c);
         }
     }
     // Legend.
     let lx = left + pw + 20.0;
     let mut ly = top + 10.0;
-    let mut entry = |s: &mut String, color: &str, dash: &str, label: &str| {
-        let _ = writeln!(
-            s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-            lx + 24.0,
-            lx + 30.0,
-            ly + 4.0,
-            xml_escape(label)
-        );
-        ly += 20.0;
-    };
     for (k, (name, _)) in series.iter().enumerate() {
-        entry(&mut s, COLORS[k % COLORS.len()], "", name);
+        s.legend_line(lx, ly, PALETTE[k % PALETTE.len()], "", name);
+        ly += 20.0;
     }
-    entry(
-        &mut s,
-        "#555555",
-        r#" stroke-dasharray="6 4""#,
-        &format!("clean {:.2}%", 100.0 * clean),
-    );
-    s.push_str("</svg>\n");
-    s
+    let clean_label = format!("clean {:.2}%", 100.0 * clean);
+    s.legend_line(lx, ly, CLEAN.0, CLEAN.1, &clean_label);
+    s.finish()
 }
 
 /// A short legend label: the attack and its iteration settings, e.g. `PGD-40, step
@@ -1110,7 +1004,5 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 6);
         assert!(svg.contains("PGD-40 &lt;a&amp;b&gt;"));
         assert!(!svg.contains("NaN"));
-        assert_eq!(nice_step(0.4, 6.0), 0.1);
-        assert_eq!(nice_step(0.031, 6.0), 0.01);
     }
 }

@@ -12,6 +12,7 @@ mod export;
 mod fetch_data;
 mod heap;
 mod pipeline;
+mod svg;
 mod sweep;
 mod train;
 

@@ -23,8 +23,9 @@
 //!   when some runs failed or are missing (`--only`), which the table says.
 
 use crate::cli::{workspace_root, write_atomic, Cli};
-use crate::eval::{nice_step, xml_escape, Protocol};
+use crate::eval::Protocol;
 use crate::pipeline::{pct, Summary};
+use crate::svg::{nice_step, Svg};
 use crate::train::{AdvTraining, TrainConfig};
 use rcc_compress::{Method, DEFAULT_RAMP};
 use rcc_data::DatasetKind;
@@ -831,22 +832,12 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
     ];
     let (pw, ph, left, top, gap) = (380.0, 300.0, 60.0, 50.0, 70.0);
     let (w, h) = (left + 2.0 * pw + gap + 30.0, top + ph + 140.0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let mut s = Svg::new(w, h);
     let title = format!(
         "{}: lenet_adv:{} on {}, accuracy against compression rate",
         p.name, p.width, p.dataset
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>"#,
-        w / 2.0,
-        xml_escape(&title)
-    );
+    s.title(w / 2.0, 22.0, &title);
     let max_rate = results.iter().map(|(e, _)| e.rate).fold(2.0, f64::max);
     let x_hi = max_rate.log2().ceil().max(1.0);
     for (k, (name, pick)) in panels.iter().enumerate() {
@@ -872,75 +863,37 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         let y_hi = ((hi / step).floor() * step + step).min(100.0);
         let px = |rate: f64| x0 + pw * rate.max(1.0).log2() / x_hi;
         let py = |acc: f64| top + ph * (1.0 - (acc.max(y_lo) - y_lo) / (y_hi - y_lo).max(1e-9));
-        let _ = writeln!(
-            s,
-            r##"<rect x="{x0}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
-        );
+        s.frame(x0, top, pw, ph);
         let mut y = y_lo;
         while y <= y_hi + 1e-9 {
-            let _ = writeln!(
-                s,
-                r##"<line x1="{x0}" x2="{x1}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end">{y}</text>"##,
-                x1 = x0 + pw,
-                yy = py(y),
-                tx = x0 - 5.0,
-                ty = py(y) + 4.0
-            );
+            s.h_grid(x0, x0 + pw, py(y), "#ddd", &format!("{y}"));
             y += step;
         }
-        for i in 0..=(x_hi as u32) {
-            let r = 2f64.powi(i as i32);
-            let _ = writeln!(
-                s,
-                r##"<line x1="{0:.1}" x2="{0:.1}" y1="{top}" y2="{1}" stroke="#ddd"/><text x="{0:.1}" y="{2}" text-anchor="middle">{r}x</text>"##,
-                px(r),
-                top + ph,
-                top + ph + 16.0
-            );
+        for i in 0..=(x_hi as i32) {
+            let r = 2f64.powi(i);
+            s.v_grid(px(r), top, top + ph, 16.0, "#ddd", &format!("{r}x"));
         }
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
+        s.text(x0 + pw / 2.0, top - 8.0, "middle", name);
+        s.text(
             x0 + pw / 2.0,
-            top - 8.0,
-            xml_escape(name)
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="middle">compression rate (prunable weights / non-zero; log scale)</text>"#,
-            x0 + pw / 2.0,
-            top + ph + 34.0
+            top + ph + 34.0,
+            "middle",
+            "compression rate (prunable weights / non-zero; log scale)",
         );
         for (role, color) in SERIES {
             let v = pts(role, *pick);
             if v.is_empty() {
                 continue;
             }
-            let line: Vec<String> = v
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
             if role != Role::DenseSmall {
-                let _ = writeln!(
-                    s,
-                    r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
-                    line.join(" ")
-                );
+                s.polyline(v.iter().map(|&(x, y)| (px(x), py(y))), color, "");
             }
             for &(x, y) in &v {
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#,
-                    px(x),
-                    py(y)
-                );
+                s.dot(px(x), py(y), 3.5, color);
                 if y < y_lo {
-                    let _ = writeln!(
-                        s,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="{color}">{y:.1} (off scale)</text>"#,
-                        px(x) - 6.0,
-                        py(y) - 6.0
-                    );
+                    let attrs = format!(r#" fill="{color}""#);
+                    let label = format!("{y:.1} (off scale)");
+                    s.text_with(px(x) - 6.0, py(y) - 6.0, "end", &attrs, &label);
                 }
             }
         }
@@ -954,22 +907,17 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
             left + (i % 2) as f64 * 400.0,
             top + ph + 58.0 + (i / 2) as f64 * 18.0,
         );
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
-            ly - 4.0,
-            lx + 20.0,
-            ly,
-            xml_escape(role.label())
-        );
+        s.rect(lx, ly - 4.0, 14.0, 4.0, color);
+        s.text(lx + 20.0, ly, "start", role.label());
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{left}" y="{}" font-size="11">Lines start at the dense teacher (1x). Dense small nets sit at the rate of their parameter count.</text>"#,
-        h - 8.0
+    s.text_with(
+        left,
+        h - 8.0,
+        "start",
+        r#" font-size="11""#,
+        "Lines start at the dense teacher (1x). Dense small nets sit at the rate of their parameter count.",
     );
-    s.push_str("</svg>\n");
-    s
+    s.finish()
 }
 
 #[cfg(test)]
