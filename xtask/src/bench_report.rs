@@ -22,6 +22,7 @@
 
 use crate::cli::{workspace_root, Cli};
 use crate::svg::{Svg, PALETTE};
+use rcc_nn::json::{parse_json, Json};
 use rcc_nn::{Arch, Model};
 use rcc_sparse::{KernelChoice, ModelSpec, SparseModel};
 use std::collections::BTreeMap;
@@ -176,190 +177,6 @@ fn entries() -> Result<Entries, String> {
 // ---------------------------------------------------------------------------------------
 // Criterion's results.
 
-/// A JSON value (enough of JSON for criterion's files).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(kv) => kv.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-    pub fn num(&self) -> Option<f64> {
-        match self {
-            Json::Num(v) => Some(*v),
-            _ => None,
-        }
-    }
-    pub fn str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-}
-
-/// Parses one JSON document.
-pub fn parse_json(text: &str) -> Result<Json, String> {
-    let mut p = JsonParser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let v = p.value()?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(format!("trailing characters at byte {}", p.i));
-    }
-    Ok(v)
-}
-
-struct JsonParser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn err<T>(&self, what: &str) -> Result<T, String> {
-        Err(format!("expected {what} at byte {}", self.i))
-    }
-    fn eat(&mut self, lit: &str) -> bool {
-        if self.s[self.i..].starts_with(lit.as_bytes()) {
-            self.i += lit.len();
-            true
-        } else {
-            false
-        }
-    }
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut kv = vec![];
-                self.ws();
-                if self.eat("}") {
-                    return Ok(Json::Obj(kv));
-                }
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    self.ws();
-                    if !self.eat(":") {
-                        return self.err("':'");
-                    }
-                    kv.push((k, self.value()?));
-                    self.ws();
-                    if self.eat("}") {
-                        return Ok(Json::Obj(kv));
-                    }
-                    if !self.eat(",") {
-                        return self.err("',' or '}'");
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = vec![];
-                self.ws();
-                if self.eat("]") {
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    if self.eat("]") {
-                        return Ok(Json::Arr(items));
-                    }
-                    if !self.eat(",") {
-                        return self.err("',' or ']'");
-                    }
-                }
-            }
-            Some(b'"') => Ok(Json::Str(self.string()?)),
-            Some(b't') if self.eat("true") => Ok(Json::Bool(true)),
-            Some(b'f') if self.eat("false") => Ok(Json::Bool(false)),
-            Some(b'n') if self.eat("null") => Ok(Json::Null),
-            Some(b'-' | b'0'..=b'9') => {
-                let start = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                let t = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
-                t.parse()
-                    .map(Json::Num)
-                    .map_err(|_| format!("bad number {t:?} at byte {start}"))
-            }
-            _ => self.err("a JSON value"),
-        }
-    }
-    fn string(&mut self) -> Result<String, String> {
-        if !self.eat("\"") {
-            return self.err("a string");
-        }
-        let mut out: Vec<u8> = vec![];
-        loop {
-            let Some(&b) = self.s.get(self.i) else {
-                return self.err("the end of the string");
-            };
-            self.i += 1;
-            match b {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let Some(&e) = self.s.get(self.i) else {
-                        return self.err("an escape");
-                    };
-                    self.i += 1;
-                    let c = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let hex = self
-                                .s
-                                .get(self.i..self.i + 4)
-                                .and_then(|h| std::str::from_utf8(h).ok())
-                                .and_then(|h| u32::from_str_radix(h, 16).ok());
-                            let Some(code) = hex else {
-                                return self.err("4 hex digits");
-                            };
-                            self.i += 4;
-                            char::from_u32(code).unwrap_or('\u{fffd}')
-                        }
-                        _ => return self.err("a valid escape"),
-                    };
-                    let mut buf = [0; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-                _ => out.push(b),
-            }
-        }
-    }
-}
-
 /// Mean time (ns) of every bench of `group` under criterion's directory `dir`, by id
 /// (the part of criterion's `full_id` after `group/`). Errors if there is none.
 pub fn read_results(dir: &Path, group: &str) -> Result<BTreeMap<String, f64>, String> {
@@ -385,12 +202,12 @@ pub fn read_results(dir: &Path, group: &str) -> Result<BTreeMap<String, f64>, St
                 let (b, est) = (read(&bj)?, read(&ej)?);
                 let full = b
                     .get("full_id")
-                    .and_then(Json::str)
+                    .and_then(Json::as_str)
                     .ok_or(format!("{}: no \"full_id\" string", bj.display()))?;
                 let mean = est
                     .get("mean")
                     .and_then(|m| m.get("point_estimate"))
-                    .and_then(Json::num)
+                    .and_then(Json::as_f64)
                     .ok_or(format!("{}: no mean.point_estimate", ej.display()))?;
                 if let Some(id) = full.strip_prefix(&format!("{group}/")) {
                     found.insert(id.to_string(), mean);
@@ -802,24 +619,6 @@ mod tests {
                 dense_weight_bytes: 4000,
             },
         }
-    }
-
-    #[test]
-    fn json_parses_criterion_files_and_escapes() {
-        let j = parse_json(r#" {"a": [1, -2.5e3, true, null], "b": "x\"y\u00b5\\"} "#).unwrap();
-        assert_eq!(
-            j.get("a"),
-            Some(&Json::Arr(vec![
-                Json::Num(1.0),
-                Json::Num(-2500.0),
-                Json::Bool(true),
-                Json::Null
-            ]))
-        );
-        assert_eq!(j.get("b").and_then(Json::str), Some("x\"yµ\\"));
-        assert!(parse_json("{\"a\": 1,}").is_err());
-        assert!(parse_json("{\"a\": 1} x").is_err());
-        assert!(parse_json("[1, 2").is_err());
     }
 
     #[test]

@@ -237,11 +237,10 @@ pub fn latency_us(model: &SparseModel, test: &Dataset) -> Result<f64, String> {
     Ok(blocks[3])
 }
 
-/// The number at `path` (object keys, outermost first) in one metrics line, read with
-/// the JSON parser `bench-report` uses for criterion's files.
+/// The number at `path` (object keys, outermost first) in one metrics line.
 pub fn metric(line: &str, path: &[&str]) -> Option<f64> {
-    let doc = crate::bench_report::parse_json(line).ok()?;
-    path.iter().try_fold(&doc, |v, k| v.get(k))?.num()
+    let doc = rcc_nn::json::parse_json(line).ok()?;
+    path.iter().try_fold(&doc, |v, k| v.get(k))?.as_f64()
 }
 
 /// What the training left in `metrics.jsonl`: wall time and memory.

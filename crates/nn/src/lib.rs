@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod checkpoint;
 pub mod error;
+pub mod json;
 pub mod layers;
 pub mod model;
 pub mod optim;
