@@ -507,8 +507,9 @@ pub fn svg_plot(
     s.axes(left, top, pw, ph);
     s.text(left + pw / 2.0, h - 15.0, "middle", x_label);
     s.y_label(18.0, top + ph / 2.0, "accuracy (%)");
-    const CLEAN: (&str, &str) = ("#555555", "6 4");
-    s.h_rule(left, left + pw, py(100.0 * clean), CLEAN.0, CLEAN.1);
+    const CLEAN_COLOR: &str = "#555555";
+    const CLEAN_DASH: &str = "6 4";
+    s.h_rule(left, left + pw, py(100.0 * clean), CLEAN_COLOR, CLEAN_DASH);
     for (k, (_, pts)) in series.iter().enumerate() {
         let c = PALETTE[k % PALETTE.len()];
         s.polyline(pts.iter().map(|&(x, a)| (px(x), py(a))), c, "");
@@ -524,7 +525,7 @@ pub fn svg_plot(
         ly += 20.0;
     }
     let clean_label = format!("clean {:.2}%", 100.0 * clean);
-    s.legend_line(lx, ly, CLEAN.0, CLEAN.1, &clean_label);
+    s.legend_line(lx, ly, CLEAN_COLOR, CLEAN_DASH, &clean_label);
     s.finish()
 }
 

@@ -23,6 +23,7 @@ use crate::export;
 use crate::train::TrainConfig;
 use rcc_attack::{AttackResult, Classifier, Report};
 use rcc_data::Dataset;
+use rcc_nn::json::{parse_json, Json};
 use rcc_nn::Model;
 use rcc_sparse::{KernelChoice, SparseModel};
 use std::fmt::Write as _;
@@ -237,10 +238,15 @@ pub fn latency_us(model: &SparseModel, test: &Dataset) -> Result<f64, String> {
     Ok(blocks[3])
 }
 
-/// The number at `path` (object keys, outermost first) in one metrics line.
+/// The number at `path` (object keys, outermost first) in a parsed metrics line; None
+/// when a key is missing or the value is not a number (`null`: a non-finite value).
+pub fn lookup(doc: &Json, path: &[&str]) -> Option<f64> {
+    path.iter().try_fold(doc, |v, k| v.get(k))?.as_f64()
+}
+
+/// The number at `path` in one metrics line; None also when the line is not JSON.
 pub fn metric(line: &str, path: &[&str]) -> Option<f64> {
-    let doc = rcc_nn::json::parse_json(line).ok()?;
-    path.iter().try_fold(&doc, |v, k| v.get(k))?.as_f64()
+    lookup(&parse_json(line).ok()?, path)
 }
 
 /// What the training left in `metrics.jsonl`: wall time and memory.
@@ -267,8 +273,13 @@ pub fn training_facts(run: &Path) -> Result<TrainingFacts, String> {
         pgd_1000: f64::NAN,
         ..TrainingFacts::default()
     };
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let num = |path: &[&str]| metric(line, path).unwrap_or(0.0);
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let doc =
+            parse_json(line).map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+        let num = |path: &[&str]| lookup(&doc, path).unwrap_or(0.0);
         f.epochs += 1;
         f.train_seconds += num(&["seconds"]);
         f.peak_rss = f.peak_rss.max(num(&["peak_rss_bytes"]));
@@ -276,7 +287,7 @@ pub fn training_facts(run: &Path) -> Result<TrainingFacts, String> {
         f.extra_state_bytes = f.extra_state_bytes.max(extra);
         f.heap_peak = f.heap_peak.max(num(&["compressor_heap_peak_bytes"]));
         f.state_total_bytes = f.state_total_bytes.max(num(&["state_bytes", "total"]));
-        if let Some(p) = metric(line, &["test_pgd40_acc"]) {
+        if let Some(p) = lookup(&doc, &["test_pgd40_acc"]) {
             f.pgd_1000 = p;
         }
     }
@@ -761,7 +772,7 @@ mod tests {
             )
         };
         let text = line(1, 64, 0, 70, "") + &line(2, 0, 4, 74, ",\"test_pgd40_acc\":0.875");
-        std::fs::write(dir.join("metrics.jsonl"), text).unwrap();
+        std::fs::write(dir.join("metrics.jsonl"), &text).unwrap();
         let f = training_facts(&dir).unwrap();
         assert_eq!((f.epochs, f.train_seconds), (2, 3.0));
         assert_eq!((f.extra_state_bytes, f.heap_peak), (64.0, 74.0));
@@ -772,5 +783,14 @@ mod tests {
         assert_eq!(metric("{\"a\":{\"b\":2}}", &["a", "b"]), Some(2.0));
         assert_eq!(metric("{\"a\":{\"b\":2}}", &["b"]), None);
         assert_eq!(metric("not json", &["a"]), None);
+        assert_eq!(metric("{\"a\":null}", &["a"]), None);
+        // A line that is not JSON is an error naming the file and the line.
+        std::fs::write(
+            dir.join("metrics.jsonl"),
+            text + "{\"epoch\":3,\"seconds\":",
+        )
+        .unwrap();
+        let e = training_facts(&dir).unwrap_err();
+        assert!(e.contains("metrics.jsonl: line 3: malformed JSON"), "{e}");
     }
 }

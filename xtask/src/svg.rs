@@ -70,11 +70,12 @@ impl Svg {
     }
 
     /// `content` (escaped) at (x, y); `anchor` is `start`, `middle` or `end`; `attrs`
-    /// are extra attributes, each with a leading space.
+    /// are extra attributes (`font-size="14"`), or empty.
     pub fn text_with(&mut self, x: f64, y: f64, anchor: &str, attrs: &str, content: &str) {
+        let sep = if attrs.is_empty() { "" } else { " " };
         let _ = writeln!(
             self.0,
-            r#"<text x="{x:.1}" y="{y:.1}" text-anchor="{anchor}"{attrs}>{}</text>"#,
+            r#"<text x="{x:.1}" y="{y:.1}" text-anchor="{anchor}"{sep}{attrs}>{}</text>"#,
             xml_escape(content)
         );
     }
@@ -86,21 +87,21 @@ impl Svg {
 
     /// A title centred on x.
     pub fn title(&mut self, x: f64, y: f64, content: &str) {
-        self.text_with(x, y, "middle", r#" font-size="14""#, content);
+        self.text_with(x, y, "middle", r#"font-size="14""#, content);
     }
 
     /// A vertical axis label centred on (x, y), reading upwards.
     pub fn y_label(&mut self, x: f64, y: f64, content: &str) {
-        let attrs = format!(r#" transform="rotate(-90 {x:.1} {y:.1})""#);
+        let attrs = format!(r#"transform="rotate(-90 {x:.1} {y:.1})""#);
         self.text_with(x, y, "middle", &attrs, content);
     }
 
     /// A horizontal grid line from x0 to x1 at height y, with its tick label 8 px left
     /// of x0.
-    pub fn h_grid(&mut self, x0: f64, x1: f64, y: f64, stroke: &str, label: &str) {
+    pub fn h_grid(&mut self, x0: f64, x1: f64, y: f64, color: &str, label: &str) {
         let _ = writeln!(
             self.0,
-            r#"<line x1="{x0:.1}" y1="{y:.1}" x2="{x1:.1}" y2="{y:.1}" stroke="{stroke}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            r#"<line x1="{x0:.1}" y1="{y:.1}" x2="{x1:.1}" y2="{y:.1}" stroke="{color}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
             x0 - 8.0,
             y + 4.0,
             xml_escape(label)
@@ -109,10 +110,10 @@ impl Svg {
 
     /// A vertical grid line from y0 down to y1 at x, with its tick label `gap` px below
     /// y1.
-    pub fn v_grid(&mut self, x: f64, y0: f64, y1: f64, gap: f64, stroke: &str, label: &str) {
+    pub fn v_grid(&mut self, x: f64, y0: f64, y1: f64, gap: f64, color: &str, label: &str) {
         let _ = writeln!(
             self.0,
-            r#"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{y1:.1}" stroke="{stroke}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            r#"<line x1="{x:.1}" y1="{y0:.1}" x2="{x:.1}" y2="{y1:.1}" stroke="{color}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
             y1 + gap,
             xml_escape(label)
         );
@@ -195,7 +196,8 @@ impl Svg {
         self.text(x + 30.0, y + 4.0, "start", label);
     }
 
-    /// A horizontal dashed reference line from x0 to x1 at height y.
+    /// A horizontal reference line from x0 to x1 at height y, 1 px wide, with a dash
+    /// pattern (empty: solid).
     pub fn h_rule(&mut self, x0: f64, x1: f64, y: f64, color: &str, dash: &str) {
         let _ = writeln!(
             self.0,

@@ -891,7 +891,7 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
             for &(x, y) in &v {
                 s.dot(px(x), py(y), 3.5, color);
                 if y < y_lo {
-                    let attrs = format!(r#" fill="{color}""#);
+                    let attrs = format!(r#"fill="{color}""#);
                     let label = format!("{y:.1} (off scale)");
                     s.text_with(px(x) - 6.0, py(y) - 6.0, "end", &attrs, &label);
                 }
@@ -914,7 +914,7 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         left,
         h - 8.0,
         "start",
-        r#" font-size="11""#,
+        r#"font-size="11""#,
         "Lines start at the dense teacher (1x). Dense small nets sit at the rate of their parameter count.",
     );
     s.finish()

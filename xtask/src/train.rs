@@ -592,6 +592,16 @@ pub struct RunResult {
 /// Accuracy under PGD-40 (step 0.01, random start) at `eps` on the first `limit` images
 /// of `test`, counting an image only if it is also classified right when clean: the
 /// cheap robustness check run during training (`cargo xtask eval` runs the full one).
+/// A metrics value with `decimals` digits, or `null` when it is not finite (JSON has no
+/// NaN or inf; a reader then sees the value as missing instead of losing the line).
+fn json_number(v: f64, decimals: usize) -> String {
+    if v.is_finite() {
+        format!("{v:.decimals$}")
+    } else {
+        "null".to_string()
+    }
+}
+
 fn robust_accuracy(
     model: &Model,
     test: &Dataset,
@@ -909,8 +919,9 @@ pub fn run_training(
                 rss as f64 / (1 << 20) as f64
             );
             compress_json = format!(
-                ",\"phase\":\"{}\",\"rate\":{rate:.6},\"nnz\":{nnz},\"prunable\":{},\"state_bytes\":{{\"params\":{},\"grads\":{},\"optimizer\":{},\"masks\":{},\"admm\":{},\"teacher\":{},\"total\":{}}},\"peak_rss_bytes\":{rss},\"compressor_heap_bytes\":{},\"compressor_heap_peak_bytes\":{}",
+                ",\"phase\":\"{}\",\"rate\":{},\"nnz\":{nnz},\"prunable\":{},\"state_bytes\":{{\"params\":{},\"grads\":{},\"optimizer\":{},\"masks\":{},\"admm\":{},\"teacher\":{},\"total\":{}}},\"peak_rss_bytes\":{rss},\"compressor_heap_bytes\":{},\"compressor_heap_peak_bytes\":{}",
                 c.phase(epoch),
+                json_number(rate, 6),
                 p.total(),
                 state.params,
                 state.grads,
@@ -951,13 +962,16 @@ pub fn run_training(
         };
         test_acc = acc;
         let mut line = format!(
-            "{{\"epoch\":{},\"lr\":{lr},\"train_loss\":{:.6},\"train_acc\":{:.6},\"test_loss\":{test_loss:.6},\"test_acc\":{acc:.6}",
+            "{{\"epoch\":{},\"lr\":{lr},\"train_loss\":{},\"train_acc\":{},\"test_loss\":{},\"test_acc\":{}",
             epoch + 1,
-            loss_sum / seen as f64,
-            correct as f64 / seen as f64
+            json_number(loss_sum / seen as f64, 6),
+            json_number(correct as f64 / seen as f64, 6),
+            json_number(test_loss, 6),
+            json_number(acc, 6)
         );
         if let Some((va, vl)) = val {
-            let _ = write!(line, ",\"val_loss\":{vl:.6},\"val_acc\":{va:.6}");
+            let (vl, va) = (json_number(vl, 6), json_number(va, 6));
+            let _ = write!(line, ",\"val_loss\":{vl},\"val_acc\":{va}");
         }
         if adv != AdvTraining::None {
             let _ = write!(line, ",\"train_adv\":\"{adv}\"");
@@ -965,7 +979,8 @@ pub fn run_training(
         if let Some(r) = robust {
             let _ = write!(
                 line,
-                ",\"{robust_split}_pgd40_acc\":{r:.6},\"{robust_split}_pgd40_n\":{robust_n}"
+                ",\"{robust_split}_pgd40_acc\":{},\"{robust_split}_pgd40_n\":{robust_n}",
+                json_number(r, 6)
             );
         }
         line.push_str(&compress_json);
@@ -975,8 +990,9 @@ pub fn run_training(
         }
         let _ = write!(
             line,
-            ",\"seconds\":{train_secs:.3},\"samples_per_s\":{:.1}}}",
-            seen as f64 / train_secs
+            ",\"seconds\":{},\"samples_per_s\":{}}}",
+            json_number(train_secs, 3),
+            json_number(seen as f64 / train_secs, 1)
         );
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -1335,6 +1351,20 @@ mod tests {
             lr: 0.05,
             ..TrainConfig::default()
         }
+    }
+
+    /// JSON has no NaN or inf: a non-finite metric is written as null, which the readers
+    /// see as a missing value rather than a line they cannot parse.
+    #[test]
+    fn non_finite_metrics_are_null() {
+        assert_eq!(json_number(0.5, 3), "0.500");
+        assert_eq!(json_number(-2.0, 1), "-2.0");
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(json_number(v, 6), "null");
+        }
+        let line = format!("{{\"epoch\":2,\"rate\":{}}}", json_number(f64::INFINITY, 6));
+        assert_eq!(crate::pipeline::metric(&line, &["rate"]), None);
+        assert_eq!(crate::pipeline::metric(&line, &["epoch"]), Some(2.0));
     }
 
     #[test]

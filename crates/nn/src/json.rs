@@ -1,5 +1,6 @@
 //! A strict JSON reader (RFC 8259) and a string writer, for the safetensors header and
-//! for any other JSON the workspace reads (criterion's result files in `xtask`).
+//! for any other JSON the workspace reads (in `xtask`: criterion's result files and the
+//! lines of a run's `metrics.jsonl`).
 //!
 //! Hostile input gets an error with the byte position, never a panic: nesting is capped
 //! (the parser recurses), surrogates must pair, control characters must be escaped, and
@@ -7,13 +8,14 @@
 
 use std::fmt;
 
-/// Maximum nesting of arrays/objects. A safetensors header nests 3 deep, criterion's files
-/// about 4; the limit exists so that hostile input cannot overflow the parser's stack.
+/// Maximum nesting of arrays/objects. A safetensors header and criterion's files nest 3
+/// deep; the limit exists so that hostile input cannot overflow the parser's stack.
 pub const MAX_JSON_DEPTH: usize = 64;
 
 /// A parsed JSON value. Objects keep their members in order, duplicates included, so the
 /// caller can report duplicates with a precise field name. Numbers keep their text: the
-/// caller decides which numbers it accepts (only non-negative integers, here).
+/// caller decides which numbers it accepts (safetensors only non-negative integers;
+/// [`Json::as_f64`] reads any).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
     Null,
@@ -80,6 +82,8 @@ impl fmt::Display for JsonError {
     }
 }
 
+impl std::error::Error for JsonError {}
+
 /// Parses one JSON value (RFC 8259) surrounded by optional whitespace.
 pub fn parse_json(text: &str) -> std::result::Result<Json, JsonError> {
     let mut p = JsonParser {
@@ -96,7 +100,7 @@ pub fn parse_json(text: &str) -> std::result::Result<Json, JsonError> {
     Ok(value)
 }
 
-/// A recursive-descent parser over a `&str` (already checked to be UTF-8). All structural
+/// A recursive-descent parser over a `&str` (so valid UTF-8). All structural
 /// characters are ASCII, so every position where the parser stops is a char boundary.
 struct JsonParser<'a> {
     text: &'a str,
@@ -438,6 +442,24 @@ mod tests {
         assert_eq!(j.get("b").and_then(Json::as_str), Some("x\"yµ\\"));
         assert_eq!(j.get("c"), None);
         assert_eq!(a[0].as_str(), None);
+    }
+
+    #[test]
+    fn escapes_decode_and_the_writer_reads_back() {
+        let j = parse_json(r#""a\"b\\c\/d\b\f\n\r\t\u00e9\u2211\ud83d\ude00\u0000""#).unwrap();
+        assert_eq!(
+            j,
+            Json::String("a\"b\\c/d\u{8}\u{c}\n\r\té∑😀\0".to_string())
+        );
+        // The writer's escaping reads back to the same string, for every kind of char.
+        let s: String = (0u32..0x300)
+            .chain([0x2028, 0xfffd, 0xffff, 0x10000, 0x1f600, 0x10ffff])
+            .filter_map(char::from_u32)
+            .collect();
+        let mut lit = String::new();
+        push_json_string(&mut lit, &s);
+        assert!(lit.is_ascii());
+        assert_eq!(parse_json(&lit).unwrap(), Json::String(s));
     }
 
     #[test]
