@@ -739,21 +739,26 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             );
         }
     }
-    // Ablations.
-    let _ = writeln!(r, "\n## Ablations of ours\n");
-    let _ = writeln!(r, "| run | natural | PGD-{} | APGD-CE |", protocol.steps);
-    let _ = writeln!(r, "|---|---|---|---|");
-    for (e, s) in results {
-        if let (Some(s), Role::Ours | Role::NoDistill | Role::NoAdv) = (s, e.role) {
-            let _ = writeln!(
-                r,
-                "| {} ({}) | {} | {} | {} |",
-                e.name,
-                e.role.label(),
-                pct(s.dense.clean),
-                pct(s.dense.pgd),
-                pct(s.dense.apgd)
-            );
+    // Ablations, beside ours (rows without ablations, such as w8, have no table).
+    if results
+        .iter()
+        .any(|(e, _)| matches!(e.role, Role::NoDistill | Role::NoAdv))
+    {
+        let _ = writeln!(r, "\n## Ablations of ours\n");
+        let _ = writeln!(r, "| run | natural | PGD-{} | APGD-CE |", protocol.steps);
+        let _ = writeln!(r, "|---|---|---|---|");
+        for (e, s) in results {
+            if let (Some(s), Role::Ours | Role::NoDistill | Role::NoAdv) = (s, e.role) {
+                let _ = writeln!(
+                    r,
+                    "| {} ({}) | {} | {} | {} |",
+                    e.name,
+                    e.role.label(),
+                    pct(s.dense.clean),
+                    pct(s.dense.pgd),
+                    pct(s.dense.apgd)
+                );
+            }
         }
     }
     // Eps sweeps.
@@ -1076,6 +1081,13 @@ mod tests {
         assert!(results_json(&PRESETS[0], &results).contains("\"pgd40_from_teacher\":0.5000"));
         let svg = results_svg(&PRESETS[0], &results);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        // The ablation table only where the row has ablations.
+        assert!(!md.contains("Ablations of ours"), "{md}");
+        let all = entries(&PRESETS[0], Path::new("t"));
+        let ablation = all.iter().find(|e| e.role == Role::NoDistill).unwrap();
+        let with_ablation = vec![results[0].clone(), (ablation, None)];
+        let md = results_md(&PRESETS[0], Path::new("d"), &with_ablation);
+        assert!(md.contains("## Ablations of ours"), "{md}");
         assert!(Summary::parse("nonsense = 1").is_err());
     }
 
