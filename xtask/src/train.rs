@@ -589,9 +589,6 @@ pub struct RunResult {
     pub test_acc: f64,
 }
 
-/// Accuracy under PGD-40 (step 0.01, random start) at `eps` on the first `limit` images
-/// of `test`, counting an image only if it is also classified right when clean: the
-/// cheap robustness check run during training (`cargo xtask eval` runs the full one).
 /// A metrics value with `decimals` digits, or `null` when it is not finite (JSON has no
 /// NaN or inf; a reader then sees the value as missing instead of losing the line).
 fn json_number(v: f64, decimals: usize) -> String {
@@ -602,6 +599,9 @@ fn json_number(v: f64, decimals: usize) -> String {
     }
 }
 
+/// Accuracy under PGD-40 (step 0.01, random start) at `eps` on the first `limit` images
+/// of `test`, counting an image only if it is also classified right when clean: the
+/// cheap robustness check run during training (`cargo xtask eval` runs the full one).
 fn robust_accuracy(
     model: &Model,
     test: &Dataset,
