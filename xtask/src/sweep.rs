@@ -17,7 +17,8 @@
 //!   killed run continues from its last checkpoint, and a folder whose `config.txt`
 //!   differs from the preset's is an error rather than silently mixed in (the teacher's
 //!   path is one of those settings: resume with the same `--out`). `--plan`
-//!   lists the runs and where each stands without running anything.
+//!   lists the runs and where each stands without running anything, and writes each
+//!   run's config to `DIR/configs/` (a by-hand variant starts from it).
 //! - Writes `results.md`, `results.csv`, `results.json` and `results.svg` (PGD-40 and
 //!   natural accuracy against compression rate, one line per method) in `DIR`, also
 //!   when some runs failed or are missing (`--only`), which the table says.
@@ -376,8 +377,15 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             forward.extend([format!("--{k}"), v.to_string()]);
         }
     }
+    let configs = dir.join("configs");
+    std::fs::create_dir_all(&configs).map_err(|e| format!("{}: {e}", configs.display()))?;
     if cli.has("plan") {
+        // The plan also writes each run's config, so that a variant of one run (another
+        // seed, one flag changed) can be trained by hand before the sweep has reached it:
+        // `cargo xtask train --config runs/sweep-P/configs/NAME.txt --seed 2 --out DIR`.
         for e in &list {
+            let conf = configs.join(format!("{}.txt", e.name));
+            write_atomic(&conf, e.cfg.to_text().as_bytes())?;
             let st = status(e, &dir).unwrap_or_else(|err| {
                 eprintln!("{err}");
                 "MISMATCH"
@@ -386,8 +394,6 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let configs = dir.join("configs");
-    std::fs::create_dir_all(&configs).map_err(|e| format!("{}: {e}", configs.display()))?;
     let t0 = Instant::now();
     let mut failed = vec![];
     for (i, e) in list.iter().enumerate() {
@@ -1045,6 +1051,46 @@ mod tests {
                 assert_eq!(back, e.cfg, "{} {}", p.name, e.name);
             }
         }
+    }
+
+    /// `--plan` trains nothing, and writes every listed run's config, each the preset's
+    /// settings for that run (what a by-hand variant starts from).
+    #[test]
+    fn plan_writes_each_runs_config_and_trains_nothing() {
+        let dir = std::env::temp_dir().join(format!("rcc-sweep-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let args: Vec<String> = [
+            "--preset",
+            "table2-w4",
+            "--out",
+            dir.to_str().unwrap(),
+            "--only",
+            "prox-r3.94",
+            "--plan",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(run(&args).unwrap(), ExitCode::SUCCESS);
+        let all = entries(&PRESETS[0], &dir.join("teacher").join("model.safetensors"));
+        let mut written: Vec<String> = std::fs::read_dir(dir.join("configs"))
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        written.sort();
+        assert_eq!(written, ["prox-r3.94.txt", "teacher.txt"]);
+        for e in all
+            .iter()
+            .filter(|e| e.name == "teacher" || e.name == "prox-r3.94")
+        {
+            let mut back = TrainConfig::default();
+            back.apply_file(&dir.join("configs").join(format!("{}.txt", e.name)))
+                .unwrap();
+            assert_eq!(back, e.cfg, "{}", e.name);
+        }
+        // Nothing ran: no run folder, no results.
+        assert!(!dir.join("teacher").exists() && !dir.join("results.md").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
