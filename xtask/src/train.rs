@@ -1277,17 +1277,20 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let s = pool.install(|| crate::pipeline::finish_run(&cfg, &out, &data.test))?;
+    // An unpruned model's export is checked clean only: its attack figures are NaN,
+    // printed as "-" as in the report.
+    let pct = crate::pipeline::pct;
     println!(
-        "natural {:.2}%, FGSM {:.2}%, PGD-{} {:.2}%, APGD-CE {:.2}% (dense masked; exported sparse: {:.2} / {:.2} / {:.2} / {:.2}); rate {:.2}x; {} -> {} bytes; sparse batch-1 {:.1} µs",
-        100.0 * s.dense.clean,
-        100.0 * s.dense.fgsm,
+        "natural {}%, FGSM {}%, PGD-{} {}%, APGD-CE {}% (dense masked; exported sparse: {} / {} / {} / {}); rate {:.2}x; {} -> {} bytes; sparse batch-1 {:.1} µs",
+        pct(s.dense.clean),
+        pct(s.dense.fgsm),
         crate::eval::Protocol::for_dataset(cfg.dataset).steps,
-        100.0 * s.dense.pgd,
-        100.0 * s.dense.apgd,
-        100.0 * s.sparse.clean,
-        100.0 * s.sparse.fgsm,
-        100.0 * s.sparse.pgd,
-        100.0 * s.sparse.apgd,
+        pct(s.dense.pgd),
+        pct(s.dense.apgd),
+        pct(s.sparse.clean),
+        pct(s.sparse.fgsm),
+        pct(s.sparse.pgd),
+        pct(s.sparse.apgd),
         s.rate(),
         s.dense_bytes,
         s.sparse_bytes,
