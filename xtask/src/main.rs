@@ -61,7 +61,9 @@ commands:
                                       one row of method.md's Table 2: a teacher, then every
                                       method at every rate with the same budget, ablations
                                       and dense small nets; results.{md,csv,json,svg} in DIR
-                                      (default runs/sweep-PRESET); rerun to resume
+                                      (default runs/sweep-PRESET); rerun to resume;
+                                      --plan lists the runs and where each stands, writes
+                                      their configs to DIR/configs/ and trains nothing
   eval --model FILE [--dataset D] [--arch A]
        [--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all] [--eps E] [--eps-l2 E]
        [--steps N] [--step-size S] [--step-size-l2 S] [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]
