@@ -305,6 +305,14 @@ fn status(e: &Entry, dir: &Path) -> Result<&'static str, String> {
     })
 }
 
+/// Writes `e`'s settings to `configs/NAME.txt` (what the sweep trains it from, and what
+/// `--plan` leaves for a by-hand variant); returns the path.
+fn write_config(e: &Entry, configs: &Path) -> Result<PathBuf, String> {
+    let conf = configs.join(format!("{}.txt", e.name));
+    write_atomic(&conf, e.cfg.to_text().as_bytes())?;
+    Ok(conf)
+}
+
 /// Runs (or resumes) one entry as a child `train` process.
 fn run_entry(e: &Entry, dir: &Path, forward: &[String], configs: &Path) -> Result<(), String> {
     if status(e, dir)? == "done" {
@@ -317,8 +325,7 @@ fn run_entry(e: &Entry, dir: &Path, forward: &[String], configs: &Path) -> Resul
     if run.join("checkpoint.safetensors").exists() {
         cmd.arg("--resume").arg(&run);
     } else {
-        let conf = configs.join(format!("{}.txt", e.name));
-        write_atomic(&conf, e.cfg.to_text().as_bytes())?;
+        let conf = write_config(e, configs)?;
         cmd.arg("--config").arg(&conf).arg("--out").arg(&run);
     }
     cmd.args(forward);
@@ -384,8 +391,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         // seed, one flag changed) can be trained by hand before the sweep has reached it:
         // `cargo xtask train --config runs/sweep-P/configs/NAME.txt --seed 2 --out DIR`.
         for e in &list {
-            let conf = configs.join(format!("{}.txt", e.name));
-            write_atomic(&conf, e.cfg.to_text().as_bytes())?;
+            write_config(e, &configs)?;
             let st = status(e, &dir).unwrap_or_else(|err| {
                 eprintln!("{err}");
                 "MISMATCH"
