@@ -30,7 +30,10 @@
 
 use crate::cli::{data_dir, Cli};
 use crate::svg::{nice_step, Svg, PALETTE};
-use rcc_attack::{AttackLoss, AttackResult, AttackSpec, Examples, Norm, PgdConfig, Report};
+use rcc_attack::{
+    AttackLoss, AttackResult, AttackSpec, Examples, FabConfig, Norm, PgdConfig, Report,
+    SquareConfig,
+};
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::{Arch, Model};
 use rcc_tensor::Tensor;
@@ -131,9 +134,15 @@ pub struct Settings {
     pub step_size: Option<f32>,
     pub step_size_l2: Option<f32>,
     pub restarts: usize,
+    /// Square's query budget (default 5,000).
+    pub queries: Option<usize>,
 }
 
 pub const ATTACKS: [&str; 5] = ["fgsm", "pgd", "pgd-l2", "apgd-ce", "apgd-dlr"];
+
+/// Attacks that `all` leaves out (they are slow, or ensembles of the others):
+/// APGD-T, FAB-T, Square and AutoAttack.
+pub const MORE_ATTACKS: [&str; 5] = ["apgd-t", "fab-t", "square", "autoattack", "autoattack-fast"];
 
 /// `fgsm,pgd,...` or `all` -> attack names, in the list's order, without repeats.
 pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>, String> {
@@ -146,10 +155,16 @@ pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>, String> {
             "pgd-l2" => vec!["pgd-l2"],
             "apgd-ce" | "apgd" => vec!["apgd-ce"],
             "apgd-dlr" => vec!["apgd-dlr"],
+            "apgd-t" => vec!["apgd-t"],
+            "fab-t" | "fab" => vec!["fab-t"],
+            "square" => vec!["square"],
+            "autoattack" | "aa" => vec!["autoattack"],
+            "autoattack-fast" => vec!["autoattack-fast"],
             other => {
                 return Err(format!(
-                    "--attack: unknown attack {other:?} (known: {}, all)",
-                    ATTACKS.join(", ")
+                    "--attack: unknown attack {other:?} (known: {}, {}, all)",
+                    ATTACKS.join(", "),
+                    MORE_ATTACKS.join(", ")
                 ))
             }
         };
@@ -189,6 +204,24 @@ impl Settings {
                     restarts,
                 })
             }
+            "apgd-t" => AttackSpec::ApgdT {
+                eps,
+                steps: self.steps.unwrap_or(p.apgd_steps),
+                targets: 9,
+                restarts,
+            },
+            "fab-t" => AttackSpec::FabT(FabConfig {
+                steps: self.steps.unwrap_or(p.apgd_steps),
+                ..FabConfig::new(eps)
+            }),
+            "square" => AttackSpec::Square(SquareConfig {
+                queries: self.queries.unwrap_or(5000),
+                ..SquareConfig::new(eps)
+            }),
+            "autoattack" | "autoattack-fast" => AttackSpec::AutoAttack {
+                eps,
+                fast: name == "autoattack-fast",
+            },
             _ => AttackSpec::Apgd {
                 loss: if name == "apgd-dlr" {
                     AttackLoss::Dlr
@@ -286,13 +319,14 @@ pub fn report_json(header: &[(&str, String)], report: &Report) -> String {
         let spec = &a.spec;
         let _ = write!(
             s,
-            "{}{{\"name\":\"{}\",\"norm\":\"{}\",\"eps\":{},\"steps\":{},\"step_size\":{},\"restarts\":{},\"random_start\":{},\"transferred\":{},\"acc\":{:.6},\"correct\":{},\"max_dist\":{:.6},\"seconds\":{:.3}}}",
+            "{}{{\"name\":\"{}\",\"settings\":{},\"norm\":\"{}\",\"eps\":{},\"steps\":{},\"step_size\":{},\"restarts\":{},\"random_start\":{},\"transferred\":{},\"acc\":{:.6},\"correct\":{},\"max_dist\":{:.6},\"seconds\":{:.3}}}",
             if i == 0 { "" } else { "," },
             spec.name(),
+            json_str(&spec.describe()),
             spec.norm().name(),
             fmt_num(spec.eps()),
             spec.steps(),
-            fmt_num(spec.step_size()),
+            spec.step_size().map_or("null".into(), fmt_num),
             spec.restarts(),
             spec.random_start(),
             a.transferred,
@@ -412,10 +446,12 @@ fn attack_name(a: &AttackResult) -> String {
 
 fn table_row(a: &AttackResult) -> String {
     let spec = &a.spec;
-    let step = if let AttackSpec::Apgd { .. } = spec {
-        format!("{}*", fmt_short(spec.step_size()))
-    } else {
-        fmt_short(spec.step_size())
+    let step = match (spec, spec.step_size()) {
+        (_, None) => "-".to_string(),
+        (AttackSpec::Apgd { .. } | AttackSpec::ApgdT { .. }, Some(s)) => {
+            format!("{}*", fmt_short(s))
+        }
+        (_, Some(s)) => fmt_short(s),
     };
     format!(
         "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9.4} {:>6.1} s",
@@ -561,6 +597,16 @@ fn series_label(spec: &AttackSpec) -> String {
             restarts: r,
             ..
         } => format!("APGD-{}-{steps}{}", loss.name(), restarts(*r)),
+        AttackSpec::ApgdT {
+            steps,
+            targets,
+            restarts: r,
+            ..
+        } => format!("APGD-T-{steps}, {targets} targets{}", restarts(*r)),
+        AttackSpec::FabT(c) => format!("FAB-T-{}, {} targets", c.steps, c.targets),
+        AttackSpec::Square(c) => format!("Square, {} queries", c.queries),
+        AttackSpec::AutoAttack { fast: false, .. } => "AutoAttack".into(),
+        AttackSpec::AutoAttack { fast: true, .. } => "AutoAttack (fast)".into(),
     }
 }
 
@@ -582,6 +628,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             "step-size",
             "step-size-l2",
             "restarts",
+            "queries",
             "seed",
             "eps-sweep",
             "plot",
@@ -652,6 +699,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         step_size: positive("step-size", cli.num("step-size")?)?,
         step_size_l2: positive("step-size-l2", cli.num("step-size-l2")?)?,
         restarts: cli.num("restarts")?.unwrap_or(1),
+        queries: cli.num("queries")?,
     };
     if settings.restarts == 0 {
         return Err("--restarts: at least 1".into());
@@ -749,8 +797,14 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         println!("{}", report_json(&header, &report));
     } else {
         print!("{}", report_table(&report, clean_secs));
-        if specs.iter().any(|s| matches!(s, AttackSpec::Apgd { .. })) {
+        if specs
+            .iter()
+            .any(|s| matches!(s, AttackSpec::Apgd { .. } | AttackSpec::ApgdT { .. }))
+        {
             println!("(* APGD: initial step size, adapted per example)");
+        }
+        for s in specs.iter().filter(|s| s.step_size().is_none()) {
+            println!("{}: {}", s.name(), s.describe());
         }
         if let Some(s) = &sweep {
             println!();
@@ -832,6 +886,7 @@ mod tests {
             step_size: None,
             step_size_l2: None,
             restarts: 1,
+            queries: None,
         }
     }
 
@@ -858,7 +913,7 @@ mod tests {
         assert_eq!(specs[1], AttackSpec::PgdLinf(PgdConfig::mnist_eval()));
         assert_eq!(specs[2].eps(), 2.0);
         assert_eq!(specs[2].steps(), 40);
-        assert!((specs[2].step_size() - 0.125).abs() < 1e-7);
+        assert!((specs[2].step_size().unwrap() - 0.125).abs() < 1e-7);
         assert_eq!(
             specs[3],
             AttackSpec::Apgd {
@@ -880,8 +935,8 @@ mod tests {
         // The step scales with eps in a sweep (same reach in eps units)...
         let sw = s.clone();
         let sweep = settings("pgd").sweep_specs(&[0.1, 0.3]).unwrap();
-        assert!((sweep[0].step_size() - 0.01 / 3.0).abs() < 1e-7);
-        assert_eq!(sweep[1].step_size(), 0.01);
+        assert!((sweep[0].step_size().unwrap() - 0.01 / 3.0).abs() < 1e-7);
+        assert_eq!(sweep[1].step_size(), Some(0.01));
         // ... unless given; and l_inf and l_2 attacks cannot share a sweep.
         let fixed = Settings {
             step_size: Some(0.02),
@@ -889,7 +944,7 @@ mod tests {
             ..settings("pgd,apgd-ce")
         };
         let sweep = fixed.sweep_specs(&[0.1, 0.3]).unwrap();
-        assert_eq!(sweep[0].step_size(), 0.02);
+        assert_eq!(sweep[0].step_size(), Some(0.02));
         assert_eq!(sweep[3].steps(), 10);
         assert!(sw.sweep_specs(&[0.1]).is_err());
         let cifar = Protocol::for_dataset(DatasetKind::Cifar10);

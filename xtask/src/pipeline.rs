@@ -13,6 +13,12 @@
 //!   model (one start), the black-box check for gradient masking (a transferred attack
 //!   that beats every white-box one means the white-box ones were blocked); the worst
 //!   case per image then covers it too.
+//! - On the first [`AA_IMAGES`] test images: AutoAttack (standard version: APGD-CE,
+//!   APGD-T, FAB-T and Square with 5,000 queries, in sequence) and, on its own, the
+//!   gradient-free Square Attack (5,000 queries), on the dense and on the sparse model.
+//!   The worst case over those images then includes them (`worst_aa`): the figure that
+//!   verdicts are taken on. Square beating the white-box gradient attacks by more than
+//!   [`SQUARE_MASKING_PTS`] on the same images also flags gradient masking.
 //! - An eps sweep of PGD-40 (step scaled with eps) on the first [`SWEEP_IMAGES`] test
 //!   images, for the gradient-masking check: accuracy must fall as eps grows and reach
 //!   about 0 at large eps.
@@ -45,6 +51,12 @@ pub const SWEEP_LAST: f32 = 0.5;
 /// Seed of every evaluation attack.
 const EVAL_SEED: u64 = 0;
 const EVAL_BATCH: usize = 500;
+/// Test images (the first ones) that AutoAttack and the stand-alone Square Attack run on:
+/// 5,000 queries per robust image are too many for the whole set in a pipeline run.
+pub const AA_IMAGES: usize = 1000;
+/// Points by which Square may beat the best white-box gradient attack (PGD-40, APGD-CE)
+/// on the same images before the report flags gradient masking.
+pub const SQUARE_MASKING_PTS: f64 = 0.5;
 
 /// Accuracies (fractions) of one model under the final protocol.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,8 +68,16 @@ pub struct Accuracies {
     /// PGD-40 crafted on the run's teacher and judged by this model (one start); NaN
     /// when not run (no teacher, or the sparse model).
     pub transfer: f64,
-    /// The worst case per example over every attack run on this model.
+    /// The worst case per example over every attack run on this model on the whole set.
     pub worst: f64,
+    /// On the first [`AA_IMAGES`] test images: AutoAttack, Square on its own, PGD-40 and
+    /// APGD-CE (the white-box figures that Square is compared with), and the worst case
+    /// per example over every attack run on this model. NaN when not run.
+    pub autoattack: f64,
+    pub square: f64,
+    pub pgd_aa: f64,
+    pub apgd_aa: f64,
+    pub worst_aa: f64,
     pub seconds: f64,
 }
 
@@ -72,12 +92,22 @@ impl Default for Accuracies {
             apgd: 0.0,
             transfer: f64::NAN,
             worst: 0.0,
+            autoattack: f64::NAN,
+            square: f64::NAN,
+            pgd_aa: f64::NAN,
+            apgd_aa: f64::NAN,
+            worst_aa: f64::NAN,
             seconds: 0.0,
         }
     }
 }
 
-fn accuracies(report: &Report, transfer: Option<&Report>, seconds: f64) -> Accuracies {
+fn accuracies(
+    report: &Report,
+    transfer: Option<&Report>,
+    gradient_free: Option<&Report>,
+    seconds: f64,
+) -> Accuracies {
     let find = |name: &str| {
         report
             .attacks
@@ -94,6 +124,25 @@ fn accuracies(report: &Report, transfer: Option<&Report>, seconds: f64) -> Accur
         .filter(|&i| all.iter().all(|a| a.correct[i]))
         .count() as f64
         / report.n.max(1) as f64;
+    // On the first images: each full-set attack's verdicts there, and the extra ones.
+    let mut on_head = Accuracies::default();
+    if let Some(g) = gradient_free {
+        let head = |a: &AttackResult| {
+            a.correct[..g.n].iter().filter(|&&c| c).count() as f64 / g.n.max(1) as f64
+        };
+        fn find_in<'a>(r: &'a Report, name: &str) -> Option<&'a AttackResult> {
+            r.attacks.iter().find(|a| a.spec.name() == name)
+        }
+        on_head.pgd_aa = find_in(report, "pgd").map_or(f64::NAN, head);
+        on_head.apgd_aa = find_in(report, "apgd-ce").map_or(f64::NAN, head);
+        on_head.autoattack = find_in(g, "autoattack").map_or(f64::NAN, |a| a.acc);
+        on_head.square = find_in(g, "square").map_or(f64::NAN, |a| a.acc);
+        let every: Vec<&AttackResult> = all.iter().copied().chain(&g.attacks).collect();
+        on_head.worst_aa = (0..g.n)
+            .filter(|&i| every.iter().all(|a| a.correct[i]))
+            .count() as f64
+            / g.n.max(1) as f64;
+    }
     Accuracies {
         clean: report.clean_acc,
         fgsm: find("fgsm"),
@@ -104,6 +153,7 @@ fn accuracies(report: &Report, transfer: Option<&Report>, seconds: f64) -> Accur
             .map_or(f64::NAN, |a| a.acc),
         worst,
         seconds,
+        ..on_head
     }
 }
 
@@ -118,17 +168,20 @@ fn settings(protocol: Protocol, names: Vec<&'static str>) -> Settings {
         step_size: None,
         step_size_l2: None,
         restarts: RESTARTS,
+        queries: None,
     }
 }
 
 /// FGSM, PGD-40 with restarts and APGD-CE on all of `test`, then PGD-40 crafted on
-/// `teacher` if given, with progress lines.
+/// `teacher` if given, then (with `gradient_free`) AutoAttack and Square on the first
+/// [`AA_IMAGES`], with progress lines.
 pub fn evaluate_robust(
     model: &impl Classifier,
     test: &Dataset,
     protocol: Protocol,
     label: &str,
     teacher: Option<&Model>,
+    gradient_free: bool,
 ) -> Result<Accuracies, String> {
     let mut specs = settings(protocol, vec!["fgsm", "pgd"]).specs();
     let mut apgd = settings(protocol, vec!["apgd-ce"]);
@@ -173,9 +226,26 @@ pub fn evaluate_robust(
             Some(r)
         }
     };
+    let extra = if gradient_free {
+        let head = test.subset(&(0..AA_IMAGES.min(test.len())).collect::<Vec<_>>());
+        let specs = settings(protocol, vec!["autoattack", "square"]).specs();
+        let r = rcc_attack::evaluate_with(
+            model,
+            &DatasetExamples(&head),
+            &specs,
+            EVAL_BATCH,
+            EVAL_SEED,
+            progress(" (first images)"),
+        )
+        .map_err(|e| e.to_string())?;
+        Some(r)
+    } else {
+        None
+    };
     Ok(accuracies(
         &report,
         transfer.as_ref(),
+        extra.as_ref(),
         t0.elapsed().as_secs_f64(),
     ))
 }
@@ -340,6 +410,11 @@ impl Summary {
                 ("apgd", a.apgd),
                 ("transfer", a.transfer),
                 ("worst", a.worst),
+                ("autoattack", a.autoattack),
+                ("square", a.square),
+                ("pgd_aa", a.pgd_aa),
+                ("apgd_aa", a.apgd_aa),
+                ("worst_aa", a.worst_aa),
                 ("seconds", a.seconds),
             ] {
                 let _ = writeln!(s, "{who}.{k} = {v}");
@@ -403,6 +478,11 @@ impl Summary {
                     "apgd" => a.apgd = x,
                     "transfer" => a.transfer = x,
                     "worst" => a.worst = x,
+                    "autoattack" => a.autoattack = x,
+                    "square" => a.square = x,
+                    "pgd_aa" => a.pgd_aa = x,
+                    "apgd_aa" => a.apgd_aa = x,
+                    "worst_aa" => a.worst_aa = x,
                     "seconds" => a.seconds = x,
                     _ => return Err(format!("summary: unknown key {k:?}")),
                 }
@@ -473,13 +553,27 @@ pub fn finish_run(cfg: &TrainConfig, run: &Path, test: &Dataset) -> Result<Summa
     } else {
         Some(Model::load(Path::new(&cfg.teacher), None).map_err(|e| format!("teacher: {e}"))?)
     };
-    let dense = evaluate_robust(&model, test, protocol, "dense (masked)", teacher.as_ref())?;
+    let dense = evaluate_robust(
+        &model,
+        test,
+        protocol,
+        "dense (masked)",
+        teacher.as_ref(),
+        true,
+    )?;
     let p = rcc_compress::Prunable::of(&model.net);
     let pruned = p.nnz(&model.params) < p.total();
     // An unpruned model (a teacher, a dense small net) gains nothing from the CSR
     // engine; its export is checked on clean accuracy only.
     let sparse = if pruned {
-        evaluate_robust(&exported.model, test, protocol, "exported sparse", None)?
+        evaluate_robust(
+            &exported.model,
+            test,
+            protocol,
+            "exported sparse",
+            None,
+            true,
+        )?
     } else {
         let r = rcc_attack::evaluate(
             &exported.model,
@@ -497,6 +591,7 @@ pub fn finish_run(cfg: &TrainConfig, run: &Path, test: &Dataset) -> Result<Summa
             transfer: f64::NAN,
             worst: f64::NAN,
             seconds: 0.0,
+            ..Accuracies::default()
         }
     };
     eprintln!("eps sweep: PGD-40 on the first {SWEEP_IMAGES} test images");
@@ -531,31 +626,66 @@ pub const MASKING_PTS: f64 = 0.1;
 /// [`MASKING_PTS`], if it was run. (The small slack keeps a lead of exactly 0.1 points,
 /// 10 images in 10,000, from tipping over through float rounding.)
 pub fn masking_suspected(a: &Accuracies) -> Option<bool> {
-    if a.transfer.is_nan() {
+    let (transfer, square) = (transfer_masks(a), square_masks(a));
+    if transfer.is_none() && square.is_none() {
         return None;
     }
-    let lead = 100.0 * (a.pgd.min(a.apgd) - a.transfer);
-    Some(lead > MASKING_PTS + 1e-9)
+    Some(transfer == Some(true) || square == Some(true))
 }
 
-/// What the transferred attack says about gradient masking, if it was run.
+/// The transfer check alone: whether PGD crafted on the teacher beats the best white-box
+/// attack by more than [`MASKING_PTS`] (on the whole set), if it was run.
+fn transfer_masks(a: &Accuracies) -> Option<bool> {
+    (!a.transfer.is_nan()).then(|| 100.0 * (a.pgd.min(a.apgd) - a.transfer) > MASKING_PTS + 1e-9)
+}
+
+/// The gradient-free check alone: whether Square beats the best white-box gradient attack
+/// by more than [`SQUARE_MASKING_PTS`] on the first [`AA_IMAGES`], if it was run.
+fn square_masks(a: &Accuracies) -> Option<bool> {
+    (!a.square.is_nan())
+        .then(|| 100.0 * (a.pgd_aa.min(a.apgd_aa) - a.square) > SQUARE_MASKING_PTS + 1e-9)
+}
+
+/// What the transferred attack and the gradient-free attack say about gradient masking,
+/// if either was run.
 pub fn masking_verdict(a: &Accuracies) -> Option<String> {
-    let suspected = masking_suspected(a)?;
-    let white = a.pgd.min(a.apgd);
-    let lead = 100.0 * (white - a.transfer);
-    Some(if suspected {
-        format!(
-            "**Gradient masking suspected:** PGD crafted on the teacher fools this model {lead:.2} points more than the best white-box attack ({} against {}): its own gradients are misleading the white-box attacks. Trust the worst case, not the PGD figure.",
-            pct(a.transfer),
-            pct(white)
-        )
-    } else {
-        format!(
-            "No sign of gradient masking at this eps: PGD crafted on the teacher ({}) does not beat the best white-box attack ({}) by more than {MASKING_PTS} points.",
-            pct(a.transfer),
-            pct(white)
-        )
-    })
+    masking_suspected(a)?;
+    let mut lines = vec![];
+    if let Some(flag) = transfer_masks(a) {
+        let white = a.pgd.min(a.apgd);
+        let lead = 100.0 * (white - a.transfer);
+        lines.push(if flag {
+            format!(
+                "**Gradient masking suspected (transfer check):** PGD crafted on the teacher fools this model {lead:.2} points more than the best white-box attack ({} against {}): its own gradients are misleading the white-box attacks. Trust the worst case, not the PGD figure.",
+                pct(a.transfer),
+                pct(white)
+            )
+        } else {
+            format!(
+                "Transfer check: PGD crafted on the teacher ({}) does not beat the best white-box attack ({}) by more than {MASKING_PTS} points.",
+                pct(a.transfer),
+                pct(white)
+            )
+        });
+    }
+    if let Some(flag) = square_masks(a) {
+        let white = a.pgd_aa.min(a.apgd_aa);
+        let lead = 100.0 * (white - a.square);
+        lines.push(if flag {
+            format!(
+                "**Gradient masking suspected (gradient-free check):** the Square Attack, which reads only logits, leaves {} on the first {AA_IMAGES} images against {} under the best white-box gradient attack, {lead:.2} points lower: the gradients are misleading the white-box attacks. Trust the worst case that includes Square.",
+                pct(a.square),
+                pct(white)
+            )
+        } else {
+            format!(
+                "Gradient-free check: Square ({}) does not beat the best white-box gradient attack ({}) by more than {SQUARE_MASKING_PTS} points on the first {AA_IMAGES} images.",
+                pct(a.square),
+                pct(white)
+            )
+        });
+    }
+    Some(lines.join("\n\n"))
 }
 
 /// `report.md` of a run.
@@ -594,6 +724,34 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
             a.seconds
         );
     }
+    let _ = writeln!(
+        r,
+        "\n### AutoAttack and the gradient-free check (%, first {AA_IMAGES} test images)\n"
+    );
+    let _ = writeln!(
+        r,
+        "| model | PGD-{} x{RESTARTS} | APGD-CE-{} | AutoAttack | Square-5000 | worst case of every attack |",
+        protocol.steps, protocol.apgd_steps
+    );
+    let _ = writeln!(r, "|---|---|---|---|---|---|");
+    for (who, a) in [
+        ("dense, masked (training graph)", &s.dense),
+        ("exported sparse (CSR engine)", &s.sparse),
+    ] {
+        let _ = writeln!(
+            r,
+            "| {who} | {} | {} | {} | {} | **{}** |",
+            pct(a.pgd_aa),
+            pct(a.apgd_aa),
+            pct(a.autoattack),
+            pct(a.square),
+            pct(a.worst_aa)
+        );
+    }
+    let _ = writeln!(
+        r,
+        "\nAutoAttack is the standard version (Croce & Hein 2020): APGD-CE, APGD-T (9 targets), FAB-T (9 targets) and Square (5,000 queries, p_init 0.8) in sequence, each on the images still robust, 100 iterations each. Square-5000 is the Square Attack on its own: it reads only the logits, so no gradient masking can hide a model from it. The last column counts an image only if it survives every attack of this section and of the table above: the figure to compare models on."
+    );
     if let Some(verdict) = masking_verdict(&s.dense) {
         let _ = writeln!(r, "\n{verdict}");
     }
@@ -732,17 +890,55 @@ mod tests {
         };
         let v = |x: Accuracies| masking_verdict(&x);
         assert_eq!(v(a(0.9, 0.89, f64::NAN)), None);
-        assert!(v(a(0.9, 0.89, 0.8895)).unwrap().starts_with("No sign"));
+        assert!(v(a(0.9, 0.89, 0.8895))
+            .unwrap()
+            .starts_with("Transfer check: "));
         // Exactly 0.1 points (10 images in 10,000) is not more than the allowance, 11 is.
         assert_eq!(masking_suspected(&a(0.9134, 0.9131, 0.9121)), Some(false));
         assert_eq!(masking_suspected(&a(0.9134, 0.9131, 0.9120)), Some(true));
         assert_eq!(masking_suspected(&Accuracies::default()), None);
-        assert!(v(a(0.9, 0.89, 0.95)).unwrap().starts_with("No sign"));
+        assert!(v(a(0.9, 0.89, 0.95))
+            .unwrap()
+            .starts_with("Transfer check: "));
         let flagged = v(a(0.2, 0.27, 0.095)).unwrap();
         assert!(
             flagged.contains("masking suspected") && flagged.contains("10.50 points"),
             "{flagged}"
         );
+    }
+
+    /// Square beating the white-box gradient attacks on the same images by more than
+    /// 0.5 points flags masking too, with or without the transfer check.
+    #[test]
+    fn masking_verdict_flags_a_square_that_beats_white_box() {
+        let a = |pgd_aa, apgd_aa, square, transfer| Accuracies {
+            pgd: 0.9,
+            apgd: 0.9,
+            pgd_aa,
+            apgd_aa,
+            square,
+            transfer,
+            ..Accuracies::default()
+        };
+        // The 16x model of issue 09's report: APGD-CE 84.5, Square 80.5.
+        let flagged = masking_verdict(&a(0.87, 0.845, 0.805, f64::NAN)).unwrap();
+        assert!(
+            flagged.contains("gradient-free check") && flagged.contains("4.00 points lower"),
+            "{flagged}"
+        );
+        // Exactly 0.5 points (5 images in 1,000) is within the allowance, 0.6 is not.
+        assert_eq!(
+            masking_suspected(&a(0.85, 0.84, 0.835, f64::NAN)),
+            Some(false)
+        );
+        assert_eq!(
+            masking_suspected(&a(0.85, 0.84, 0.834, f64::NAN)),
+            Some(true)
+        );
+        // The transfer check clean, Square not: suspected, and both lines are there.
+        let both = masking_verdict(&a(0.85, 0.84, 0.80, 0.95)).unwrap();
+        assert!(both.contains("Transfer check: ") && both.contains("(gradient-free check)"));
+        assert_eq!(masking_suspected(&a(0.85, 0.84, 0.80, 0.95)), Some(true));
     }
 
     /// A summary written before the transfer check reads back with it "not measured",

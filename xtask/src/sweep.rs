@@ -484,7 +484,7 @@ fn mib(b: f64) -> String {
     }
 }
 
-const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,pgd40_from_teacher,worst,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
+const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,pgd40_from_teacher,worst,autoattack_1000,square_1000,worst_1000_with_autoattack,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
 
 fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
     let d = &s.dense;
@@ -504,6 +504,9 @@ fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
         format!("{:.4}", d.apgd),
         format!("{:.4}", d.transfer),
         format!("{:.4}", d.worst),
+        format!("{:.4}", d.autoattack),
+        format!("{:.4}", d.square),
+        format!("{:.4}", d.worst_aa),
         format!("{:.4}", sp.clean),
         format!("{:.4}", sp.fgsm),
         format!("{:.4}", sp.pgd),
@@ -609,10 +612,10 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "## All runs (%; dense masked model, then the exported sparse model)\n"
     );
-    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps);
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = crate::pipeline::AA_IMAGES);
     let _ = writeln!(
         r,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let mut missing = vec![];
     for (e, s) in results {
@@ -622,7 +625,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         };
         let _ = writeln!(
             r,
-            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} | {} | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {} | {} |",
+            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} | {} | {} | {} | **{}** | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {} | {} |",
             e.name,
             e.role.label(),
             e.shown_rate(s),
@@ -632,6 +635,9 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             pct(s.dense.apgd),
             pct(s.dense.transfer),
             pct(s.dense.worst),
+            pct(s.dense.autoattack),
+            pct(s.dense.square),
+            pct(s.dense.worst_aa),
             pct(s.sparse.clean),
             pct(s.sparse.pgd),
             pct(s.sparse.apgd),
@@ -643,7 +649,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             mib(s.facts.peak_rss)
         );
     }
-    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none).");
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000 in sequence) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", crate::pipeline::AA_IMAGES);
     let masked: Vec<String> = results
         .iter()
         .filter(|(_, s)| {
@@ -654,7 +660,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         .map(|(e, _)| e.name.clone())
         .collect();
     if !masked.is_empty() {
-        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points): {}.", crate::pipeline::MASKING_PTS, masked.join(", "));
+        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", crate::pipeline::MASKING_PTS, crate::pipeline::SQUARE_MASKING_PTS, crate::pipeline::AA_IMAGES, masked.join(", "));
     }
     if !missing.is_empty() {
         let _ = writeln!(r, "\nNot (yet) run or failed: {}.", missing.join(", "));
@@ -695,12 +701,28 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             .map_or("-".into(), |(n, a)| format!("{n:.2} / {a:.2}"));
         let diff = match (ours, admm) {
             (Some(o), Some(a)) => {
+                // The verdict is taken on the worst case that includes AutoAttack and the
+                // gradient-free Square Attack when both runs have it, else on PGD-40.
+                let with_aa = !(o.dense.worst_aa.is_nan() || a.dense.worst_aa.is_nan());
                 let (dn, dp) = (
                     100.0 * (o.dense.clean - a.dense.clean),
-                    100.0 * (o.dense.pgd - a.dense.pgd),
+                    100.0
+                        * if with_aa {
+                            o.dense.worst_aa - a.dense.worst_aa
+                        } else {
+                            o.dense.pgd - a.dense.pgd
+                        },
                 );
+                let on = if with_aa {
+                    format!(
+                        "the worst case with AutoAttack and Square (first {})",
+                        crate::pipeline::AA_IMAGES
+                    )
+                } else {
+                    format!("PGD-{}", protocol.steps)
+                };
                 verdicts.push(format!(
-                    "- ->{w} ({rate}x): ours {} our ADMM on PGD-{} ({dp:+.2} points); natural {dn:+.2} points ({}).",
+                    "- ->{w} ({rate}x): ours {} our ADMM on {on} ({dp:+.2} points); natural {dn:+.2} points ({}).",
                     if dp > TIE_PTS {
                         "beats".to_string()
                     } else if dp >= -TIE_PTS {
@@ -708,7 +730,6 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
                     } else {
                         "does NOT beat".to_string()
                     },
-                    protocol.steps,
                     if dn >= 0.0 {
                         "not lower"
                     } else if dn >= -0.5 {
@@ -1123,7 +1144,7 @@ mod tests {
                 && md.contains("15.38x")
                 && md.contains("| 89.00 | 50.00 |")
                 && md.contains("masking suspected** (")
-                && md.contains("points): prox-r15.31."),
+                && md.contains("images): prox-r15.31."),
             "{md}"
         );
         // Every CSV row has a value for every header field.
@@ -1184,5 +1205,16 @@ mod tests {
         }
         let v = verdict(summary(0.97, 0.90), summary(0.97, 0.8969));
         assert!(v.contains("ours beats"), "{v}");
+        // With the AutoAttack worst case on both runs, the verdict is taken on it: ahead
+        // on PGD-40 but behind there is a loss.
+        let (mut o, mut a) = (summary(0.97, 0.90), summary(0.97, 0.88));
+        (o.dense.worst_aa, a.dense.worst_aa) = (0.80, 0.81);
+        let v = verdict(o, a);
+        assert!(
+            v.contains("does NOT beat")
+                && v.contains("AutoAttack and Square")
+                && v.contains("-1.00"),
+            "{v}"
+        );
     }
 }

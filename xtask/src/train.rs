@@ -1763,11 +1763,20 @@ mod tests {
                 assert!(!d.transfer.is_nan() && d.transfer <= d.clean, "{d:?}");
                 assert!(d.worst <= d.pgd.min(d.apgd).min(d.transfer), "{d:?}");
                 assert!(s.sparse.transfer.is_nan());
+                // AutoAttack and Square ran on both models (the first 300 images here),
+                // and the worst case that includes them is no better than either, nor
+                // than the full-set attacks on those images.
+                for a in [&s.dense, &s.sparse] {
+                    assert!(!a.autoattack.is_nan() && !a.square.is_nan(), "{a:?}");
+                    let bound = a.autoattack.min(a.square).min(a.pgd_aa).min(a.apgd_aa);
+                    assert!(a.worst_aa <= bound && a.autoattack <= a.clean, "{a:?}");
+                }
                 let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
                 assert!(
                     report.contains("Per layer")
                         && report.contains("agree")
-                        && report.contains("crafted on the teacher"),
+                        && report.contains("crafted on the teacher")
+                        && report.contains("| AutoAttack | Square-5000 |"),
                     "{report}"
                 );
                 let back = crate::pipeline::Summary::parse(

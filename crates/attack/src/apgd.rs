@@ -27,6 +27,7 @@
 //! restarts (highest loss) is kept for the others.
 
 use crate::ball::{gather, with_batch, Norm};
+use crate::classifier::goal;
 use crate::pgd::{per_example, Outcome};
 use crate::{AttackLoss, Classifier, Error, Result};
 use rand::rngs::StdRng;
@@ -181,9 +182,11 @@ fn apgd_run(
         let lb: Vec<usize> = live.iter().map(|&j| lab[j]).collect();
         let (l, logits, g) = model.loss_and_input_grad(&xb, &lb, cfg.loss)?;
         let preds = logits.argmax_rows();
+        let classes = logits.shape().last().copied().unwrap_or(1);
         let mut still = Vec::with_capacity(live.len());
         for (k, &j) in live.iter().enumerate() {
-            if preds[k] != lab[j] {
+            // Any misclassification counts, also for a targeted loss (as AutoAttack's).
+            if preds[k] != cfg.loss.true_label(lab[j], classes) {
                 out[row(j)].copy_from_slice(&cur[row(j)]);
                 (out_loss[j], fooled[j]) = (l[k], true);
                 continue;
@@ -279,6 +282,91 @@ pub fn apgd_outcome(
         loss: best_loss,
         loss_trace: vec![],
     })
+}
+
+/// APGD-T (Croce & Hein 2020, AutoAttack's second component): APGD on the targeted DLR
+/// loss ([`AttackLoss::TargetedDlr`]), run once for each of the `targets` classes with
+/// the highest clean logits after the example's own (AutoAttack: 9, every other class
+/// of a 10-class problem), each run only on the examples no earlier run has fooled and
+/// with `cfg.restarts` restarts. `labels` are true classes; `cfg.loss` is ignored. An
+/// example keeps the first point that fools the model (for any class), else the point
+/// of its highest targeted loss over the targets.
+pub fn apgd_targeted(
+    model: &impl Classifier,
+    x: &Tensor,
+    labels: &[usize],
+    cfg: &ApgdConfig,
+    targets: usize,
+    rng: &mut StdRng,
+) -> Result<Outcome> {
+    let cfg = cfg.with_loss(AttackLoss::TargetedDlr);
+    cfg.check()?;
+    let per = per_example(x, labels)?;
+    let n = labels.len();
+    let clean = model.logits(x)?;
+    let k = clean.shape().last().copied().unwrap_or(1);
+    AttackLoss::TargetedDlr.check(k, &[])?;
+    if targets == 0 || targets >= k {
+        return Err(Error::Config(format!(
+            "APGD-T: {targets} target classes for a model with {k} classes (need 1 to {})",
+            k - 1
+        )));
+    }
+    let by_rank = targets_by_rank(&clean, labels);
+    let mut best = x.data().to_vec();
+    let mut best_loss = vec![f32::NEG_INFINITY; n];
+    let mut best_fooled = vec![false; n];
+    let mut first = true;
+    for target in by_rank.iter().take(targets) {
+        let goals: Vec<usize> = (0..n).map(|i| goal(labels[i], target[i], k)).collect();
+        for _ in 0..cfg.restarts {
+            let active: Vec<usize> = (0..n).filter(|&i| !best_fooled[i]).collect();
+            if active.is_empty() {
+                break;
+            }
+            let start = if cfg.random_start && cfg.eps > 0.0 {
+                random_start(x.data(), per, cfg.eps, rng)
+            } else {
+                x.data().to_vec()
+            };
+            let (pts, loss, fooled) = apgd_run(model, x, &goals, &active, &start, &cfg)?;
+            let run = crate::pgd::Restart {
+                active: &active,
+                per,
+                pts: &pts,
+                loss: &loss,
+                fooled: &fooled,
+            };
+            run.merge_into(first, &mut best, &mut best_loss, &mut best_fooled);
+            first = false;
+        }
+    }
+    Ok(Outcome {
+        adv: Tensor::new(x.shape(), best)?,
+        fooled: best_fooled,
+        loss: best_loss,
+        loss_trace: vec![],
+    })
+}
+
+/// The targets of the targeted attacks (APGD-T, FAB-T): `out[r][i]` is the class with
+/// the `r`-th highest clean logit of example `i` other than its label (ties to the lower
+/// class), as AutoAttack sorts them.
+pub(crate) fn targets_by_rank(clean: &Tensor, labels: &[usize]) -> Vec<Vec<usize>> {
+    let k = clean.shape().last().copied().unwrap_or(1).max(1);
+    let ranked: Vec<Vec<usize>> = clean
+        .data()
+        .chunks(k)
+        .zip(labels)
+        .map(|(z, &y)| {
+            let mut order: Vec<usize> = (0..k).filter(|&c| c != y).collect();
+            order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+            order
+        })
+        .collect();
+    (0..k - 1)
+        .map(|r| ranked.iter().map(|o| o[r]).collect())
+        .collect()
 }
 
 /// APGD (l_inf) on `cfg.loss`: the adversarial batch.

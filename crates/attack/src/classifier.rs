@@ -19,6 +19,22 @@ pub enum AttackLoss {
     /// it; positive when another class's logit is above `z_y`, negative when `z_y` is
     /// above all others. Needs at least 3 classes.
     Dlr,
+    /// Croce & Hein's targeted DLR (APGD-T, ICML 2020, sec. 4):
+    /// `-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)` (plus 1e-12, as the authors'
+    /// code), ascended to pull the logit of a target class `t` above the label's. Its
+    /// labels are [`goal`]s (the pair `y`, `t`). Needs at least 4 classes.
+    TargetedDlr,
+    /// `z_y - z_t`, the logit gap to a target class `t`: its zero set is the decision
+    /// boundary between `y` and `t`, which FAB-T linearises. Its labels are [`goal`]s.
+    LogitGap,
+}
+
+/// The label of a targeted loss ([`AttackLoss::TargetedDlr`], [`AttackLoss::LogitGap`])
+/// for one example: its true class `y` and target class `t` of `k` classes, as one
+/// number `y * k + t`, so the targeted losses pass through [`Classifier`]'s
+/// `labels: &[usize]` like the others. [`AttackLoss::true_label`] recovers `y`.
+pub fn goal(y: usize, t: usize, k: usize) -> usize {
+    y * k + t
 }
 
 impl AttackLoss {
@@ -26,6 +42,22 @@ impl AttackLoss {
         match self {
             AttackLoss::CrossEntropy => "CE",
             AttackLoss::Dlr => "DLR",
+            AttackLoss::TargetedDlr => "DLR-T",
+            AttackLoss::LogitGap => "logit gap",
+        }
+    }
+
+    /// Whether the labels are [`goal`]s (true class and target).
+    pub fn is_targeted(self) -> bool {
+        matches!(self, AttackLoss::TargetedDlr | AttackLoss::LogitGap)
+    }
+
+    /// The true class in a label of this loss for `k` classes (see [`goal`]).
+    pub fn true_label(self, label: usize, k: usize) -> usize {
+        if self.is_targeted() {
+            label / k.max(1)
+        } else {
+            label
         }
     }
 
@@ -34,10 +66,21 @@ impl AttackLoss {
         let need = match self {
             AttackLoss::CrossEntropy => 1,
             AttackLoss::Dlr => 3,
+            AttackLoss::TargetedDlr => 4,
+            AttackLoss::LogitGap => 2,
         };
-        match labels.iter().find(|&&y| y >= k) {
+        // A targeted label is a pair below k * k whose target is not its class.
+        let bad = |&&l: &&usize| match self.is_targeted() {
+            true => l >= k * k || l / k == l % k,
+            false => l >= k,
+        };
+        match labels.iter().find(bad) {
             _ if k < need => Err(Error::Config(format!(
                 "the {} loss needs at least {need} classes, the model has {k}",
+                self.name()
+            ))),
+            Some(&l) if self.is_targeted() => Err(Error::Config(format!(
+                "{} loss: label {l} is not a (class, other target) pair of {k} classes",
                 self.name()
             ))),
             Some(y) => Err(Error::Config(format!(
@@ -96,6 +139,28 @@ impl AttackLoss {
                 g[top[0]] -= loss / d;
                 g[top[2]] += loss / d;
                 (loss, g.into_iter().map(|v| v as f32).collect())
+            }
+            AttackLoss::TargetedDlr => {
+                let (y, t) = (y / z.len(), y % z.len());
+                // The four largest logits' indices, ties to the first index.
+                let mut order: Vec<usize> = (0..z.len()).collect();
+                order.sort_by(|&a, &b| z[b].total_cmp(&z[a]).then(a.cmp(&b)));
+                let (p1, p3, p4) = (order[0], order[2], order[3]);
+                let d = z[p1] as f64 - 0.5 * (z[p3] as f64 + z[p4] as f64) + 1e-12;
+                let loss = (z[t] as f64 - z[y] as f64) / d;
+                let mut g = vec![0f64; z.len()];
+                g[t] += 1.0 / d;
+                g[y] -= 1.0 / d;
+                g[p1] -= loss / d;
+                g[p3] += 0.5 * loss / d;
+                g[p4] += 0.5 * loss / d;
+                (loss, g.into_iter().map(|v| v as f32).collect())
+            }
+            AttackLoss::LogitGap => {
+                let (y, t) = (y / z.len(), y % z.len());
+                let mut g = vec![0f32; z.len()];
+                (g[y], g[t]) = (1.0, -1.0);
+                (z[y] as f64 - z[t] as f64, g)
             }
         })
     }

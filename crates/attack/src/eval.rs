@@ -25,12 +25,14 @@
 //!   noise). Results do not depend on the thread count (the engine's kernels are
 //!   bit-identical for any count); they do depend on the batch size.
 
-use crate::apgd::{apgd_outcome, ApgdConfig};
+use crate::apgd::{apgd_outcome, apgd_targeted, ApgdConfig};
 use crate::ball::Norm;
+use crate::fab::{fab_targeted, FabConfig};
 use crate::pgd::{pgd, PgdConfig};
+use crate::square::{square_linf, SquareConfig};
 use crate::{fgsm, AttackLoss, Classifier, Error, Result};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rcc_tensor::Tensor;
 use std::ops::Range;
 use std::time::Instant;
@@ -52,6 +54,26 @@ pub enum AttackSpec {
         steps: usize,
         restarts: usize,
     },
+    /// APGD-T: APGD on the targeted DLR loss, once per target class (the `targets`
+    /// highest clean logits after the label's), `restarts` each ([`apgd_targeted`]).
+    ApgdT {
+        eps: f32,
+        steps: usize,
+        targets: usize,
+        restarts: usize,
+    },
+    /// FAB-T (l_inf): minimal adversarial examples, judged at eps ([`fab_targeted`]).
+    FabT(FabConfig),
+    /// Square Attack (l_inf): score-based random search, no gradients
+    /// ([`square_linf`]).
+    Square(SquareConfig),
+    /// AutoAttack (Croce & Hein 2020), l_inf: its components in sequence, each on the
+    /// examples every earlier one left robust; an example counts as robust only if it
+    /// survives all of them (the per-example worst case of the ensemble).
+    /// - standard: APGD-CE (100 steps), APGD-T (100 steps, 9 targets), FAB-T (100
+    ///   steps, 9 targets), Square (5,000 queries, p_init 0.8), one restart each;
+    /// - `fast`: APGD-CE, APGD-T and Square with 1,000 queries (no FAB-T).
+    AutoAttack { eps: f32, fast: bool },
 }
 
 impl AttackSpec {
@@ -70,7 +92,49 @@ impl AttackSpec {
                 loss: AttackLoss::Dlr,
                 ..
             } => "apgd-dlr",
+            AttackSpec::Apgd { .. } => "apgd-targeted-loss",
+            AttackSpec::ApgdT { .. } => "apgd-t",
+            AttackSpec::FabT(_) => "fab-t",
+            AttackSpec::Square(_) => "square",
+            AttackSpec::AutoAttack { fast: false, .. } => "autoattack",
+            AttackSpec::AutoAttack { fast: true, .. } => "autoattack-fast",
         }
+    }
+
+    /// The components of an AutoAttack spec, in their order (see
+    /// [`AttackSpec::AutoAttack`]); any other spec is its own only component.
+    pub fn components(&self) -> Vec<AttackSpec> {
+        let AttackSpec::AutoAttack { eps, fast } = *self else {
+            return vec![*self];
+        };
+        let apgd_ce = AttackSpec::Apgd {
+            loss: AttackLoss::CrossEntropy,
+            eps,
+            steps: 100,
+            restarts: 1,
+        };
+        let apgd_t = AttackSpec::ApgdT {
+            eps,
+            steps: 100,
+            targets: 9,
+            restarts: 1,
+        };
+        let square = SquareConfig::new(eps);
+        if fast {
+            let square = SquareConfig {
+                queries: 1000,
+                ..square
+            };
+            vec![apgd_ce, apgd_t, AttackSpec::Square(square)]
+        } else {
+            let fab = AttackSpec::FabT(FabConfig::new(eps));
+            vec![apgd_ce, apgd_t, fab, AttackSpec::Square(square)]
+        }
+    }
+
+    /// Whether the attack reads only logits (no gradient can mask a model from it).
+    pub fn gradient_free(&self) -> bool {
+        matches!(self, AttackSpec::Square(_))
     }
 
     pub fn norm(&self) -> Norm {
@@ -82,42 +146,57 @@ impl AttackSpec {
 
     pub fn eps(&self) -> f32 {
         match *self {
-            AttackSpec::Fgsm { eps } | AttackSpec::Apgd { eps, .. } => eps,
+            AttackSpec::Fgsm { eps }
+            | AttackSpec::Apgd { eps, .. }
+            | AttackSpec::ApgdT { eps, .. }
+            | AttackSpec::AutoAttack { eps, .. } => eps,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.eps,
+            AttackSpec::FabT(c) => c.eps,
+            AttackSpec::Square(c) => c.eps,
         }
     }
 
-    /// Gradient steps per restart (FGSM: 1).
+    /// Iterations per restart and target (FGSM: 1; Square: its queries; AutoAttack:
+    /// its gradient attacks' 100).
     pub fn steps(&self) -> usize {
         match *self {
             AttackSpec::Fgsm { .. } => 1,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.steps,
-            AttackSpec::Apgd { steps, .. } => steps,
+            AttackSpec::Apgd { steps, .. } | AttackSpec::ApgdT { steps, .. } => steps,
+            AttackSpec::FabT(c) => c.steps,
+            AttackSpec::Square(c) => c.queries,
+            AttackSpec::AutoAttack { .. } => 100,
         }
     }
 
-    /// The step size (FGSM: eps; APGD: its initial step size, 2 eps).
-    pub fn step_size(&self) -> f32 {
+    /// The step size (FGSM: eps; APGD: its initial step size, 2 eps); `None` for the
+    /// attacks without one (FAB-T, Square, AutoAttack).
+    pub fn step_size(&self) -> Option<f32> {
         match *self {
-            AttackSpec::Fgsm { eps } => eps,
-            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.step_size,
-            AttackSpec::Apgd { eps, .. } => 2.0 * eps,
+            AttackSpec::Fgsm { eps } => Some(eps),
+            AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => Some(c.step_size),
+            AttackSpec::Apgd { eps, .. } | AttackSpec::ApgdT { eps, .. } => Some(2.0 * eps),
+            AttackSpec::FabT(_) | AttackSpec::Square(_) | AttackSpec::AutoAttack { .. } => None,
         }
     }
 
+    /// Restarts (per target for the targeted attacks).
     pub fn restarts(&self) -> usize {
         match *self {
-            AttackSpec::Fgsm { .. } => 1,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.restarts,
-            AttackSpec::Apgd { restarts, .. } => restarts,
+            AttackSpec::Apgd { restarts, .. } | AttackSpec::ApgdT { restarts, .. } => restarts,
+            _ => 1,
         }
     }
 
     pub fn random_start(&self) -> bool {
         match *self {
-            AttackSpec::Fgsm { .. } => false,
+            AttackSpec::Fgsm { .. } | AttackSpec::FabT(_) => false,
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.random_start,
-            AttackSpec::Apgd { .. } => true,
+            AttackSpec::Apgd { .. }
+            | AttackSpec::ApgdT { .. }
+            | AttackSpec::Square(_)
+            | AttackSpec::AutoAttack { .. } => true,
         }
     }
 
@@ -138,6 +217,20 @@ impl AttackSpec {
                 steps,
                 restarts,
             },
+            AttackSpec::ApgdT {
+                steps,
+                targets,
+                restarts,
+                ..
+            } => AttackSpec::ApgdT {
+                eps,
+                steps,
+                targets,
+                restarts,
+            },
+            AttackSpec::FabT(c) => AttackSpec::FabT(FabConfig { eps, ..c }),
+            AttackSpec::Square(c) => AttackSpec::Square(SquareConfig { eps, ..c }),
+            AttackSpec::AutoAttack { fast, .. } => AttackSpec::AutoAttack { eps, fast },
         }
     }
 
@@ -174,6 +267,37 @@ impl AttackSpec {
                 2.0 * eps,
                 restarts(*r)
             ),
+            AttackSpec::ApgdT {
+                eps,
+                steps,
+                targets,
+                restarts: r,
+            } => format!(
+                "APGD-T (targeted DLR)-linf eps {eps}, {steps} steps (initial step {}), {targets} target classes, random start, {} per target",
+                2.0 * eps,
+                restarts(*r)
+            ),
+            AttackSpec::FabT(c) => format!(
+                "FAB-T-linf eps {}, {} steps, {} target classes, eta {}, beta {}, alpha_max {}, clean start",
+                c.eps, c.steps, c.targets, c.eta, c.beta, c.alpha_max
+            ),
+            AttackSpec::Square(c) => format!(
+                "Square-linf eps {}, {} queries, p_init {}, stripe start (gradient-free)",
+                c.eps, c.queries, c.p_init
+            ),
+            AttackSpec::AutoAttack { .. } => {
+                let parts: Vec<String> = self.components().iter().map(|c| c.describe()).collect();
+                format!(
+                    "{} eps {}: in sequence, each on the points still robust: {}",
+                    if matches!(self, AttackSpec::AutoAttack { fast: true, .. }) {
+                        "AutoAttack (fast version: no FAB-T, 1,000 Square queries)"
+                    } else {
+                        "AutoAttack (standard version)"
+                    },
+                    self.eps(),
+                    parts.join("; ")
+                )
+            }
         }
     }
 
@@ -191,6 +315,11 @@ impl AttackSpec {
                 loss: AttackLoss::Dlr,
                 ..
             } => 5,
+            AttackSpec::Apgd { .. } => 6,
+            AttackSpec::ApgdT { .. } => 7,
+            AttackSpec::FabT(_) => 8,
+            AttackSpec::Square(_) => 9,
+            AttackSpec::AutoAttack { .. } => 10,
         }
     }
 
@@ -204,6 +333,16 @@ impl AttackSpec {
         }
         match self {
             AttackSpec::PgdLinf(c) | AttackSpec::PgdL2(c) => c.check(),
+            AttackSpec::Apgd { loss, .. } if loss.is_targeted() => Err(Error::Config(format!(
+                "{}: APGD with a targeted loss is APGD-T (AttackSpec::ApgdT)",
+                self.describe()
+            ))),
+            AttackSpec::ApgdT { targets: 0, .. } => Err(Error::Config(format!(
+                "{}: at least one target class",
+                self.describe()
+            ))),
+            AttackSpec::FabT(c) => c.check(),
+            AttackSpec::Square(c) => c.check(),
             _ if self.restarts() == 0 => Err(Error::Config(format!(
                 "{}: at least one restart",
                 self.describe()
@@ -240,7 +379,79 @@ pub fn run_attack(
             let cfg = ApgdConfig::new(*eps, *steps, *restarts).with_loss(*loss);
             Ok(apgd_outcome(model, x, labels, &cfg, rng)?.adv)
         }
+        AttackSpec::ApgdT {
+            eps,
+            steps,
+            targets,
+            restarts,
+        } => {
+            let cfg = ApgdConfig::new(*eps, *steps, *restarts);
+            Ok(apgd_targeted(
+                model,
+                x,
+                labels,
+                &cfg,
+                (*targets).min(classes(model, x)? - 1),
+                rng,
+            )?
+            .adv)
+        }
+        AttackSpec::FabT(c) => Ok(fab_targeted(model, x, labels, c)?.adv),
+        AttackSpec::Square(c) => Ok(square_linf(model, x, labels, c, rng)?.adv),
+        AttackSpec::AutoAttack { .. } => auto_attack(model, x, labels, spec, rng),
     }
+}
+
+/// The number of classes of `model`, from one example's logits.
+fn classes(model: &impl Classifier, x: &Tensor) -> Result<usize> {
+    let n = x.shape().first().copied().unwrap_or(0);
+    if n == 0 {
+        return Err(Error::Config("an empty batch".into()));
+    }
+    let per = x.numel() / n;
+    let one = Tensor::new(
+        &crate::ball::with_batch(x.shape(), 1),
+        x.data()[..per].to_vec(),
+    )?;
+    Ok(model.logits(&one)?.shape().last().copied().unwrap_or(0))
+}
+
+/// AutoAttack on one batch: each component on the examples that every earlier one left
+/// correctly classified; an example keeps the first point that fools the model. Each
+/// component draws from its own generator, seeded from `rng` in order.
+fn auto_attack(
+    model: &impl Classifier,
+    x: &Tensor,
+    labels: &[usize],
+    spec: &AttackSpec,
+    rng: &mut StdRng,
+) -> Result<Tensor> {
+    let per = x.numel() / labels.len().max(1);
+    let mut adv = x.data().to_vec();
+    let mut robust: Vec<usize> = (0..labels.len()).collect();
+    for part in spec.components() {
+        let mut sub = StdRng::seed_from_u64(rng.gen());
+        if robust.is_empty() {
+            continue;
+        }
+        let xs = Tensor::new(
+            &crate::ball::with_batch(x.shape(), robust.len()),
+            crate::ball::gather(x.data(), per, &robust),
+        )?;
+        let ys: Vec<usize> = robust.iter().map(|&i| labels[i]).collect();
+        let out = run_attack(model, &xs, &ys, &part, &mut sub)?;
+        let preds = model.logits(&out)?.argmax_rows();
+        let mut still = Vec::with_capacity(robust.len());
+        for (j, &i) in robust.iter().enumerate() {
+            if preds[j] != labels[i] {
+                adv[i * per..(i + 1) * per].copy_from_slice(&out.data()[j * per..(j + 1) * per]);
+            } else {
+                still.push(i);
+            }
+        }
+        robust = still;
+    }
+    Ok(Tensor::new(x.shape(), adv)?)
 }
 
 /// A labelled test set, handed out in batches.

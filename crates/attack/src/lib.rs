@@ -19,6 +19,12 @@
 //! | [`pgd_linf`] | l_inf | PGD with random start and restarts (Madry et al. 2018) |
 //! | [`pgd_l2`] | l_2 | the same in the l_2 ball, normalised-gradient steps |
 //! | [`apgd()`] | l_inf | APGD-CE and APGD-DLR, step-size-free PGD with momentum (Croce & Hein 2020) |
+//! | [`apgd_targeted`] | l_inf | APGD-T: APGD on the targeted DLR loss over the top target classes |
+//! | [`fab_targeted`] | l_inf | FAB-T: minimal adversarial examples by boundary projections (Croce & Hein 2020) |
+//! | [`square_linf`] | l_inf | Square Attack: score-based random search, no gradients (Andriushchenko et al. 2020) |
+//!
+//! [`AttackSpec::AutoAttack`] runs AutoAttack (APGD-CE, APGD-T, FAB-T, Square in
+//! sequence, each on the points still robust), the RobustBench standard.
 //!
 //! [`pgd()`] is the general form of the two PGDs, with the choice between Madry's "every
 //! example takes every step" (training) and "stop at the first fooling iterate"
@@ -44,18 +50,22 @@ pub mod ball;
 pub mod classifier;
 pub mod error;
 pub mod eval;
+pub mod fab;
 pub mod fgsm;
 pub mod fgsm_rs;
 pub mod pgd;
+pub mod square;
 
-pub use apgd::{apgd, apgd_outcome, ApgdConfig};
+pub use apgd::{apgd, apgd_outcome, apgd_targeted, ApgdConfig};
 pub use ball::Norm;
-pub use classifier::{per_example_ce, AttackLoss, Classifier};
+pub use classifier::{goal, per_example_ce, AttackLoss, Classifier};
 pub use error::{Error, Result};
 pub use eval::{
     evaluate, evaluate_transfer, evaluate_with, run_attack, AttackResult, AttackSpec, Examples,
     Report, TensorExamples,
 };
+pub use fab::{fab_targeted, FabConfig, FabOutcome};
 pub use fgsm::fgsm;
 pub use fgsm_rs::fgsm_rs;
 pub use pgd::{pgd, pgd_l2, pgd_linf, Outcome, PgdConfig};
+pub use square::{square_fraction, square_linf, SquareConfig};

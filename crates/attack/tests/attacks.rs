@@ -6,8 +6,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rcc_attack::{
-    apgd_outcome, evaluate, evaluate_transfer, fgsm, per_example_ce, pgd, run_attack, ApgdConfig,
-    AttackLoss, AttackSpec, Classifier, Norm, PgdConfig, TensorExamples,
+    apgd_outcome, apgd_targeted, evaluate, evaluate_transfer, fab_targeted, fgsm, goal,
+    per_example_ce, pgd, run_attack, square_fraction, square_linf, ApgdConfig, AttackLoss,
+    AttackSpec, Classifier, FabConfig, Norm, PgdConfig, SquareConfig, TensorExamples,
 };
 use rcc_nn::{Arch, Model};
 use rcc_tensor::Tensor;
@@ -67,6 +68,25 @@ fn all_attacks(
         let o = apgd_outcome(model, x, labels, &cfg, &mut rng).unwrap();
         out.push((format!("apgd-{}", loss.name()), Norm::Linf, eps, o.adv));
     }
+    let cfg = ApgdConfig::new(eps, 12, 1);
+    let o = apgd_targeted(model, x, labels, &cfg, 3, &mut rng).unwrap();
+    out.push(("apgd-t".into(), Norm::Linf, eps, o.adv));
+    let fab = FabConfig {
+        steps: 10,
+        targets: 2,
+        ..FabConfig::new(eps)
+    };
+    let o = fab_targeted(model, x, labels, &fab).unwrap();
+    out.push(("fab-t".into(), Norm::Linf, eps, o.adv));
+    let square = SquareConfig {
+        queries: 50,
+        ..SquareConfig::new(eps)
+    };
+    let o = square_linf(model, x, labels, &square, &mut rng).unwrap();
+    out.push(("square".into(), Norm::Linf, eps, o.adv));
+    let aa = AttackSpec::AutoAttack { eps, fast: true };
+    let o = run_attack(model, x, labels, &aa, &mut rng).unwrap();
+    out.push(("autoattack-fast".into(), Norm::Linf, eps, o));
     out
 }
 
@@ -183,6 +203,25 @@ fn evaluation_is_deterministic_and_thread_count_invariant() {
             steps: 8,
             restarts: 2,
         },
+        AttackSpec::ApgdT {
+            eps: 0.05,
+            steps: 6,
+            targets: 3,
+            restarts: 1,
+        },
+        AttackSpec::FabT(FabConfig {
+            steps: 6,
+            targets: 2,
+            ..FabConfig::new(0.05)
+        }),
+        AttackSpec::Square(SquareConfig {
+            queries: 30,
+            ..SquareConfig::new(0.05)
+        }),
+        AttackSpec::AutoAttack {
+            eps: 0.05,
+            fast: true,
+        },
     ];
     let run = |threads: usize| {
         let pool = rcc_tensor::threads::pool(threads).unwrap();
@@ -262,6 +301,27 @@ fn invalid_settings_are_errors() {
             steps: 3,
             restarts: 0,
         },
+        AttackSpec::Apgd {
+            loss: AttackLoss::TargetedDlr,
+            eps: 0.3,
+            steps: 3,
+            restarts: 1,
+        },
+        AttackSpec::ApgdT {
+            eps: 0.3,
+            steps: 3,
+            targets: 0,
+            restarts: 1,
+        },
+        AttackSpec::FabT(FabConfig {
+            beta: 1.0,
+            ..FabConfig::new(0.3)
+        }),
+        AttackSpec::Square(SquareConfig {
+            p_init: 0.0,
+            ..SquareConfig::new(0.3)
+        }),
+        AttackSpec::Square(SquareConfig::new(-0.3)),
     ] {
         assert!(evaluate(&model, &data, &[bad], 2, 0).is_err(), "{bad:?}");
     }
@@ -294,6 +354,7 @@ fn naive_loss(loss: AttackLoss, row: &[f32], y: usize) -> f64 {
             let best_other = other.fold(f64::NEG_INFINITY, f64::max);
             (best_other - z[y]) / (sorted[0] - sorted[2] + 1e-12)
         }
+        AttackLoss::TargetedDlr | AttackLoss::LogitGap => unreachable!("untargeted only"),
     }
 }
 
@@ -753,5 +814,233 @@ fn attack_loss_seed_is_the_rows_gradients_or_an_error() {
             assert!(values.is_err(), "{loss:?} {z:?} {labels:?}");
             assert!(seed.len() == z.len() && seed.iter().all(|&g| g == 0.0));
         }
+    }
+}
+
+/// The new attacks' accuracy is never above the clean accuracy, and AutoAttack's is at
+/// most each of its components' (it runs them all, each on the points the earlier ones
+/// left), on a random model that half the attacks can move.
+#[test]
+fn autoattack_is_at_most_each_component_and_clean() {
+    let (x, labels) = images(48, 40);
+    let model = Model::new(Arch::LenetAdv(1), 41);
+    // Labels the model gets right for two thirds of the examples.
+    let mut labels2 = model.logits(&x).unwrap().argmax_rows();
+    for (i, l) in labels2.iter_mut().enumerate() {
+        if i % 3 == 0 {
+            *l = labels[i];
+        }
+    }
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels2,
+    };
+    let aa = AttackSpec::AutoAttack {
+        eps: 0.02,
+        fast: false,
+    };
+    let mut attacks = aa.components();
+    attacks.push(aa);
+    let r = evaluate(&model, &data, &attacks, 16, 3).unwrap();
+    let last = r.attacks.last().unwrap();
+    for a in &r.attacks {
+        assert!(a.acc <= r.clean_acc, "{}", a.spec.describe());
+        for (c, rob) in r.clean_correct.iter().zip(&a.correct) {
+            assert!(*c || !*rob, "{}: robust but not clean", a.spec.describe());
+        }
+    }
+    // Inside the ensemble each component draws from its own stream and sees only the
+    // points still robust, so its verdicts are not exactly those of its solo run: the
+    // ensemble may keep an example that a component alone broke by the luck of its
+    // random start. Allow one such example.
+    let best_single = r.attacks[..4].iter().map(|a| a.acc).fold(1.0, f64::min);
+    assert!(
+        last.acc <= best_single + 1.0 / 48.0,
+        "{} vs {best_single}",
+        last.acc
+    );
+    assert!(last.acc < r.clean_acc, "the ensemble moves something");
+    assert!(aa.describe().contains("FAB-T") && aa.describe().contains("5000 queries"));
+    let fast = AttackSpec::AutoAttack {
+        eps: 0.02,
+        fast: true,
+    };
+    assert_eq!(fast.components().len(), 3);
+    assert!(fast.describe().contains("fast version"));
+    assert!(!fast
+        .components()
+        .iter()
+        .any(|c| matches!(c, AttackSpec::FabT(_))));
+}
+
+/// The targeted DLR's and the logit gap's gradients equal finite differences of their
+/// naive definitions, and their labels must be (class, other target) pairs.
+#[test]
+fn targeted_losses_match_finite_differences() {
+    let mut rng = StdRng::seed_from_u64(42);
+    let naive = |loss: AttackLoss, z: &[f32], y: usize, t: usize| -> f64 {
+        let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+        match loss {
+            AttackLoss::TargetedDlr => {
+                let mut s = z.clone();
+                s.sort_by(|a, b| b.total_cmp(a));
+                -(z[y] - z[t]) / (s[0] - 0.5 * (s[2] + s[3]) + 1e-12)
+            }
+            _ => z[y] - z[t],
+        }
+    };
+    for case in 0..60 {
+        let k = 4 + case % 7;
+        let z: Vec<f32> = (0..k).map(|_| rng.gen_range(-4.0..4.0)).collect();
+        let y = rng.gen_range(0..k);
+        let t = (y + 1 + rng.gen_range(0..k - 1)) % k;
+        for loss in [AttackLoss::TargetedDlr, AttackLoss::LogitGap] {
+            let g = goal(y, t, k);
+            assert_eq!(loss.true_label(g, k), y);
+            let (v, grad) = loss.value_and_grad(&z, g).unwrap();
+            assert!((v - naive(loss, &z, y, t)).abs() < 1e-9, "{loss:?}");
+            for i in 0..k {
+                let (mut up, mut down) = (z.clone(), z.clone());
+                up[i] += 1e-3;
+                down[i] -= 1e-3;
+                let step = up[i] as f64 - down[i] as f64;
+                let fd = (naive(loss, &up, y, t) - naive(loss, &down, y, t)) / step;
+                assert!(
+                    (grad[i] as f64 - fd).abs() < 1e-3 * fd.abs().max(1.0),
+                    "{loss:?} case {case} d/dz{i}: {} vs {fd}",
+                    grad[i]
+                );
+            }
+        }
+    }
+    // A target equal to the class, a pair past k * k, too few classes: errors.
+    let z = [1.0f32, 2.0, 3.0, 0.5];
+    for loss in [AttackLoss::TargetedDlr, AttackLoss::LogitGap] {
+        assert!(loss.value_and_grad(&z, goal(2, 2, 4)).is_err());
+        assert!(loss.value_and_grad(&z, 16).is_err());
+    }
+    assert!(AttackLoss::TargetedDlr
+        .value_and_grad(&z[..3], goal(0, 1, 3))
+        .is_err());
+    // Through the models: a gap's input gradient is the difference of two logits'.
+    let (x, _) = images(3, 43);
+    let model = Model::new(Arch::Mlp, 44);
+    let goals = [goal(0, 1, 10), goal(3, 9, 10), goal(7, 2, 10)];
+    let (gap, z, _) = model
+        .loss_and_input_grad(&x, &goals, AttackLoss::LogitGap)
+        .unwrap();
+    for (i, &g) in goals.iter().enumerate() {
+        let row = &z.data()[i * 10..(i + 1) * 10];
+        assert!((gap[i] - (row[g / 10] - row[g % 10])).abs() < 1e-5);
+    }
+}
+
+/// The square schedule halves p at the paper's iterations (of 10,000), rescaled.
+#[test]
+fn square_schedule_follows_the_paper() {
+    let p = |it, q| square_fraction(0.8, it, q);
+    assert_eq!(p(0, 10_000), 0.8);
+    assert_eq!(p(10, 10_000), 0.8);
+    assert_eq!(p(11, 10_000), 0.4);
+    assert_eq!(p(51, 10_000), 0.2);
+    assert_eq!(p(9000, 10_000), 0.8 / 512.0);
+    // 5,000 queries: iteration 6 is the 12th of 10,000.
+    assert_eq!(p(5, 5000), 0.8);
+    assert_eq!(p(6, 5000), 0.4);
+    assert_eq!(p(4999, 5000), 0.8 / 512.0);
+}
+
+/// Square reads only logits: on the saturated-softmax model (a zero cross-entropy
+/// gradient everywhere) and on a model whose gradient is zeroed outright, where
+/// APGD-CE moves nothing, it fools as many examples as on the open model, within a
+/// few.
+#[test]
+fn square_sees_through_masked_gradients() {
+    let (x, _) = images(32, 31);
+    let model = Model::new(Arch::Mlp, 32);
+    let mut saturated = model.clone();
+    let views = saturated.net.params.views().to_vec();
+    for v in &views[views.len() - 2..] {
+        for j in v.range() {
+            saturated.params[j] *= 1e6;
+        }
+    }
+    let labels = model.logits(&x).unwrap().argmax_rows();
+    let data = TensorExamples {
+        x: &x,
+        labels: &labels,
+    };
+    let apgd_ce = AttackSpec::Apgd {
+        loss: AttackLoss::CrossEntropy,
+        eps: 0.1,
+        steps: 20,
+        restarts: 1,
+    };
+    let square = AttackSpec::Square(SquareConfig {
+        queries: 1000,
+        ..SquareConfig::new(0.1)
+    });
+    let masked = Masked(&model);
+    let attacks = [apgd_ce, square];
+    let open = evaluate(&model, &data, &attacks, 16, 0).unwrap();
+    let sat = evaluate(&saturated, &data, &attacks, 16, 0).unwrap();
+    let zero = evaluate(&masked, &data, &attacks, 16, 0).unwrap();
+    assert!(
+        open.attacks[1].acc < 0.5,
+        "Square on the open model: {}",
+        open.attacks[1].acc
+    );
+    // Without a gradient only APGD's random start moves a point, and it fools few.
+    assert!(
+        zero.attacks[0].acc > 0.9,
+        "APGD-CE, zero gradient: {}",
+        zero.attacks[0].acc
+    );
+    assert!(
+        sat.attacks[0].acc > 0.8,
+        "APGD-CE saturated: {}",
+        sat.attacks[0].acc
+    );
+    // The same decisions, so the same random search: the same verdicts as on the open
+    // model (up to margins that tie differently under the 1e6 scale).
+    assert_eq!(zero.attacks[1].correct, open.attacks[1].correct);
+    assert!(
+        (sat.attacks[1].acc - open.attacks[1].acc).abs() <= 2.0 / 32.0,
+        "Square saturated {} open {}",
+        sat.attacks[1].acc,
+        open.attacks[1].acc
+    );
+}
+
+/// FAB-T on a two-class linear model finds the minimal l_inf distance to its decision
+/// boundary, `|margin| / ||v||_1` (the box does not bind), within FAB's overshoot.
+#[test]
+fn fab_finds_the_minimal_distance_of_a_linear_model() {
+    let mut rng = StdRng::seed_from_u64(50);
+    // w_1 = w_0 + u with u summing to zero, so at x near 0.5 the margin u . x is small
+    // and the boundary lies well inside the box.
+    let mut w = [[0f32; 16]; 2];
+    let u: Vec<f32> = (0..16).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let mean = u.iter().sum::<f32>() / 16.0;
+    for q in 0..16 {
+        w[0][q] = rng.gen_range(-1.0..1.0);
+        w[1][q] = w[0][q] + u[q] - mean;
+    }
+    let model = Linear { w };
+    let x = Tensor::from_fn(&[6, 1, 4, 4], |_| rng.gen_range(0.45..0.55));
+    let labels = model.logits(&x).unwrap().argmax_rows();
+    let o = fab_targeted(&model, &x, &labels, &FabConfig::new(0.3)).unwrap();
+    let z = model.logits(&x).unwrap();
+    for (i, &y) in labels.iter().enumerate() {
+        let margin = (z.data()[2 * i + y] - z.data()[2 * i + 1 - y]).abs();
+        let v1: f32 = (0..16).map(|q| (w[0][q] - w[1][q]).abs()).sum();
+        let exact = margin / v1;
+        assert!(exact < 0.1, "the box must not bind: {exact}");
+        let got = o.min_dist[i];
+        assert!(
+            got >= exact * (1.0 - 1e-4) && got <= exact * 1.01,
+            "example {i}: FAB {got}, exact {exact}"
+        );
+        assert_eq!(o.fooled[i], got <= 0.3);
     }
 }

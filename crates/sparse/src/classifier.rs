@@ -79,7 +79,7 @@ mod tests {
     use crate::linear::tests::close;
     use crate::model::tests::model;
     use crate::{KernelChoice, ModelSpec, SparseModel};
-    use rcc_attack::{AttackLoss, Classifier};
+    use rcc_attack::{goal, square_linf, AttackLoss, Classifier, SquareConfig};
     use rcc_nn::Arch;
     use rcc_tensor::Tensor;
 
@@ -110,8 +110,54 @@ mod tests {
             assert!(Classifier::loss_and_input_grad(&sm, &x, &bad, loss).is_err());
             assert!(Classifier::loss_and_input_grad(&m, &x, &bad, loss).is_err());
         }
+        // The targeted losses (APGD-T's, FAB-T's), with (class, target) labels.
+        let goals = [
+            goal(0, 1, 10),
+            goal(1, 9, 10),
+            goal(2, 0, 10),
+            goal(3, 4, 10),
+            goal(4, 2, 10),
+        ];
+        for loss in [AttackLoss::TargetedDlr, AttackLoss::LogitGap] {
+            let (l1, z1, g1) = Classifier::loss_and_input_grad(&sm, &x, &goals, loss).unwrap();
+            let (l2, z2, g2) = Classifier::loss_and_input_grad(&m, &x, &goals, loss).unwrap();
+            assert!(close(&l1, &l2, 1e-5), "{loss:?}");
+            assert!(close(z1.data(), z2.data(), 1e-5), "{loss:?}");
+            assert!(close(g1.data(), g2.data(), 1e-5), "{loss:?}");
+            assert!(g1.data().iter().any(|&g| g != 0.0), "{loss:?}");
+            // A target equal to the class is an error.
+            let bad = [goal(0, 0, 10); 5];
+            assert!(Classifier::loss_and_input_grad(&sm, &x, &bad, loss).is_err());
+        }
         assert!(sm
             .logits(&Tensor::new(&[1, 784], vec![0.0; 784]).unwrap())
             .is_err());
+    }
+
+    /// Square reads only logits, so on the sparse model it gives the verdicts it gives
+    /// on the dense model whose logits it reproduces (within float noise: compared on
+    /// the outcome of each example).
+    #[test]
+    fn square_runs_on_the_sparse_model() {
+        use rand::SeedableRng;
+        let m = model(Arch::LenetAdv(2), 0.9, 4);
+        let sm =
+            SparseModel::build(&ModelSpec::from_model(&m).unwrap(), KernelChoice::Auto).unwrap();
+        let x: Vec<f32> = (0..6 * 784)
+            .map(|i| ((i * 7919) % 101) as f32 / 101.0)
+            .collect();
+        let x = Tensor::new(&[6, 1, 28, 28], x).unwrap();
+        let labels = m.logits(&x).unwrap().argmax_rows();
+        let cfg = SquareConfig {
+            queries: 100,
+            ..SquareConfig::new(0.1)
+        };
+        let run = |c: &dyn Fn(&mut rand::rngs::StdRng) -> Vec<bool>| {
+            c(&mut rand::rngs::StdRng::seed_from_u64(3))
+        };
+        let sparse = run(&|r| square_linf(&sm, &x, &labels, &cfg, r).unwrap().fooled);
+        let dense = run(&|r| square_linf(&m, &x, &labels, &cfg, r).unwrap().fooled);
+        assert_eq!(sparse, dense);
+        assert!(dense.iter().any(|&f| f) && dense.iter().any(|&f| !f), "{dense:?}");
     }
 }
