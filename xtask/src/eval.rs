@@ -31,11 +31,12 @@
 use crate::cli::{data_dir, Cli};
 use crate::svg::{nice_step, Svg, PALETTE};
 use rcc_attack::{
-    AttackLoss, AttackResult, AttackSpec, Examples, FabConfig, Norm, PgdConfig, Report,
+    AttackLoss, AttackResult, AttackSpec, Examples, FabConfig, Norm, PgdConfig, Progress, Report,
     SquareConfig,
 };
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::{Arch, Model};
+use rcc_sparse::SparseModel;
 use rcc_tensor::Tensor;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -565,6 +566,28 @@ pub fn svg_plot(
     s.finish()
 }
 
+/// One progress line on stderr for a batch of a long attack (more than a few seconds):
+/// the attack, the batches done, robust accuracy so far, the time and an ETA.
+pub fn print_progress(p: &Progress<'_>, label: &str) {
+    if let Progress::Batch {
+        spec,
+        done,
+        batches,
+        robust,
+        seen,
+        seconds,
+    } = *p
+    {
+        if done < batches && seconds > 5.0 {
+            let eta = seconds / done as f64 * (batches - done) as f64;
+            eprintln!(
+                "  {label}{}: batch {done}/{batches}, {robust} of {seen} robust so far, {seconds:.0} s, ETA {eta:.0} s",
+                spec.name()
+            );
+        }
+    }
+}
+
 /// A short legend label: the attack and its iteration settings, e.g. `PGD-40, step
 /// eps/30` (the step quoted at the sweep's largest eps, `spec`).
 fn series_label(spec: &AttackSpec) -> String {
@@ -635,7 +658,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             "transfer-from",
             "source-arch",
         ],
-        &["json"],
+        &["json", "sparse"],
     )?;
     let model_path = cli.get("model").ok_or("--model FILE is required")?;
     let arch: Option<Arch> = cli
@@ -740,6 +763,16 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             );
         }
     }
+    // --sparse: the attacks run on the model as the CSR engine deploys it (the same
+    // network; its logits equal the dense model's within the export's tolerance).
+    let sparse = if cli.has("sparse") {
+        if source.is_some() {
+            return Err("--sparse with --transfer-from: not supported; drop one".into());
+        }
+        Some(SparseModel::from_model(&model).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
     let t0 = Instant::now();
     let (report, clean_secs) = pool
         .install(|| {
@@ -747,19 +780,27 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             let mut on_result = |a: &rcc_attack::AttackResult| {
                 // The clean pass runs before the first attack.
                 clean_secs.get_or_insert(t0.elapsed().as_secs_f64() - a.seconds);
-                if !json {
-                    eprintln!(
-                        "  {}{}: {:.2}% ({:.1} s)",
-                        a.spec.describe(),
-                        if a.transferred { ", transferred" } else { "" },
-                        100.0 * a.acc,
-                        a.seconds
-                    );
-                }
+                eprintln!(
+                    "  {}{}: {:.2}% ({:.1} s)",
+                    a.spec.describe(),
+                    if a.transferred { ", transferred" } else { "" },
+                    100.0 * a.acc,
+                    a.seconds
+                );
             };
             let examples = DatasetExamples(&test);
-            let mut report =
-                rcc_attack::evaluate_with(&model, &examples, &specs, batch, seed, &mut on_result)?;
+            let progress = |p: Progress<'_>| match p {
+                Progress::Done(a) => on_result(a),
+                batch => print_progress(&batch, ""),
+            };
+            let mut report = match &sparse {
+                Some(sm) => rcc_attack::evaluate_with_progress(
+                    sm, &examples, &specs, batch, seed, progress,
+                )?,
+                None => rcc_attack::evaluate_with_progress(
+                    &model, &examples, &specs, batch, seed, progress,
+                )?,
+            };
             // With a source model, every attack also runs as a transfer attack: the same
             // random starts, the points classified by this model; the worst case per
             // example of white-box and transfer is the figure to trust.

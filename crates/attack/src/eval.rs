@@ -567,12 +567,46 @@ pub fn evaluate_with(
     attacks: &[AttackSpec],
     batch: usize,
     seed: u64,
-    on_result: impl FnMut(&AttackResult),
+    mut on_result: impl FnMut(&AttackResult),
+) -> Result<Report> {
+    evaluate_with_progress(model, data, attacks, batch, seed, |p| {
+        if let Progress::Done(r) = p {
+            on_result(r)
+        }
+    })
+}
+
+/// What [`evaluate_with_progress`] reports as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    /// `done` of `batches` batches of `spec` are attacked; `robust` of the `seen`
+    /// examples so far are robust; `seconds` since the attack started.
+    Batch {
+        spec: &'a AttackSpec,
+        done: usize,
+        batches: usize,
+        robust: usize,
+        seen: usize,
+        seconds: f64,
+    },
+    /// An attack is done.
+    Done(&'a AttackResult),
+}
+
+/// [`evaluate_with`] that also reports each batch as it is done (long attacks such as
+/// Square or AutoAttack take minutes per batch).
+pub fn evaluate_with_progress(
+    model: &impl Classifier,
+    data: &impl Examples,
+    attacks: &[AttackSpec],
+    batch: usize,
+    seed: u64,
+    on_progress: impl FnMut(Progress<'_>),
 ) -> Result<Report> {
     let craft = |spec: &AttackSpec, x: &Tensor, labels: &[usize], rng: &mut StdRng| {
         run_attack(model, x, labels, spec, rng)
     };
-    evaluate_core(model, data, attacks, batch, seed, craft, false, on_result)
+    evaluate_core(model, data, attacks, batch, seed, craft, false, on_progress)
 }
 
 /// Transfer evaluation: each attack is run against `source` and its points are
@@ -593,7 +627,7 @@ pub fn evaluate_transfer(
     attacks: &[AttackSpec],
     batch: usize,
     seed: u64,
-    on_result: impl FnMut(&AttackResult),
+    mut on_result: impl FnMut(&AttackResult),
 ) -> Result<Report> {
     // `evaluate_core` has checked every spec.
     let craft = |spec: &AttackSpec, x: &Tensor, labels: &[usize], rng: &mut StdRng| match spec {
@@ -602,7 +636,12 @@ pub fn evaluate_transfer(
         AttackSpec::PgdL2(c) => Ok(pgd(source, x, labels, c, Norm::L2, false, rng)?.adv),
         _ => run_attack(source, x, labels, spec, rng),
     };
-    evaluate_core(target, data, attacks, batch, seed, craft, true, on_result)
+    let on_progress = |p: Progress<'_>| {
+        if let Progress::Done(r) = p {
+            on_result(r)
+        }
+    };
+    evaluate_core(target, data, attacks, batch, seed, craft, true, on_progress)
 }
 
 /// The loop shared by [`evaluate_with`] and [`evaluate_transfer`]: `judge` gives the
@@ -616,7 +655,7 @@ fn evaluate_core(
     seed: u64,
     craft: impl Fn(&AttackSpec, &Tensor, &[usize], &mut StdRng) -> Result<Tensor>,
     transferred: bool,
-    mut on_result: impl FnMut(&AttackResult),
+    mut on_progress: impl FnMut(Progress<'_>),
 ) -> Result<Report> {
     for spec in attacks {
         spec.check()?;
@@ -671,6 +710,14 @@ fn evaluate_core(
             for ((&i, p), y) in idx.iter().zip(preds).zip(&ys) {
                 correct[i] = p == *y;
             }
+            on_progress(Progress::Batch {
+                spec,
+                done: b + 1,
+                batches: ranges.len(),
+                robust: correct[..r.end].iter().filter(|&&c| c).count(),
+                seen: r.end,
+                seconds: t0.elapsed().as_secs_f64(),
+            });
         }
         let result = AttackResult {
             spec: *spec,
@@ -680,7 +727,7 @@ fn evaluate_core(
             transferred,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        on_result(&result);
+        on_progress(Progress::Done(&result));
         results.push(result);
     }
     Ok(Report {

@@ -61,8 +61,8 @@ pub use ball::Norm;
 pub use classifier::{goal, per_example_ce, AttackLoss, Classifier};
 pub use error::{Error, Result};
 pub use eval::{
-    evaluate, evaluate_transfer, evaluate_with, run_attack, AttackResult, AttackSpec, Examples,
-    Report, TensorExamples,
+    evaluate, evaluate_transfer, evaluate_with, evaluate_with_progress, run_attack, AttackResult,
+    AttackSpec, Examples, Progress, Report, TensorExamples,
 };
 pub use fab::{fab_targeted, FabConfig, FabOutcome};
 pub use fgsm::fgsm;

@@ -158,6 +158,9 @@ mod tests {
         let sparse = run(&|r| square_linf(&sm, &x, &labels, &cfg, r).unwrap().fooled);
         let dense = run(&|r| square_linf(&m, &x, &labels, &cfg, r).unwrap().fooled);
         assert_eq!(sparse, dense);
-        assert!(dense.iter().any(|&f| f) && dense.iter().any(|&f| !f), "{dense:?}");
+        assert!(
+            dense.iter().any(|&f| f) && dense.iter().any(|&f| !f),
+            "{dense:?}"
+        );
     }
 }
