@@ -1,10 +1,16 @@
 //! `cargo xtask eval --model FILE [--dataset D] [--arch A] [--attack LIST] [--eps E]
 //! [--eps-l2 E] [--steps N] [--step-size S] [--step-size-l2 S] [--restarts R]
-//! [--limit N] [--seed S] [--batch B] [--threads T] [--json] [--eps-sweep LIST
-//! [--plot FILE.svg]]`: clean and robust test accuracy of a model file.
+//! [--queries Q] [--limit N] [--seed S] [--batch B] [--threads T] [--sparse] [--json]
+//! [--eps-sweep LIST [--plot FILE.svg]]`: clean and robust test accuracy of a model file.
 //!
-//! - `--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all` (comma lists work). Without
+//! - `--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|apgd-t|fab-t|square|autoattack|
+//!   autoattack-fast|all` (comma lists work; `all` is the first five). Without
 //!   `--attack` (and without `--eps-sweep`) only the clean accuracy is measured.
+//!   `autoattack` is AutoAttack's standard version (APGD-CE, APGD-T, FAB-T, Square with
+//!   5,000 queries, in sequence on the points still robust); `square` is the
+//!   gradient-free Square Attack on its own (`--queries`, default 5,000).
+//! - `--sparse`: the attacks run on the model built by the sparse CSR engine (the
+//!   deployed artifact) instead of the training graph.
 //!   APGD-DLR ascends Croce & Hein's difference of logits ratio, which no rescaling of
 //!   the logits can saturate: the attack to add when a model's cross-entropy attacks
 //!   look too weak (a saturated softmax masks their gradient).

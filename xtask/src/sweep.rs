@@ -1,6 +1,15 @@
 //! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4 [--out DIR]
-//! [--teacher FILE] [--only NAME,...] [--threads T] [--data DIR] [--plan]`: one row of method.md's
-//! Table 2, every method side by side with the same budget.
+//! [--teacher FILE] [--only NAME,...] [--seeds 1,2,3] [--threads T] [--data DIR] [--plan]`:
+//! one row of method.md's Table 2, every method side by side with the same budget.
+//!
+//! - `--seeds S,...` (default 1) runs every run but the teacher once per seed (folders
+//!   `NAME` for seed 1, `NAME-sS` for the others; `--only NAME` selects a run at every
+//!   seed). The tables then show each cell's mean ± sample sd and its number of seeds,
+//!   and the ours-vs-ADMM verdict is taken on the means: a tie when the difference is
+//!   within the larger of the two sds ([`TIE_PTS`] when a cell has one seed).
+//! - Every run's evaluation includes AutoAttack and the gradient-free Square Attack on
+//!   the first 1,000 test images (`crate::pipeline::autoattack_check`); the verdict uses
+//!   the worst case that includes them whenever every run of both cells has it.
 //!
 //! - One robust dense teacher (`teacher/`, [`TEACHER_EPOCHS`] epochs of PGD-10 training),
 //!   then at each compression rate of the row (the parameter counts of the narrower
@@ -176,6 +185,8 @@ impl Role {
 
 pub struct Entry {
     pub name: String,
+    /// The table cell the run belongs to: its name without the seed suffix.
+    pub cell: String,
     pub role: Role,
     /// The target rate (1 for the teacher; the parameter ratio for a dense small net).
     pub rate: f64,
@@ -194,11 +205,43 @@ impl Entry {
     }
 }
 
-/// Every run of a preset, teacher first.
+/// Every run of a preset at each of `seeds`, teacher first: the teacher once (seed 1,
+/// shared by every run), each other run once per seed, named `NAME` for seed 1 (so a
+/// one-seed sweep's folders are those of earlier sweeps) and `NAME-sS` for seed S.
+pub fn entries_for_seeds(p: &Preset, teacher: &Path, seeds: &[u64]) -> Vec<Entry> {
+    let base = entries(p, teacher);
+    let mut out = vec![];
+    for e in base {
+        if e.role == Role::Teacher {
+            out.push(e);
+            continue;
+        }
+        for &seed in seeds {
+            out.push(Entry {
+                name: if seed == 1 {
+                    e.name.clone()
+                } else {
+                    format!("{}-s{seed}", e.name)
+                },
+                cell: e.cell.clone(),
+                role: e.role,
+                rate: e.rate,
+                cfg: TrainConfig {
+                    seed,
+                    ..e.cfg.clone()
+                },
+            });
+        }
+    }
+    out
+}
+
+/// Every run of a preset, teacher first (seed 1).
 pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
     let arch = Arch::LenetAdv(p.width);
     let mut out = vec![Entry {
         name: "teacher".into(),
+        cell: String::new(),
         role: Role::Teacher,
         rate: 1.0,
         cfg: TrainConfig::teacher_recipe(p.dataset, arch, TEACHER_EPOCHS, 1),
@@ -231,18 +274,21 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
     for &rate in &rates {
         out.push(Entry {
             name: format!("prox-r{rate}"),
+            cell: String::new(),
             role: Role::Ours,
             rate,
             cfg: ours(rate, 0.5),
         });
         out.push(Entry {
             name: format!("admm-r{rate}"),
+            cell: String::new(),
             role: Role::Admm,
             rate,
             cfg: compress(ADMM, rate, 0.0),
         });
         out.push(Entry {
             name: format!("magnitude-r{rate}"),
+            cell: String::new(),
             role: Role::Magnitude,
             rate,
             cfg: compress("magnitude", rate, 0.0),
@@ -252,6 +298,7 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
     for &r in rates.iter().filter(|_| p.ablations) {
         out.push(Entry {
             name: format!("prox-alpha0-r{r}"),
+            cell: String::new(),
             role: Role::NoDistill,
             rate: r,
             cfg: ours(r, 0.0),
@@ -263,6 +310,7 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
         no_adv.teacher_input = "clean".into();
         out.push(Entry {
             name: format!("prox-advnone-r{r}"),
+            cell: String::new(),
             role: Role::NoAdv,
             rate: r,
             cfg: no_adv,
@@ -273,10 +321,14 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
         cfg.method = Some(Method::Dense);
         out.push(Entry {
             name: format!("dense-w{w}"),
+            cell: String::new(),
             role: Role::DenseSmall,
             rate,
             cfg,
         });
+    }
+    for e in out.iter_mut() {
+        e.cell = e.name.clone();
     }
     out
 }
@@ -341,7 +393,9 @@ fn run_entry(e: &Entry, dir: &Path, forward: &[String], configs: &Path) -> Resul
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let cli = Cli::parse(
         args,
-        &["preset", "out", "teacher", "only", "threads", "data"],
+        &[
+            "preset", "out", "teacher", "only", "threads", "data", "seeds",
+        ],
         &["plan"],
     )?;
     let name = cli.get("preset").unwrap_or("table2-w4");
@@ -360,14 +414,17 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let teacher = given_teacher
         .clone()
         .unwrap_or_else(|| dir.join("teacher").join("model.safetensors"));
-    let mut list = entries(preset, &teacher);
+    let seeds = parse_seeds(cli.get("seeds").unwrap_or("1"))?;
+    let mut list = entries_for_seeds(preset, &teacher, &seeds);
     if given_teacher.is_some() {
         list.retain(|e| e.role != Role::Teacher);
     }
     if let Some(only) = cli.get("only") {
+        // A name selects that run; a cell's name (a run's name without `-sS`) selects it
+        // at every seed.
         let names: Vec<&str> = only.split(',').map(str::trim).collect();
         for n in &names {
-            if !list.iter().any(|e| e.name == *n) {
+            if !list.iter().any(|e| e.name == *n || e.cell == *n) {
                 let known: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
                 return Err(format!(
                     "--only: no run {n:?} in {name} (runs: {})",
@@ -376,7 +433,11 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             }
         }
         // The teacher is needed by every compression run.
-        list.retain(|e| e.role == Role::Teacher || names.contains(&e.name.as_str()));
+        list.retain(|e| {
+            e.role == Role::Teacher
+                || names.contains(&e.name.as_str())
+                || names.contains(&e.cell.as_str())
+        });
     }
     let mut forward = vec![];
     for k in ["threads", "data"] {
@@ -420,7 +481,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             }
         }
     }
-    let mut all = entries(preset, &teacher);
+    let mut all = entries_for_seeds(preset, &teacher, &seeds);
     if given_teacher.is_some() {
         all.retain(|e| e.role != Role::Teacher);
     }
@@ -445,6 +506,199 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             eprintln!("failed: {f}");
         }
         Ok(ExitCode::from(1))
+    }
+}
+
+/// `1,2,3` -> the seeds, without repeats; at least one.
+pub fn parse_seeds(list: &str) -> Result<Vec<u64>, String> {
+    let mut out: Vec<u64> = vec![];
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let seed: u64 = item
+            .parse()
+            .map_err(|_| format!("--seeds: {item:?} is not a seed (a whole number)"))?;
+        if !out.contains(&seed) {
+            out.push(seed);
+        }
+    }
+    if out.is_empty() {
+        return Err("--seeds: no seed given (e.g. --seeds 1,2,3)".into());
+    }
+    Ok(out)
+}
+
+/// Mean, sample standard deviation (NaN for one value) and count of a cell's figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of the finite values of `v` (a figure not measured is NaN and left
+    /// out); `None` if there is none.
+    pub fn of(v: &[f64]) -> Option<Stat> {
+        let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        let n = v.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            f64::NAN
+        };
+        Some(Stat { mean, sd, n })
+    }
+
+    /// `mean ± sd` in percent (`mean` alone for one seed).
+    pub fn pct(&self) -> String {
+        if self.n > 1 {
+            format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * self.sd)
+        } else {
+            format!("{:.2}", 100.0 * self.mean)
+        }
+    }
+}
+
+/// A figure of the cell `role` at `rate` over its seeds.
+fn cell_stat(
+    results: &[(&Entry, Option<Summary>)],
+    role: Role,
+    rate: f64,
+    pick: fn(&Summary) -> f64,
+) -> Option<Stat> {
+    let v: Vec<f64> = results
+        .iter()
+        .filter(|(e, _)| e.role == role && (e.rate - rate).abs() < 1e-9)
+        .filter_map(|(_, s)| s.as_ref().map(pick))
+        .collect();
+    Stat::of(&v)
+}
+
+/// Ours against our ADMM at `rate`, on the means over their seeds: the verdict line and
+/// the natural / robust differences for the table; `None` unless both cells have runs.
+/// The robust figure is the worst case with AutoAttack and Square when every run of both
+/// cells has it, else PGD-40. A tie is a difference within the larger of the two
+/// standard deviations, or within [`TIE_PTS`] when a cell has one seed.
+fn verdict(
+    results: &[(&Entry, Option<Summary>)],
+    rate: f64,
+    steps: usize,
+) -> Option<(String, String)> {
+    let nat = |role| cell_stat(results, role, rate, |s| s.dense.clean);
+    let with_aa = results
+        .iter()
+        .filter(|(e, _)| matches!(e.role, Role::Ours | Role::Admm) && (e.rate - rate).abs() < 1e-9)
+        .filter_map(|(_, s)| s.as_ref())
+        .all(|s| s.dense.worst_aa.is_finite());
+    let pick: fn(&Summary) -> f64 = if with_aa {
+        |s| s.dense.worst_aa
+    } else {
+        |s| s.dense.pgd
+    };
+    let (on, oa) = (nat(Role::Ours)?, nat(Role::Admm)?);
+    let (ro, ra) = (
+        cell_stat(results, Role::Ours, rate, pick)?,
+        cell_stat(results, Role::Admm, rate, pick)?,
+    );
+    let (dn, dp) = (100.0 * (on.mean - oa.mean), 100.0 * (ro.mean - ra.mean));
+    let (band, why) = if ro.n > 1 && ra.n > 1 {
+        let band = 100.0 * ro.sd.max(ra.sd);
+        (band, format!("{band:.2} points, the larger seed sd"))
+    } else {
+        (TIE_PTS, format!("{TIE_PTS} points, one run's noise"))
+    };
+    let on_what = if with_aa {
+        format!(
+            "the worst case with AutoAttack and Square (first {})",
+            crate::pipeline::AA_IMAGES
+        )
+    } else {
+        format!("PGD-{steps}")
+    };
+    let seeds = if ro.n > 1 || ra.n > 1 {
+        format!(
+            ", means of {} and {} seeds: ours {}, ADMM {}",
+            ro.n,
+            ra.n,
+            ro.pct(),
+            ra.pct()
+        )
+    } else {
+        String::new()
+    };
+    let line = format!(
+        "ours {} our ADMM on {on_what} ({dp:+.2} points{seeds}); natural {dn:+.2} points ({}).",
+        // (The 1e-9 keeps a difference of exactly the band, as printed, a tie.)
+        if dp > band + 1e-9 {
+            "beats".to_string()
+        } else if dp >= -band - 1e-9 {
+            format!("ties (within {why}) with")
+        } else {
+            "does NOT beat".to_string()
+        },
+        if dn >= 0.0 {
+            "not lower"
+        } else if dn >= -0.5 {
+            "lower, within the 0.5-point allowance"
+        } else {
+            "MORE than 0.5 points lower"
+        }
+    );
+    Some((line, format!("{dn:+.2} / {dp:+.2}")))
+}
+
+/// The table of every cell over its seeds: mean ± sd of each figure and the count.
+fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
+    let mut cells: Vec<(&str, Role)> = vec![];
+    for (e, s) in results {
+        if s.is_some() && !cells.iter().any(|c| c.0 == e.cell) {
+            cells.push((&e.cell, e.role));
+        }
+    }
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        r,
+        "\n## Every cell over its seeds (%, mean ± sd; dense masked model)\n"
+    );
+    let _ = writeln!(
+        r,
+        "| cell | method | seeds | natural | PGD-40 | APGD-CE | AutoAttack, first {aa} | Square, first {aa} | worst case with both, first {aa} |",
+        aa = crate::pipeline::AA_IMAGES
+    );
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|");
+    let picks: [fn(&Summary) -> f64; 6] = [
+        |s| s.dense.clean,
+        |s| s.dense.pgd,
+        |s| s.dense.apgd,
+        |s| s.dense.autoattack,
+        |s| s.dense.square,
+        |s| s.dense.worst_aa,
+    ];
+    for (cell, role) in cells {
+        let in_cell: Vec<&Summary> = results
+            .iter()
+            .filter(|(e, _)| e.cell == cell)
+            .filter_map(|(_, s)| s.as_ref())
+            .collect();
+        let figs: Vec<String> = picks
+            .iter()
+            .map(|pick| {
+                let v: Vec<f64> = in_cell.iter().map(|s| pick(s)).collect();
+                Stat::of(&v).map_or("-".into(), |st| st.pct())
+            })
+            .collect();
+        let _ = writeln!(
+            r,
+            "| {cell} | {} | {} | {} |",
+            role.label(),
+            in_cell.len(),
+            figs.join(" | ")
+        );
     }
 }
 
@@ -568,18 +822,6 @@ pub fn results_json(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String
     )
 }
 
-/// The summary of the run with `role` at `rate`.
-fn find<'a>(
-    results: &'a [(&Entry, Option<Summary>)],
-    role: Role,
-    rate: f64,
-) -> Option<&'a Summary> {
-    results
-        .iter()
-        .find(|(e, _)| e.role == role && (e.rate - rate).abs() < 1e-9)
-        .and_then(|(_, s)| s.as_ref())
-}
-
 pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)]) -> String {
     let protocol = Protocol::for_dataset(p.dataset);
     let mut r = String::new();
@@ -673,12 +915,19 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
     );
     let _ = writeln!(r, "| column | rate | Ye et al. (published ADMM) | our ADMM | ours: prox + distillation | magnitude | dense small from scratch | ours - our ADMM (natural / PGD) |");
     let _ = writeln!(r, "|---|---|---|---|---|---|---|---|");
-    let np = |s: Option<&Summary>| {
-        s.map_or("-".into(), |s| {
-            format!("{} / {}", pct(s.dense.clean), pct(s.dense.pgd))
-        })
+    // Each cell as natural / PGD-40 over its seeds (mean ± sd where there are several).
+    let np = |role: Role, rate: f64| {
+        let nat = cell_stat(results, role, rate, |s| s.dense.clean);
+        let pgd = cell_stat(results, role, rate, |s| s.dense.pgd);
+        match (nat, pgd) {
+            (Some(n), Some(a)) => format!("{} / {}", n.pct(), a.pct()),
+            _ => "-".into(),
+        }
     };
-    if let Some((_, Some(t))) = results.iter().find(|(e, _)| e.role == Role::Teacher) {
+    if results
+        .iter()
+        .any(|(e, s)| e.role == Role::Teacher && s.is_some())
+    {
         let publ = p.published.as_ref().map_or("-".into(), |p| {
             format!("{:.2} / {:.2}", p.teacher.0, p.teacher.1)
         });
@@ -686,74 +935,37 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             r,
             "| dense w{} (teacher) | 1x | {publ} | | {} | | | |",
             p.width,
-            np(Some(t))
+            np(Role::Teacher, 1.0)
         );
     }
     let mut verdicts = vec![];
     for (i, &w) in p.smaller.iter().enumerate() {
         let rate = p.rate_to(w);
-        let ours = find(results, Role::Ours, rate);
-        let admm = find(results, Role::Admm, rate);
         let publ = p
             .published
             .as_ref()
             .and_then(|p| p.columns.get(i).copied())
             .map_or("-".into(), |(n, a)| format!("{n:.2} / {a:.2}"));
-        let diff = match (ours, admm) {
-            (Some(o), Some(a)) => {
-                // The verdict is taken on the worst case that includes AutoAttack and the
-                // gradient-free Square Attack when both runs have it, else on PGD-40.
-                let with_aa = !(o.dense.worst_aa.is_nan() || a.dense.worst_aa.is_nan());
-                let (dn, dp) = (
-                    100.0 * (o.dense.clean - a.dense.clean),
-                    100.0
-                        * if with_aa {
-                            o.dense.worst_aa - a.dense.worst_aa
-                        } else {
-                            o.dense.pgd - a.dense.pgd
-                        },
-                );
-                let on = if with_aa {
-                    format!(
-                        "the worst case with AutoAttack and Square (first {})",
-                        crate::pipeline::AA_IMAGES
-                    )
-                } else {
-                    format!("PGD-{}", protocol.steps)
-                };
-                verdicts.push(format!(
-                    "- ->{w} ({rate}x): ours {} our ADMM on {on} ({dp:+.2} points); natural {dn:+.2} points ({}).",
-                    if dp > TIE_PTS {
-                        "beats".to_string()
-                    } else if dp >= -TIE_PTS {
-                        format!("ties (within {TIE_PTS} points, one run's noise) with")
-                    } else {
-                        "does NOT beat".to_string()
-                    },
-                    if dn >= 0.0 {
-                        "not lower"
-                    } else if dn >= -0.5 {
-                        "lower, within the 0.5-point allowance"
-                    } else {
-                        "MORE than 0.5 points lower"
-                    }
-                ));
-                format!("{dn:+.2} / {dp:+.2}")
+        let diff = match verdict(results, rate, protocol.steps) {
+            Some((line, diff)) => {
+                verdicts.push(format!("- ->{w} ({rate}x): {line}"));
+                diff
             }
-            _ => "-".into(),
+            None => "-".into(),
         };
         let _ = writeln!(
             r,
             "| ->{w} | {rate}x | {publ} | {} | **{}** | {} | {} | {diff} |",
-            np(admm),
-            np(ours),
-            np(find(results, Role::Magnitude, rate)),
-            np(find(results, Role::DenseSmall, rate)),
+            np(Role::Admm, rate),
+            np(Role::Ours, rate),
+            np(Role::Magnitude, rate),
+            np(Role::DenseSmall, rate),
         );
     }
     if !verdicts.is_empty() {
         let _ = writeln!(r, "\n{}", verdicts.join("\n"));
     }
+    cells_table(&mut r, results);
     // Memory.
     let _ = writeln!(r, "\n## Training memory (per run, measured)\n");
     let _ = writeln!(r, "| run | compressor state counted (B) | compressor heap at most, measured (B) | all training state (B) | peak RSS (MiB) |");
@@ -846,7 +1058,7 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         (Role::Ours, "#d62728"),
     ];
     let pts = |role: Role, pick: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
-        let mut v: Vec<(f64, f64)> = results
+        let v: Vec<(&&Entry, f64, f64)> = results
             .iter()
             .filter(|(e, _)| {
                 e.role == role
@@ -855,7 +1067,22 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
                         && role != Role::NoAdv
                         && role != Role::NoDistill)
             })
-            .filter_map(|(e, s)| s.as_ref().map(|s| (e.shown_rate(s), 100.0 * pick(s))))
+            .filter_map(|(e, s)| s.as_ref().map(|s| (e, e.shown_rate(s), 100.0 * pick(s))))
+            .collect();
+        // One point per cell: the mean over its seeds.
+        let mut cells: Vec<(&str, Vec<(f64, f64)>)> = vec![];
+        for (e, x, y) in v {
+            match cells.iter_mut().find(|c| c.0 == e.cell) {
+                Some(c) => c.1.push((x, y)),
+                None => cells.push((&e.cell, vec![(x, y)])),
+            }
+        }
+        let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
+            v.iter().map(f).sum::<f64>() / v.len() as f64
+        };
+        let mut v: Vec<(f64, f64)> = cells
+            .iter()
+            .map(|(_, p)| (mean(p, |q| q.0), mean(p, |q| q.1)))
             .collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
@@ -1162,6 +1389,84 @@ mod tests {
         let md = results_md(&PRESETS[0], Path::new("d"), &with_ablation);
         assert!(md.contains("## Ablations of ours"), "{md}");
         assert!(Summary::parse("nonsense = 1").is_err());
+    }
+
+    /// `--seeds`: seed 1 keeps the one-seed names, the others get `-sS`; the teacher is
+    /// shared; each cell's figures give mean ± sd; the verdict is taken on the means,
+    /// a tie within the larger sd.
+    #[test]
+    fn seeds_make_cells_with_mean_and_sd() {
+        assert_eq!(parse_seeds("1, 2,3,2").unwrap(), vec![1, 2, 3]);
+        assert!(parse_seeds("1,x").is_err() && parse_seeds(" ,").is_err());
+        let all = entries_for_seeds(&PRESETS[0], Path::new("t"), &[1, 2, 3]);
+        let one = entries(&PRESETS[0], Path::new("t"));
+        assert_eq!(all.len(), 1 + 3 * (one.len() - 1));
+        assert_eq!(all.iter().filter(|e| e.role == Role::Teacher).count(), 1);
+        for e in one.iter().filter(|e| e.role != Role::Teacher) {
+            for seed in [1u64, 2, 3] {
+                let name = if seed == 1 {
+                    e.name.clone()
+                } else {
+                    format!("{}-s{seed}", e.name)
+                };
+                let s = all.iter().find(|x| x.name == name).unwrap();
+                assert_eq!((s.cell.as_str(), s.cfg.seed), (e.name.as_str(), seed));
+                assert_eq!(
+                    TrainConfig {
+                        seed: 1,
+                        ..s.cfg.clone()
+                    },
+                    e.cfg
+                );
+            }
+        }
+        let st = Stat::of(&[0.90, 0.92, f64::NAN, 0.94]).unwrap();
+        assert_eq!(st.n, 3);
+        assert!((st.mean - 0.92).abs() < 1e-12 && (st.sd - 0.02).abs() < 1e-12);
+        assert_eq!(st.pct(), "92.00 ± 2.00");
+        assert!(Stat::of(&[0.5]).unwrap().sd.is_nan() && Stat::of(&[f64::NAN]).is_none());
+        // Three seeds each of ours and ADMM at 15.31x: the verdict on the means.
+        let cell = |role: Role| -> Vec<&Entry> {
+            all.iter()
+                .filter(|e| e.role == role && (e.rate - 15.31).abs() < 1e-9)
+                .collect()
+        };
+        let md_for = |ours: [f64; 3], admm: [f64; 3]| {
+            let mut results = vec![];
+            for (role, figs) in [(Role::Ours, ours), (Role::Admm, admm)] {
+                for (e, w) in cell(role).into_iter().zip(figs) {
+                    let mut s = Summary::default();
+                    (s.dense.clean, s.dense.pgd, s.dense.worst_aa) = (0.97, 0.9, w);
+                    results.push((e, Some(s)));
+                }
+            }
+            results_md(&PRESETS[0], Path::new("d"), &results)
+        };
+        let line = |md: &str| {
+            md.lines()
+                .find(|l| l.starts_with("- ->1"))
+                .unwrap()
+                .to_string()
+        };
+        // Means 0.85 and 0.84, sds 0.01 and 0.005: +1.00 is within 1.00 -> a tie.
+        let md = md_for([0.84, 0.85, 0.86], [0.835, 0.84, 0.845]);
+        let v = line(&md);
+        assert!(
+            v.contains("ours ties (within 1.00 points, the larger seed sd)")
+                && v.contains("means of 3 and 3 seeds: ours 85.00 ± 1.00, ADMM 84.00 ± 0.50")
+                && v.contains("AutoAttack and Square"),
+            "{v}"
+        );
+        assert!(
+            md.contains("| prox-r15.31 | ours: prox + distillation | 3 | 97.00 ± 0.00 |"),
+            "{md}"
+        );
+        // The same means with a tighter spread: a win.
+        let v = line(&md_for([0.849, 0.85, 0.851], [0.839, 0.84, 0.841]));
+        assert!(
+            v.contains("ours beats our ADMM") && v.contains("+1.00"),
+            "{v}"
+        );
     }
 
     /// The verdict lines under the side-by-side table: the PGD-40 lead (a tie within
