@@ -209,14 +209,12 @@ impl Entry {
 /// shared by every run), each other run once per seed, named `NAME` for seed 1 (so a
 /// one-seed sweep's folders are those of earlier sweeps) and `NAME-sS` for seed S.
 pub fn entries_for_seeds(p: &Preset, teacher: &Path, seeds: &[u64]) -> Vec<Entry> {
-    let base = entries(p, teacher);
-    let mut out = vec![];
-    for e in base {
-        if e.role == Role::Teacher {
-            out.push(e);
-            continue;
-        }
-        for &seed in seeds {
+    let (mut out, runs): (Vec<Entry>, Vec<Entry>) = entries(p, teacher)
+        .into_iter()
+        .partition(|e| e.role == Role::Teacher);
+    // Seed after seed, so that a sweep cut short has whole rows of the first seeds.
+    for &seed in seeds {
+        for e in &runs {
             out.push(Entry {
                 name: if seed == 1 {
                     e.name.clone()
