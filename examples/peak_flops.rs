@@ -26,6 +26,7 @@ fn main() {
     // SAFETY: AVX-512F is present (checked above).
     let warm = unsafe { fma_loop_avx512(iters / 10) };
     let t0 = Instant::now();
+    // SAFETY: as above.
     let r = unsafe { fma_loop_avx512(iters) };
     let dt = t0.elapsed().as_secs_f64();
     let flops = (iters * 12 * 16 * 2) as f64;

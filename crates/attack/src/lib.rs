@@ -45,6 +45,8 @@
 //! survive every attack of a list. `cargo xtask eval` is the command-line front end
 //! (tables, JSON, eps sweeps and their SVG plot, `--transfer-from`).
 
+#![forbid(unsafe_code)]
+
 pub mod apgd;
 pub mod ball;
 pub mod classifier;

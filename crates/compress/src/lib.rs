@@ -16,6 +16,8 @@
 //! Constructors check their inputs and return [`Error`]; the per-step operations take
 //! buffers the caller already validated and panic on a length mismatch.
 
+#![forbid(unsafe_code)]
+
 pub mod admm;
 pub mod budget;
 pub mod error;

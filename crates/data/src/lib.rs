@@ -19,6 +19,8 @@
 //! - [`gzip`]: a from-scratch gzip/DEFLATE decoder, since the library crates use no
 //!   compression crate.
 
+#![forbid(unsafe_code)]
+
 pub mod cifar;
 mod dataset;
 pub mod error;

@@ -5,6 +5,8 @@
 //! proximal step and pruning masks are loops over one slice, and a model file moves
 //! both ways between rcc and PyTorch.
 
+#![forbid(unsafe_code)]
+
 pub mod arch;
 pub mod checkpoint;
 pub mod error;

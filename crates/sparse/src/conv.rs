@@ -21,7 +21,7 @@ use crate::csr::Csr;
 use crate::error::{shape, Result};
 use crate::linear::relu;
 use crate::pool::{max_pool_plane, Pool};
-use rcc_tensor::kernels::Isa;
+use rcc_tensor::kernels::{Isa, IsaKind};
 use rcc_tensor::ops::conv2d::Conv2dGeom;
 
 /// Block sizes (grid positions held in registers per output channel): 4, 2 or 1
@@ -275,14 +275,14 @@ impl SparseConv {
                 self.sample_strided(xp, ys);
                 continue;
             }
-            match isa {
+            match isa.kind() {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `isa` is what `Isa::detect` found on this CPU (tests pass only
-                // detected ones); the body itself is safe code.
-                Isa::Avx512 => unsafe { self.sample_avx512(xp, g, ep, ys) },
+                // SAFETY: an `Isa` exists only for an instruction set this CPU has
+                // (`Isa::detect`, `Isa::supported`); the body itself is safe code.
+                IsaKind::Avx512 => unsafe { self.sample_avx512(xp, g, ep, ys) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
-                Isa::Avx2Fma => unsafe { self.sample_avx2(xp, g, ep, ys) },
+                IsaKind::Avx2Fma => unsafe { self.sample_avx2(xp, g, ep, ys) },
                 _ => self.sample_grid::<16, false>(xp, g, ep, ys),
             }
         }
@@ -500,11 +500,7 @@ mod tests {
 
     /// Instruction sets this CPU runs.
     fn isas() -> Vec<Isa> {
-        match Isa::detect() {
-            Isa::Avx512 => vec![Isa::Avx512, Isa::Avx2Fma, Isa::Portable],
-            Isa::Avx2Fma => vec![Isa::Avx2Fma, Isa::Portable],
-            Isa::Portable => vec![Isa::Portable],
-        }
+        Isa::supported()
     }
 
     /// Naive dense reference, f64 accumulation.

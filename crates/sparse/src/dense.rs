@@ -11,7 +11,7 @@
 use crate::error::{shape, Result};
 use crate::linear::relu;
 use rcc_tensor::kernels::direct_conv::{self, Grid};
-use rcc_tensor::kernels::Isa;
+use rcc_tensor::kernels::{Isa, IsaKind};
 
 /// A linear layer with dense weights `[out, in]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,13 +55,14 @@ impl DenseLinear {
             self.fout
         );
         for (xs, ys) in x.chunks_exact(self.fin).zip(y.chunks_exact_mut(self.fout)) {
-            match self.isa {
+            match self.isa.kind() {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: the ISA was detected on this CPU; the body is safe code.
-                Isa::Avx512 => unsafe { self.sample_avx512(xs, ys) },
+                // SAFETY: an `Isa` exists only for an instruction set this CPU has; the body
+                // is safe code.
+                IsaKind::Avx512 => unsafe { self.sample_avx512(xs, ys) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
-                Isa::Avx2Fma => unsafe { self.sample_avx2(xs, ys) },
+                IsaKind::Avx2Fma => unsafe { self.sample_avx2(xs, ys) },
                 _ => self.sample(xs, ys),
             }
         }
@@ -179,27 +180,27 @@ impl DenseConv {
 
     pub fn in_len(&self) -> usize {
         let (h, w) = (
-            self.grid.hp - 2 * self.grid.pad,
-            self.grid.wp - 2 * self.grid.pad,
+            self.grid.hp() - 2 * self.grid.pad(),
+            self.grid.wp() - 2 * self.grid.pad(),
         );
         self.c * h * w
     }
     pub fn out_len(&self) -> usize {
-        self.o * self.grid.oh * self.grid.ow
+        self.o * self.grid.oh() * self.grid.ow()
     }
     pub fn xp_len(&self) -> usize {
-        self.grid.xp_len
+        self.grid.xp_len()
     }
     /// Weight `(o, t)` (t = flattened tap `(c*KH + ki)*KW + kj`).
     pub fn weight(&self, o: usize, t: usize) -> f32 {
-        let k = self.grid.off.len();
+        let k = self.grid.off().len();
         self.wb[((o / 8) * k + t) * 8 + o % 8]
     }
 
     /// `x [N, C, H, W]` -> `y [N, O, OH, OW]`; `xp` scratch of at least `xp_len`.
     pub fn forward(&self, x: &[f32], xp: &mut [f32], y: &mut [f32]) {
         let (il, ol) = (self.in_len(), self.out_len());
-        let xp = &mut xp[..self.grid.xp_len];
+        let xp = &mut xp[..self.grid.xp_len()];
         for (xs, ys) in x.chunks_exact(il).zip(y.chunks_exact_mut(ol)) {
             self.grid.pad_into(xs, self.c, xp);
             direct_conv::forward_sample(

@@ -427,7 +427,7 @@ impl SparseModel {
             Op::Conv {
                 kernel: ConvKernel::Dense(c),
                 ..
-            } => Some(c.grid.q),
+            } => Some(c.grid.q()),
             _ => None,
         });
         let mut xp = vec![0.0; self.xp_len];
@@ -501,9 +501,9 @@ impl SparseModel {
                         ConvKernel::Sparse(c) => c.input_grad(&dy, &mut xp, &mut g, &mut dxi),
                         ConvKernel::Dense(c) => {
                             let gm = dense_geometry(c);
-                            let k = c.grid.off.len();
+                            let k = c.grid.off().len();
                             let taps =
-                                |o| (0..k).map(move |t| (c.grid.off[t] as u32, c.weight(o, t)));
+                                |o| (0..k).map(move |t| (c.grid.off()[t] as u32, c.weight(o, t)));
                             conv_input_grad(gm, taps, &dy, &mut xp, &mut g, &mut dxi);
                         }
                     }
@@ -550,16 +550,16 @@ fn dense_geometry(c: &DenseConv) -> GridGeom {
     GridGeom {
         o: c.o,
         c: c.c,
-        h: g.hp - 2 * g.pad,
-        wd: g.wp - 2 * g.pad,
-        pad: g.pad,
+        h: g.hp() - 2 * g.pad(),
+        wd: g.wp() - 2 * g.pad(),
+        pad: g.pad(),
         stride: 1,
-        hp: g.hp,
-        wp: g.wp,
-        oh: g.oh,
-        ow: g.ow,
-        q: g.q,
-        xp_len: g.xp_len,
+        hp: g.hp(),
+        wp: g.wp(),
+        oh: g.oh(),
+        ow: g.ow(),
+        q: g.q(),
+        xp_len: g.xp_len(),
     }
 }
 

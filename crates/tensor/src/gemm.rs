@@ -51,24 +51,40 @@ impl<'a> Mat<'a> {
 ///
 /// Single-threaded. Panics (a programming error, never user input) if the operands do not fit.
 pub fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
+    let (m, n) = (a.rows, b.cols);
+    assert!(m == 0 || n == 0 || (m - 1) * ldc + n <= c.len());
+    // SAFETY: the assert above puts every element `i * ldc + j` (i < m, j < n) inside
+    // `c`, which the `&mut` borrow gives this call alone.
+    unsafe { sgemm_raw(alpha, a, b, beta, c.as_mut_ptr(), ldc) }
+}
+
+/// [`sgemm`] on a raw `c`, so that parallel tasks can each write their own disjoint
+/// block of one matrix without holding overlapping `&mut` slices of it. Checks `a` and
+/// `b` against their slices itself.
+///
+/// # Safety
+///
+/// `c` must be valid for reads and writes at every `c + i * ldc + j` with `i < a.rows`,
+/// `j < b.cols`, and nothing else may access those elements during the call.
+unsafe fn sgemm_raw(alpha: f32, a: Mat, b: Mat, beta: f32, c: *mut f32, ldc: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "sgemm: inner dimensions differ");
     assert!(a.extent() <= a.data.len() && b.extent() <= b.data.len());
-    assert!(m == 0 || n == 0 || (m - 1) * ldc + n <= c.len());
     assert!(n <= ldc || m <= 1);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        for row in c.chunks_mut(ldc).take(m) {
-            for v in &mut row[..n] {
-                *v *= beta;
+        for i in 0..m {
+            for j in 0..n {
+                // SAFETY: in the caller's block (i < m, j < n).
+                unsafe { *c.add(i * ldc + j) *= beta };
             }
         }
         return;
     }
-    // SAFETY: the asserts above bound every index matrixmultiply computes from
-    // (m, k, n) and the strides inside the slices.
+    // SAFETY: the asserts above bound every index matrixmultiply computes from (m, k, n)
+    // and the strides inside `a` and `b`; the caller guarantees `c`'s block.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -82,7 +98,7 @@ pub fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32], ldc: usize) {
             b.rs as isize,
             b.cs as isize,
             beta,
-            c.as_mut_ptr(),
+            c,
             ldc as isize,
             1,
         )
@@ -127,8 +143,12 @@ pub fn par_sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
         // Split columns of b and c: column blocks of c are strided, so hand each task a
         // disjoint column range through a raw pointer.
         let block = n.div_ceil(threads).next_multiple_of(16).min(n);
+        assert!(
+            m * n <= c.len(),
+            "par_sgemm: c holds {} values for [{m}, {n}]",
+            c.len()
+        );
         let cptr = SyncPtr(c.as_mut_ptr());
-        let clen = c.len();
         (0..n.div_ceil(block)).into_par_iter().for_each(|i| {
             let c0 = i * block;
             let cols = block.min(n - c0);
@@ -137,17 +157,22 @@ pub fn par_sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: &mut [f32]) {
                 cols,
                 ..b
             };
-            // SAFETY: tasks write disjoint column ranges [c0, c0 + cols) of c; the slice
-            // handed to sgemm starts at column c0 and its bound check covers the rest.
-            let cb = unsafe { std::slice::from_raw_parts_mut(cptr.get().add(c0), clen - c0) };
-            sgemm(alpha, a, bb, beta, cb, n);
+            // SAFETY: this task's block is rows 0..m, columns c0..c0 + cols of `c`
+            // (row stride n): inside `c` by the assert above, and disjoint from every
+            // other task's columns; `c` is borrowed mutably for the whole split, and no
+            // `&mut` slice of it is made while the tasks run.
+            unsafe { sgemm_raw(alpha, a, bb, beta, cptr.get().add(c0), n) };
         });
     }
 }
 
+/// A raw pointer that parallel tasks may share.
 #[derive(Clone, Copy)]
 struct SyncPtr(*mut f32);
+// SAFETY: the pointer is only dereferenced by `par_sgemm`'s tasks, each inside its own
+// disjoint block of the matrix it points into, while that matrix is mutably borrowed.
 unsafe impl Send for SyncPtr {}
+// SAFETY: as for Send: shared between tasks that write disjoint elements.
 unsafe impl Sync for SyncPtr {}
 impl SyncPtr {
     fn get(self) -> *mut f32 {

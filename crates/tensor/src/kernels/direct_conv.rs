@@ -19,7 +19,7 @@
 //! The im2col + GEMM path in `ops::conv2d` is the reference these kernels are tested
 //! against. It also serves strides other than 1.
 
-use super::Isa;
+use super::{Isa, IsaKind};
 use crate::ops::conv2d::Conv2dGeom;
 
 /// Positions per accumulator (one AVX-512 register of f32).
@@ -27,21 +27,24 @@ const L: usize = 16;
 /// Output channels per register block.
 const OB: usize = 8;
 
-/// Geometry of the padded-width grid for one convolution.
+/// Geometry of the padded-width grid for one convolution. Its fields are private and
+/// only [`Grid::new`] makes one, so every grid the kernels see is consistent: `q` a
+/// multiple of `L` and `xp_len` covering the last block's reads (the kernels still check
+/// both against the buffers they are given).
 #[derive(Clone, Debug)]
 pub struct Grid {
     /// Padded input plane: rows, columns.
-    pub hp: usize,
-    pub wp: usize,
+    hp: usize,
+    wp: usize,
     /// Output positions on the grid (OH*WP), rounded up to a multiple of L.
-    pub q: usize,
+    q: usize,
     /// Input offset of each tap (c, ki, kj).
-    pub off: Vec<usize>,
+    off: Vec<usize>,
     /// Length of a padded sample buffer, including slack for the last block's reads.
-    pub xp_len: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub pad: usize,
+    xp_len: usize,
+    oh: usize,
+    ow: usize,
+    pad: usize,
 }
 
 impl Grid {
@@ -69,6 +72,39 @@ impl Grid {
             ow,
             pad,
         }
+    }
+
+    /// Padded input plane: rows.
+    pub fn hp(&self) -> usize {
+        self.hp
+    }
+    /// Padded input plane: columns (the grid's row stride).
+    pub fn wp(&self) -> usize {
+        self.wp
+    }
+    /// Output positions on the grid (`oh * wp`), rounded up to a multiple of 16.
+    pub fn q(&self) -> usize {
+        self.q
+    }
+    /// Input offset of each tap `(c, ki, kj)`.
+    pub fn off(&self) -> &[usize] {
+        &self.off
+    }
+    /// Length of a padded sample buffer, with slack for the last block's reads.
+    pub fn xp_len(&self) -> usize {
+        self.xp_len
+    }
+    /// Output rows.
+    pub fn oh(&self) -> usize {
+        self.oh
+    }
+    /// Output columns.
+    pub fn ow(&self) -> usize {
+        self.ow
+    }
+    /// Zero padding on each side.
+    pub fn pad(&self) -> usize {
+        self.pad
     }
 
     /// Zero-padded copy of one sample `x [C, H, W]` into `xp` (`xp_len` values).
@@ -126,14 +162,15 @@ fn forward_block(
     wb: &[f32],
     acc: &mut [[f32; L]; OB],
 ) {
-    match isa {
+    match isa.kind() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the ISA was detected on this CPU; the bounds are asserted by the caller
+        // SAFETY: an `Isa` exists only for an instruction set this CPU has; the bounds
+        // (`q` a multiple of L, `q + max(off) <= xp.len()`) are asserted by the caller
         // (forward_sample), and every read is `xp[q0 + off .. q0 + off + L]` or `wb[..]`.
-        Isa::Avx512 => unsafe { x86::forward_block_avx512(xp.as_ptr().add(q0), off, wb, acc) },
+        IsaKind::Avx512 => unsafe { x86::forward_block_avx512(xp.as_ptr().add(q0), off, wb, acc) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2Fma => unsafe { x86::forward_block_avx2(xp.as_ptr().add(q0), off, wb, acc) },
+        IsaKind::Avx2Fma => unsafe { x86::forward_block_avx2(xp.as_ptr().add(q0), off, wb, acc) },
         _ => {
             *acc = [[0.0; L]; OB];
             for (wt, &o) in wb.chunks_exact(OB).zip(off) {
@@ -162,24 +199,37 @@ pub fn forward_sample(
     accumulate: bool,
     y: &mut [f32],
 ) {
-    let k = grid.off.len();
-    let (ow, p) = (grid.ow, grid.oh * grid.ow);
-    let max_off = grid.off.iter().copied().max().unwrap_or(0);
+    let k = grid.off().len();
+    let (ow, p) = (grid.ow(), grid.oh() * grid.ow());
+    let max_off = grid.off().iter().copied().max().unwrap_or(0);
+    // Every read of the vector blocks is `xp[q0 + off + l]` with `q0 + l < q`: these
+    // bounds make the unchecked loads in `forward_block` safe.
     assert!(
-        grid.q + max_off <= xp.len() && wb.len() == o.div_ceil(OB) * k * OB && y.len() >= o * p
+        grid.q().is_multiple_of(L) && grid.q() + max_off <= xp.len(),
+        "direct conv: a padded input of {} values for a grid that reads {} (q {}, largest tap offset {max_off})",
+        xp.len(),
+        grid.q() + max_off,
+        grid.q()
+    );
+    assert!(
+        wb.len() == o.div_ceil(OB) * k * OB && y.len() >= o * p,
+        "direct conv: {} blocked weights for {o} channels of {k} taps, an output of {} values for {}",
+        wb.len(),
+        y.len(),
+        o * p
     );
     let mut acc = [[0f32; L]; OB];
     for (blk, wblk) in wb.chunks_exact(k * OB).enumerate() {
         let o0 = blk * OB;
         let nob = OB.min(o - o0);
-        for q0 in (0..grid.q).step_by(L) {
-            forward_block(isa, xp, q0, &grid.off, wblk, &mut acc);
+        for q0 in (0..grid.q()).step_by(L) {
+            forward_block(isa, xp, q0, grid.off(), wblk, &mut acc);
             // Store the lanes that are real output positions: walk the block's 16
             // positions as runs along grid rows (no division per lane).
-            let (mut oy, mut ox) = (q0 / grid.wp, q0 % grid.wp);
+            let (mut oy, mut ox) = (q0 / grid.wp(), q0 % grid.wp());
             let mut l = 0;
-            while l < L && oy < grid.oh {
-                let run = (L - l).min(grid.wp - ox);
+            while l < L && oy < grid.oh() {
+                let run = (L - l).min(grid.wp() - ox);
                 let valid = run.min(ow.saturating_sub(ox));
                 // A run inside the padding columns stores nothing (and on the last row its
                 // start would lie past the end of the output).
@@ -222,11 +272,12 @@ fn weight_grad_block(
     samples: usize,
     acc: &mut [[f32; L]; OB],
 ) {
-    match isa {
+    match isa.kind() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: detected ISA; the caller (weight_grad) asserts that every read,
+        // SAFETY: an `Isa` exists only for an instruction set this CPU has; the caller
+        // (weight_grad) asserts that every read,
         // `xps[s*xl + off + q0 ..][..L]` and `dyb[s*ds + o*q + q0 ..][..L]`, is in bounds.
-        Isa::Avx512 => unsafe {
+        IsaKind::Avx512 => unsafe {
             x86::weight_grad_block_avx512(
                 xps.as_ptr().add(off),
                 xl,
@@ -239,7 +290,7 @@ fn weight_grad_block(
         },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2Fma => unsafe {
+        IsaKind::Avx2Fma => unsafe {
             x86::weight_grad_block_avx2(
                 xps.as_ptr().add(off),
                 xl,
@@ -279,11 +330,11 @@ pub fn weight_grad(
     samples: usize,
     dw: &mut [f32],
 ) {
-    let k = grid.off.len();
+    let k = grid.off().len();
     let blocks = o.div_ceil(OB);
-    let (xl, ql) = (grid.xp_len, grid.q);
+    let (xl, ql) = (grid.xp_len(), grid.q());
     let ds = blocks * OB * ql;
-    let max_off = grid.off.iter().copied().max().unwrap_or(0);
+    let max_off = grid.off().iter().copied().max().unwrap_or(0);
     assert!(
         ql % L == 0
             && ql + max_off <= xl
@@ -295,7 +346,7 @@ pub fn weight_grad(
     for blk in 0..blocks {
         let nob = OB.min(o - blk * OB);
         let dyb = &dyps[blk * OB * ql..];
-        for (t, &off) in grid.off.iter().enumerate() {
+        for (t, &off) in grid.off().iter().enumerate() {
             weight_grad_block(isa, xps, xl, off, dyb, ds, ql, samples, &mut acc);
             for (i, a) in acc.iter().enumerate().take(nob) {
                 dw[(blk * OB + i) * k + t] += a.iter().sum::<f32>();
@@ -415,11 +466,50 @@ mod x86 {
 /// (rows `>= O` and columns `>= OW` zero).
 pub fn dy_to_grid(grid: &Grid, dy: &[f32], o: usize, out: &mut [f32]) {
     out.fill(0.0);
-    let (ow, p) = (grid.ow, grid.oh * grid.ow);
+    let (ow, p) = (grid.ow(), grid.oh() * grid.ow());
     for oc in 0..o {
-        let row = &mut out[oc * grid.q..(oc + 1) * grid.q];
-        for oy in 0..grid.oh {
-            row[oy * grid.wp..oy * grid.wp + ow].copy_from_slice(&dy[oc * p + oy * ow..][..ow]);
+        let row = &mut out[oc * grid.q()..(oc + 1) * grid.q()];
+        for oy in 0..grid.oh() {
+            row[oy * grid.wp()..oy * grid.wp() + ow].copy_from_slice(&dy[oc * p + oy * ow..][..ow]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A padded input shorter than the grid reads is refused with a message naming the
+    /// sizes, before any vector load: never a read past the buffer.
+    #[test]
+    #[should_panic(expected = "direct conv: a padded input of 10 values for a grid that reads")]
+    fn a_short_padded_input_is_refused() {
+        let grid = Grid::new(1, 6, 6, 3, 3, 1);
+        let (o, k) = (8, grid.off().len());
+        let wb = block_weights(&vec![0.5; o * k], o, k);
+        let mut y = vec![0.0; o * grid.oh() * grid.ow()];
+        forward_sample(
+            Isa::detect(),
+            &grid,
+            &[0.0; 10],
+            &wb,
+            o,
+            None,
+            false,
+            false,
+            &mut y,
+        );
+    }
+
+    /// Every grid `Grid::new` makes has `q` a multiple of 16 and a buffer that covers
+    /// the last block's reads.
+    #[test]
+    fn grids_cover_their_reads() {
+        for (c, h, k, pad) in [(1, 28, 5, 2), (3, 7, 3, 1), (2, 5, 5, 0), (4, 1, 1, 0)] {
+            let g = Grid::new(c, h, h, k, k, pad);
+            let max_off = g.off().iter().copied().max().unwrap();
+            assert!(g.q().is_multiple_of(L) && g.q() + max_off <= g.xp_len());
+            assert_eq!((g.oh(), g.ow()), (h + 2 * pad + 1 - k, h + 2 * pad + 1 - k));
         }
     }
 }

@@ -375,7 +375,7 @@ pub fn backward_im2col(
 /// an x86-64 CPU with AVX2+FMA or AVX-512 (elsewhere im2col + GEMM is faster than the
 /// portable twin of the direct kernels).
 pub fn direct_applies(g: &Conv2dGeom) -> bool {
-    g.stride == 1 && g.kh == g.kw && g.pad < g.kh && Isa::detect() != Isa::Portable
+    g.stride == 1 && g.kh == g.kw && g.pad < g.kh && Isa::detect() != Isa::PORTABLE
 }
 
 /// Which path each pass takes. Measured crossovers (`cargo run --release --example
@@ -476,7 +476,7 @@ pub fn forward_direct(
     let wb = direct::block_weights(w, o, g.k());
     let isa = Isa::detect();
     y.par_chunks_mut(o * p).zip(x.par_chunks(xs)).for_each_init(
-        || scratch::take(grid.xp_len),
+        || scratch::take(grid.xp_len()),
         |xp, (yn, xn)| {
             grid.pad_into(xn, g.c, xp);
             direct::forward_sample(isa, &grid, xp, &wb, o, b, relu, false, yn);
@@ -539,19 +539,19 @@ pub fn backward_direct(
                 db
             });
             let dw = want_w.then(|| {
-                let mut xps = scratch::take(s * grid.xp_len);
-                let mut dyps = scratch::take(s * o8 * grid.q);
+                let mut xps = scratch::take(s * grid.xp_len());
+                let mut dyps = scratch::take(s * o8 * grid.q());
                 for si in 0..s {
                     grid.pad_into(
                         &x[(n0 + si) * xs..][..xs],
                         g.c,
-                        &mut xps[si * grid.xp_len..][..grid.xp_len],
+                        &mut xps[si * grid.xp_len()..][..grid.xp_len()],
                     );
                     direct::dy_to_grid(
                         &grid,
                         &dym[si * o * p..][..o * p],
                         o,
-                        &mut dyps[si * o8 * grid.q..][..o8 * grid.q],
+                        &mut dyps[si * o8 * grid.q()..][..o8 * grid.q()],
                     );
                 }
                 let mut part = vec![0.0; o * k];
@@ -561,7 +561,7 @@ pub fn backward_direct(
                 part
             });
             if let (Some(dxc), Some((agrid, awb))) = (dxc, adj.as_ref()) {
-                let mut dyp = scratch::take(agrid.xp_len);
+                let mut dyp = scratch::take(agrid.xp_len());
                 for si in 0..s {
                     agrid.pad_into(&dym[si * o * p..][..o * p], o, &mut dyp);
                     direct::forward_sample(
@@ -887,7 +887,7 @@ mod tests {
         let p = |xs: [usize; 4], ws: [usize; 4], pad| {
             paths(&Conv2dGeom::new(&xs, &ws, 1, pad).unwrap())
         };
-        if Isa::detect() == Isa::Portable {
+        if Isa::detect() == Isa::PORTABLE {
             return;
         }
         let lenet5_conv2 = p([1, 20, 12, 12], [50, 20, 5, 5], 0);
