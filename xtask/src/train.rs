@@ -463,6 +463,20 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The checks that involve more than one setting (each setting alone is checked as it
+    /// is set), run before any data is loaded or any teacher trained.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(m) = self.method {
+            if self.finetune >= self.epochs && !matches!(m, Method::Magnitude | Method::Dense) {
+                return Err(format!(
+                    "finetune ({}) must leave epochs ({}) for the {m} phase: give --epochs more than --finetune",
+                    self.finetune, self.epochs
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Applies a `key = value` file (`#` starts a comment).
     pub fn apply_file(&mut self, path: &Path) -> Result<(), String> {
         for (line, k, v) in read_pairs(path)? {
@@ -1163,6 +1177,7 @@ fn config_from_cli(cli: &Cli) -> Result<TrainConfig, String> {
     if !ours && !has("alpha") {
         cfg.alpha = 0.0;
     }
+    cfg.check()?;
     Ok(cfg)
 }
 
@@ -1181,6 +1196,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             {
                 return Err(format!("--resume continues a run as configured in its config.txt; --{k} cannot change it"));
             }
+            cfg.check()
+                .map_err(|e| format!("{}: {e}", dir.join("config.txt").display()))?;
             (cfg, dir, true)
         }
         None => {
@@ -1595,6 +1612,20 @@ mod tests {
         assert_eq!(
             cfg(&["--rate", "8"]).default_run_name(),
             "mnist-lenet_adv4-prox-r8-s1"
+        );
+        // A combination that cannot run is refused from the flags alone, before any data
+        // or teacher (it used to fail after training the teacher).
+        let args: Vec<String> = ["--finetune", "2", "--epochs", "1"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let mut valued: Vec<&str> = KEYS.to_vec();
+        valued.extend(["config", "out"]);
+        let err = config_from_cli(&Cli::parse(&args, &valued, &[]).unwrap()).unwrap_err();
+        assert!(err.contains("finetune (2) must leave epochs (1)"), "{err}");
+        assert_eq!(
+            cfg(&["--method", "magnitude", "--finetune", "2", "--epochs", "2"]).epochs,
+            2
         );
     }
 
