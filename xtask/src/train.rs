@@ -1776,7 +1776,7 @@ mod tests {
             if method.starts_with("admm") {
                 // Z and U, measured by the counting allocator (other tests allocating at the
                 // same time can only add to it, so only the lower bound is asserted here;
-                // README's memory table comes from separate processes).
+                // docs/results.md's memory table comes from separate processes).
                 assert!(heap_peak >= 8.0 * p.total() as f64, "{heap_peak}");
             }
             if method == "prox" {

@@ -26,7 +26,7 @@ pub enum KernelChoice {
 /// Density (non-zeros / weights) below which the CSR convolution beats the dense direct
 /// kernel, batch 1, one core, by input channels. Measured with `cargo run --release -p
 /// rcc-sparse --example crossover` on every conv shape of lenet5, lenet_adv:4 and vgg16:4
-/// (Sapphire Rapids, AVX-512; the README's sparse section has the table). The dense
+/// (Sapphire Rapids, AVX-512; docs/performance.md has the table). The dense
 /// kernel reuses each input load across 8 output channels, which pays more the more
 /// input channels there are: few-channel layers (conv1 of the LeNets, C = 1) cross at 50-
 /// 60% density, 20-32 channels at about 40%, 64 and more at about 20%.
