@@ -47,22 +47,7 @@ use rcc::tensor::{threads, Tensor};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The benched architectures, by id.
-const ARCHS: [(&str, Arch); 3] = [
-    ("lenet5", Arch::Lenet5),
-    ("lenet_adv4", Arch::LenetAdv(4)),
-    ("vgg16w4", Arch::Vgg16(4)),
-];
-
-/// Sparsities, in percent.
-const SPARSITIES: [u32; 7] = [0, 50, 80, 90, 95, 98, 99];
-
-/// `sparse_inference` formats and the kernel choice each builds.
-const FORMATS: [(&str, KernelChoice); 3] = [
-    ("dense", KernelChoice::Dense),
-    ("csr", KernelChoice::Auto),
-    ("csr-only", KernelChoice::Sparse),
-];
+use rcc::sparse::bench_matrix::{ARCHS, FORMATS, SPARSITIES};
 
 /// The unpruned model of `arch`: `$RCC_BENCH_MODELS/{id}.safetensors` when present, else
 /// seeded random weights. Says which on stderr.

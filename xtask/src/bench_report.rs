@@ -24,26 +24,13 @@ use crate::cli::{workspace_root, Cli};
 use crate::svg::{Svg, PALETTE};
 use rcc_nn::json::{parse_json, Json};
 use rcc_nn::{Arch, Model};
-use rcc_sparse::{KernelChoice, ModelSpec, SparseModel};
+use rcc_sparse::{ModelSpec, SparseModel};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// The benched architectures, by id (as in benches/sparse.rs).
-const ARCHS: [(&str, Arch); 3] = [
-    ("lenet5", Arch::Lenet5),
-    ("lenet_adv4", Arch::LenetAdv(4)),
-    ("vgg16w4", Arch::Vgg16(4)),
-];
-/// Sparsities, in percent (as in benches/sparse.rs).
-const SPARSITIES: [u32; 7] = [0, 50, 80, 90, 95, 98, 99];
-/// `sparse_inference` formats and their kernel choices (as in benches/sparse.rs).
-const FORMATS: [(&str, KernelChoice); 3] = [
-    ("dense", KernelChoice::Dense),
-    ("csr", KernelChoice::Auto),
-    ("csr-only", KernelChoice::Sparse),
-];
+use rcc_sparse::bench_matrix::{ARCHS, FORMATS, SPARSITIES};
 const INFERENCE: &str = "sparse_inference";
 const LAYER: &str = "sparse_layer";
 const BENCH_CMD: &str = "cargo bench --bench sparse";

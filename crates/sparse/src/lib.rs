@@ -11,6 +11,7 @@
 //!   and its activation arena planned at build time; it also gives input gradients, so
 //!   attacks run on the deployed artifact.
 
+pub mod bench_matrix;
 pub mod classifier;
 pub mod conv;
 pub mod csr;
