@@ -251,37 +251,8 @@ pub fn apgd_outcome(
     rng: &mut StdRng,
 ) -> Result<Outcome> {
     cfg.check()?;
-    let per = per_example(x, labels)?;
-    let n = labels.len();
-    let mut best = x.data().to_vec();
-    let mut best_loss = vec![f32::NEG_INFINITY; n];
-    let mut best_fooled = vec![false; n];
-    for r in 0..cfg.restarts {
-        let active: Vec<usize> = (0..n).filter(|&i| !best_fooled[i]).collect();
-        if active.is_empty() {
-            break;
-        }
-        let start = if cfg.random_start && cfg.eps > 0.0 {
-            random_start(x.data(), per, cfg.eps, rng)
-        } else {
-            x.data().to_vec()
-        };
-        let (pts, loss, fooled) = apgd_run(model, x, labels, &active, &start, cfg)?;
-        let run = crate::pgd::Restart {
-            active: &active,
-            per,
-            pts: &pts,
-            loss: &loss,
-            fooled: &fooled,
-        };
-        run.merge_into(r == 0, &mut best, &mut best_loss, &mut best_fooled);
-    }
-    Ok(Outcome {
-        adv: Tensor::new(x.shape(), best)?,
-        fooled: best_fooled,
-        loss: best_loss,
-        loss_trace: vec![],
-    })
+    per_example(x, labels)?;
+    apgd_runs(model, x, &[labels.to_vec()], cfg, rng)
 }
 
 /// APGD-T (Croce & Hein 2020, AutoAttack's second component): APGD on the targeted DLR
@@ -301,8 +272,7 @@ pub fn apgd_targeted(
 ) -> Result<Outcome> {
     let cfg = cfg.with_loss(AttackLoss::TargetedDlr);
     cfg.check()?;
-    let per = per_example(x, labels)?;
-    let n = labels.len();
+    per_example(x, labels)?;
     let clean = model.logits(x)?;
     let k = clean.shape().last().copied().unwrap_or(1);
     AttackLoss::TargetedDlr.check(k, &[])?;
@@ -312,13 +282,35 @@ pub fn apgd_targeted(
             k - 1
         )));
     }
-    let by_rank = targets_by_rank(&clean, labels);
+    let goals: Vec<Vec<usize>> = targets_by_rank(&clean, labels)
+        .iter()
+        .take(targets)
+        .map(|t| {
+            (0..labels.len())
+                .map(|i| goal(labels[i], t[i], k))
+                .collect()
+        })
+        .collect();
+    apgd_runs(model, x, &goals, &cfg, rng)
+}
+
+/// `cfg.restarts` APGD runs for each set of labels in `label_sets` (the true classes,
+/// or one target's goals), in order, each on the examples no earlier run has fooled,
+/// merged per example: the first point that fools the model, else the highest loss.
+fn apgd_runs(
+    model: &impl Classifier,
+    x: &Tensor,
+    label_sets: &[Vec<usize>],
+    cfg: &ApgdConfig,
+    rng: &mut StdRng,
+) -> Result<Outcome> {
+    let n = x.shape()[0];
+    let per = x.numel() / n;
     let mut best = x.data().to_vec();
     let mut best_loss = vec![f32::NEG_INFINITY; n];
     let mut best_fooled = vec![false; n];
     let mut first = true;
-    for target in by_rank.iter().take(targets) {
-        let goals: Vec<usize> = (0..n).map(|i| goal(labels[i], target[i], k)).collect();
+    for labels in label_sets {
         for _ in 0..cfg.restarts {
             let active: Vec<usize> = (0..n).filter(|&i| !best_fooled[i]).collect();
             if active.is_empty() {
@@ -329,7 +321,7 @@ pub fn apgd_targeted(
             } else {
                 x.data().to_vec()
             };
-            let (pts, loss, fooled) = apgd_run(model, x, &goals, &active, &start, &cfg)?;
+            let (pts, loss, fooled) = apgd_run(model, x, labels, &active, &start, cfg)?;
             let run = crate::pgd::Restart {
                 active: &active,
                 per,

@@ -736,6 +736,18 @@ fn attack_losses_reject_bad_labels_and_too_few_classes() {
         .is_err());
 }
 
+/// `model` with its last layer scaled by 1e6: the same decisions, a saturated softmax.
+fn saturated(model: &Model) -> Model {
+    let mut saturated = model.clone();
+    let views = saturated.net.params.views().to_vec();
+    for v in &views[views.len() - 2..] {
+        for j in v.range() {
+            saturated.params[j] *= 1e6;
+        }
+    }
+    saturated
+}
+
 /// A model whose softmax saturates: the same classifier with its last layer scaled by
 /// 1e6, so every logit margin is in the hundreds of thousands and `softmax - onehot`
 /// is exactly zero in f32. Every cross-entropy attack then sees a zero gradient and
@@ -745,13 +757,7 @@ fn attack_losses_reject_bad_labels_and_too_few_classes() {
 fn apgd_dlr_sees_through_a_saturated_softmax() {
     let (x, _) = images(32, 31);
     let model = Model::new(Arch::Mlp, 32);
-    let mut saturated = model.clone();
-    let views = saturated.net.params.views().to_vec();
-    for v in &views[views.len() - 2..] {
-        for j in v.range() {
-            saturated.params[j] *= 1e6;
-        }
-    }
+    let saturated = saturated(&model);
     // Labels both models get right, so clean accuracy is 100%.
     let labels = model.logits(&x).unwrap().argmax_rows();
     assert_eq!(saturated.logits(&x).unwrap().argmax_rows(), labels);
@@ -958,13 +964,7 @@ fn square_schedule_follows_the_paper() {
 fn square_sees_through_masked_gradients() {
     let (x, _) = images(32, 31);
     let model = Model::new(Arch::Mlp, 32);
-    let mut saturated = model.clone();
-    let views = saturated.net.params.views().to_vec();
-    for v in &views[views.len() - 2..] {
-        for j in v.range() {
-            saturated.params[j] *= 1e6;
-        }
-    }
+    let saturated = saturated(&model);
     let labels = model.logits(&x).unwrap().argmax_rows();
     let data = TensorExamples {
         x: &x,
