@@ -1,0 +1,265 @@
+//! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4 [--out DIR]
+//! [--teacher FILE] [--only NAME,...] [--seeds 1,2,3] [--threads T] [--data DIR] [--plan]`:
+//! one row of method.md's Table 2, every method side by side with the same budget.
+//!
+//! - `--seeds S,...` (default 1) runs every run but the teacher once per seed (folders
+//!   `NAME` for seed 1, `NAME-sS` for the others; `--only NAME` selects a run at every
+//!   seed). The tables then show each cell's mean ± sample sd and its number of seeds,
+//!   and the ours-vs-ADMM verdict is taken on the means: a tie when the difference is
+//!   within the larger of the two sds ([`TIE_PTS`] when a cell has one seed).
+//! - Every run's evaluation includes AutoAttack and the gradient-free Square Attack on
+//!   the first 1,000 test images (`crate::pipeline::autoattack_check`); the verdict uses
+//!   the worst case that includes them whenever every run of both cells has it.
+//!
+//! - One robust dense teacher (`teacher/`, [`TEACHER_EPOCHS`] epochs of PGD-10 training),
+//!   then at each compression rate of the row (the parameter counts of the narrower
+//!   widths, e.g. 15.31x and 3.94x for w4): ours (`prox`, l0 prox with distillation),
+//!   `admm` (Ye et al.) and `magnitude`, all with [`TrainConfig::pipeline`]'s recipe
+//!   (PGD-10 examples, 4 + 2 epochs, Adam 5e-4, global budget); the ablations of ours at
+//!   every rate (`--alpha 0`, `--adv none`; w4 rows only, see [`Preset::ablations`]); and
+//!   the dense small nets trained adversarially from scratch with the teacher's recipe.
+//! - Each run is a `cargo xtask train` child process in `DIR/<name>/` (so the peak
+//!   resident memory in its metrics is its own), which also evaluates it (FGSM, PGD-40 x2
+//!   restarts, APGD-CE on the full test set, dense masked and exported sparse) and
+//!   writes its `report.md` and `summary.txt`.
+//! - Resume: run the same command again. Finished runs (a `summary.txt`) are kept, a
+//!   killed run continues from its last checkpoint, and a folder whose `config.txt`
+//!   differs from the preset's is an error rather than silently mixed in (the teacher's
+//!   path is one of those settings: resume with the same `--out`). `--plan`
+//!   lists the runs and where each stands without running anything, and writes each
+//!   run's config to `DIR/configs/` (a by-hand variant starts from it).
+//! - Writes `results.md`, `results.csv`, `results.json` and `results.svg` (PGD-40 and
+//!   natural accuracy against compression rate, one line per method) in `DIR`, also
+//!   when some runs failed or are missing (`--only`), which the table says.
+
+//!
+//! Files: this one runs a sweep (the runs as child processes, resume, `--plan`);
+//! `presets.rs` has the presets and the runs they expand to, `report.rs` the results
+//! tables, verdicts and plot, `tests.rs` the tests.
+
+mod presets;
+mod report;
+#[cfg(test)]
+mod tests;
+
+pub use presets::*;
+pub use report::*;
+
+use crate::cli::{workspace_root, write_atomic, Cli};
+use crate::pipeline::Summary;
+use crate::train::TrainConfig;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Where a run stands: `done`, `resume` (a checkpoint), `new`, or an error if its
+/// folder holds a run with other settings.
+fn status(e: &Entry, dir: &Path) -> Result<&'static str, String> {
+    let run = dir.join(&e.name);
+    if run.join("config.txt").exists() {
+        let mut have = TrainConfig::default();
+        have.apply_file(&run.join("config.txt"))?;
+        if have != e.cfg {
+            return Err(format!(
+                "{}: config.txt differs from the preset's settings for {}; move the folder away to rerun it",
+                run.display(),
+                e.name
+            ));
+        }
+    }
+    Ok(if run.join("summary.txt").exists() {
+        "done"
+    } else if run.join("checkpoint.safetensors").exists() {
+        "resume"
+    } else {
+        "new"
+    })
+}
+
+/// Writes `e`'s settings to `configs/NAME.txt` (what the sweep trains it from, and what
+/// `--plan` leaves for a by-hand variant); returns the path.
+fn write_config(e: &Entry, configs: &Path) -> Result<PathBuf, String> {
+    let conf = configs.join(format!("{}.txt", e.name));
+    write_atomic(&conf, e.cfg.to_text().as_bytes())?;
+    Ok(conf)
+}
+
+/// Runs (or resumes) one entry as a child `train` process.
+fn run_entry(e: &Entry, dir: &Path, forward: &[String], configs: &Path) -> Result<(), String> {
+    if status(e, dir)? == "done" {
+        return Ok(());
+    }
+    let run = dir.join(&e.name);
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("train");
+    if run.join("checkpoint.safetensors").exists() {
+        cmd.arg("--resume").arg(&run);
+    } else {
+        let conf = write_config(e, configs)?;
+        cmd.arg("--config").arg(&conf).arg("--out").arg(&run);
+    }
+    cmd.args(forward);
+    let status = cmd
+        .status()
+        .map_err(|err| format!("{}: cannot start the training: {err}", e.name))?;
+    if !status.success() {
+        return Err(format!("{}: the run failed ({status})", e.name));
+    }
+    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<ExitCode, String> {
+    let cli = Cli::parse(
+        args,
+        &[
+            "preset", "out", "teacher", "only", "threads", "data", "seeds",
+        ],
+        &["plan"],
+    )?;
+    let name = cli.get("preset").unwrap_or("table2-w4");
+    let preset = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
+        format!(
+            "--preset: unknown preset {name:?} (known: {})",
+            names.join(", ")
+        )
+    })?;
+    let dir = cli
+        .get("out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("runs").join(format!("sweep-{name}")));
+    let given_teacher = cli.get("teacher").map(PathBuf::from);
+    let teacher = given_teacher
+        .clone()
+        .unwrap_or_else(|| dir.join("teacher").join("model.safetensors"));
+    let seeds = parse_seeds(cli.get("seeds").unwrap_or("1"))?;
+    let mut list = entries_for_seeds(preset, &teacher, &seeds);
+    if given_teacher.is_some() {
+        list.retain(|e| e.role != Role::Teacher);
+    }
+    if let Some(only) = cli.get("only") {
+        // A name selects that run; a cell's name (a run's name without `-sS`) selects it
+        // at every seed.
+        let names: Vec<&str> = only.split(',').map(str::trim).collect();
+        for n in &names {
+            if !list.iter().any(|e| e.name == *n || e.cell == *n) {
+                let known: Vec<&str> = list.iter().map(|e| e.name.as_str()).collect();
+                return Err(format!(
+                    "--only: no run {n:?} in {name} (runs: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+        // The teacher is needed by every compression run.
+        list.retain(|e| {
+            e.role == Role::Teacher
+                || names.contains(&e.name.as_str())
+                || names.contains(&e.cell.as_str())
+        });
+    }
+    let mut forward = vec![];
+    for k in ["threads", "data"] {
+        if let Some(v) = cli.get(k) {
+            forward.extend([format!("--{k}"), v.to_string()]);
+        }
+    }
+    let configs = dir.join("configs");
+    std::fs::create_dir_all(&configs).map_err(|e| format!("{}: {e}", configs.display()))?;
+    if cli.has("plan") {
+        // The plan also writes each run's config, so that a variant of one run (another
+        // seed, one flag changed) can be trained by hand before the sweep has reached it:
+        // `cargo xtask train --config runs/sweep-P/configs/NAME.txt --seed 2 --out DIR`.
+        for e in &list {
+            write_config(e, &configs)?;
+            let st = status(e, &dir).unwrap_or_else(|err| {
+                eprintln!("{err}");
+                "MISMATCH"
+            });
+            println!("{:<24} {:<8} {}", e.name, st, e.role.label());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let t0 = Instant::now();
+    let mut failed = vec![];
+    for (i, e) in list.iter().enumerate() {
+        println!(
+            "\n=== sweep {name} [{}/{}] {} ({}, {:.2}x) — {:.0} min so far",
+            i + 1,
+            list.len(),
+            e.name,
+            e.role.label(),
+            e.rate,
+            t0.elapsed().as_secs_f64() / 60.0
+        );
+        if let Err(err) = run_entry(e, &dir, &forward, &configs) {
+            eprintln!("sweep: {err}");
+            failed.push(err);
+            if e.role == Role::Teacher {
+                break;
+            }
+        }
+    }
+    let mut all = entries_for_seeds(preset, &teacher, &seeds);
+    if given_teacher.is_some() {
+        all.retain(|e| e.role != Role::Teacher);
+    }
+    let results = collect(&all, &dir)?;
+    let md = results_md(preset, &dir, &results);
+    write_atomic(&dir.join("results.md"), md.as_bytes())?;
+    write_atomic(&dir.join("results.csv"), results_csv(&results).as_bytes())?;
+    write_atomic(
+        &dir.join("results.json"),
+        results_json(preset, &results).as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join("results.svg"),
+        results_svg(preset, &results).as_bytes(),
+    )?;
+    print!("\n{md}");
+    println!("written: {}/results.{{md,csv,json,svg}}", dir.display());
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &failed {
+            eprintln!("failed: {f}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `1,2,3` -> the seeds, without repeats; at least one.
+pub fn parse_seeds(list: &str) -> Result<Vec<u64>, String> {
+    let mut out: Vec<u64> = vec![];
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let seed: u64 = item
+            .parse()
+            .map_err(|_| format!("--seeds: {item:?} is not a seed (a whole number)"))?;
+        if !out.contains(&seed) {
+            out.push(seed);
+        }
+    }
+    if out.is_empty() {
+        return Err("--seeds: no seed given (e.g. --seeds 1,2,3)".into());
+    }
+    Ok(out)
+}
+
+/// Each entry with its summary, if it has one.
+pub fn collect<'a>(
+    all: &'a [Entry],
+    dir: &Path,
+) -> Result<Vec<(&'a Entry, Option<Summary>)>, String> {
+    all.iter()
+        .map(|e| {
+            let path = dir.join(&e.name).join("summary.txt");
+            let s = match std::fs::read_to_string(&path) {
+                Ok(text) => Some(
+                    Summary::parse(&text).map_err(|err| format!("{}: {err}", path.display()))?,
+                ),
+                Err(_) => None,
+            };
+            Ok((e, s))
+        })
+        .collect()
+}

@@ -1,0 +1,652 @@
+//! The sweep's results: per-cell statistics over seeds, the ours-vs-ADMM verdicts, and
+//! `results.md`, `.csv`, `.json` and `.svg`.
+
+use super::presets::*;
+use crate::cli::workspace_root;
+use crate::eval::Protocol;
+use crate::pipeline::{pct, Summary};
+use crate::svg::{nice_step, Svg};
+use crate::train::{AdvTraining, TrainConfig};
+use rcc_compress::DEFAULT_RAMP;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Mean, sample standard deviation (NaN for one value) and count of a cell's figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of the finite values of `v` (a figure not measured is NaN and left
+    /// out); `None` if there is none.
+    pub fn of(v: &[f64]) -> Option<Stat> {
+        let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        let n = v.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            f64::NAN
+        };
+        Some(Stat { mean, sd, n })
+    }
+
+    /// `mean ± sd` in percent (`mean` alone for one seed).
+    pub fn pct(&self) -> String {
+        if self.n > 1 {
+            format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * self.sd)
+        } else {
+            format!("{:.2}", 100.0 * self.mean)
+        }
+    }
+}
+
+/// A figure of the cell `role` at `rate` over its seeds.
+fn cell_stat(
+    results: &[(&Entry, Option<Summary>)],
+    role: Role,
+    rate: f64,
+    pick: fn(&Summary) -> f64,
+) -> Option<Stat> {
+    let v: Vec<f64> = results
+        .iter()
+        .filter(|(e, _)| e.role == role && (e.rate - rate).abs() < 1e-9)
+        .filter_map(|(_, s)| s.as_ref().map(pick))
+        .collect();
+    Stat::of(&v)
+}
+
+/// Ours against our ADMM at `rate`, on the means over their seeds: the verdict line and
+/// the natural / robust differences for the table; `None` unless both cells have runs.
+/// The robust figure is the worst case with AutoAttack and Square when every run of both
+/// cells has it, else PGD-40. A tie is a difference within the larger of the two
+/// standard deviations, or within [`TIE_PTS`] when a cell has one seed.
+fn verdict(
+    results: &[(&Entry, Option<Summary>)],
+    rate: f64,
+    steps: usize,
+) -> Option<(String, String)> {
+    let nat = |role| cell_stat(results, role, rate, |s| s.dense.clean);
+    let with_aa = results
+        .iter()
+        .filter(|(e, _)| matches!(e.role, Role::Ours | Role::Admm) && (e.rate - rate).abs() < 1e-9)
+        .filter_map(|(_, s)| s.as_ref())
+        .all(|s| s.dense.worst_aa.is_finite());
+    let pick: fn(&Summary) -> f64 = if with_aa {
+        |s| s.dense.worst_aa
+    } else {
+        |s| s.dense.pgd
+    };
+    let (on, oa) = (nat(Role::Ours)?, nat(Role::Admm)?);
+    let (ro, ra) = (
+        cell_stat(results, Role::Ours, rate, pick)?,
+        cell_stat(results, Role::Admm, rate, pick)?,
+    );
+    let (dn, dp) = (100.0 * (on.mean - oa.mean), 100.0 * (ro.mean - ra.mean));
+    let (band, why) = if ro.n > 1 && ra.n > 1 {
+        let band = 100.0 * ro.sd.max(ra.sd);
+        (band, format!("{band:.2} points, the larger seed sd"))
+    } else {
+        (TIE_PTS, format!("{TIE_PTS} points, one run's noise"))
+    };
+    let on_what = if with_aa {
+        format!(
+            "the worst case with AutoAttack and Square (first {})",
+            crate::pipeline::AA_IMAGES
+        )
+    } else {
+        format!("PGD-{steps}")
+    };
+    let seeds = if ro.n > 1 || ra.n > 1 {
+        format!(
+            ", means of {} and {} seeds: ours {}, ADMM {}",
+            ro.n,
+            ra.n,
+            ro.pct(),
+            ra.pct()
+        )
+    } else {
+        String::new()
+    };
+    let line = format!(
+        "ours {} our ADMM on {on_what} ({dp:+.2} points{seeds}); natural {dn:+.2} points ({}).",
+        // (The 1e-9 keeps a difference of exactly the band, as printed, a tie.)
+        if dp > band + 1e-9 {
+            "beats".to_string()
+        } else if dp >= -band - 1e-9 {
+            format!("ties (within {why}) with")
+        } else {
+            "does NOT beat".to_string()
+        },
+        if dn >= 0.0 {
+            "not lower"
+        } else if dn >= -0.5 {
+            "lower, within the 0.5-point allowance"
+        } else {
+            "MORE than 0.5 points lower"
+        }
+    );
+    Some((line, format!("{dn:+.2} / {dp:+.2}")))
+}
+
+/// The table of every cell over its seeds: mean ± sd of each figure and the count.
+fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
+    let mut cells: Vec<(&str, Role)> = vec![];
+    for (e, s) in results {
+        if s.is_some() && !cells.iter().any(|c| c.0 == e.cell) {
+            cells.push((&e.cell, e.role));
+        }
+    }
+    if cells.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        r,
+        "\n## Every cell over its seeds (%, mean ± sd; dense masked model)\n"
+    );
+    let _ = writeln!(
+        r,
+        "| cell | method | seeds | natural | PGD-40 | APGD-CE | AutoAttack, first {aa} | Square, first {aa} | worst case with both, first {aa} |",
+        aa = crate::pipeline::AA_IMAGES
+    );
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|");
+    let picks: [fn(&Summary) -> f64; 6] = [
+        |s| s.dense.clean,
+        |s| s.dense.pgd,
+        |s| s.dense.apgd,
+        |s| s.dense.autoattack,
+        |s| s.dense.square,
+        |s| s.dense.worst_aa,
+    ];
+    for (cell, role) in cells {
+        let in_cell: Vec<&Summary> = results
+            .iter()
+            .filter(|(e, _)| e.cell == cell)
+            .filter_map(|(_, s)| s.as_ref())
+            .collect();
+        let figs: Vec<String> = picks
+            .iter()
+            .map(|pick| {
+                let v: Vec<f64> = in_cell.iter().map(|s| pick(s)).collect();
+                Stat::of(&v).map_or("-".into(), |st| st.pct())
+            })
+            .collect();
+        let _ = writeln!(
+            r,
+            "| {cell} | {} | {} | {} |",
+            role.label(),
+            in_cell.len(),
+            figs.join(" | ")
+        );
+    }
+}
+
+/// Measured bytes, or "-" for runs trained before the counting allocator was there.
+fn bytes_or_dash(b: f64) -> String {
+    if b > 0.0 {
+        format!("{b:.0}")
+    } else {
+        "-".into()
+    }
+}
+
+fn mib(b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.1}", b / (1 << 20) as f64)
+    } else {
+        "-".into()
+    }
+}
+
+pub(super) const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,pgd40_from_teacher,worst,autoattack_1000,square_1000,worst_1000_with_autoattack,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
+
+fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
+    let d = &s.dense;
+    let sp = &s.sparse;
+    let f = &s.facts;
+    vec![
+        e.name.clone(),
+        format!("{:?}", e.role),
+        e.rate.to_string(),
+        format!("{:.4}", s.rate()),
+        s.nnz.to_string(),
+        s.prunable.to_string(),
+        s.params.to_string(),
+        format!("{:.4}", d.clean),
+        format!("{:.4}", d.fgsm),
+        format!("{:.4}", d.pgd),
+        format!("{:.4}", d.apgd),
+        format!("{:.4}", d.transfer),
+        format!("{:.4}", d.worst),
+        format!("{:.4}", d.autoattack),
+        format!("{:.4}", d.square),
+        format!("{:.4}", d.worst_aa),
+        format!("{:.4}", sp.clean),
+        format!("{:.4}", sp.fgsm),
+        format!("{:.4}", sp.pgd),
+        format!("{:.4}", sp.apgd),
+        s.dense_bytes.to_string(),
+        s.sparse_bytes.to_string(),
+        format!("{:.2}", s.latency_us),
+        f.epochs.to_string(),
+        format!("{:.1}", f.train_seconds),
+        format!("{:.0}", f.extra_state_bytes),
+        format!("{:.0}", f.heap_peak),
+        format!("{:.0}", f.peak_rss),
+    ]
+}
+
+pub fn results_csv(results: &[(&Entry, Option<Summary>)]) -> String {
+    let mut s = format!("{CSV_HEADER}\n");
+    for (e, sum) in results {
+        if let Some(sum) = sum {
+            let _ = writeln!(s, "{}", csv_fields(e, sum).join(","));
+        }
+    }
+    s
+}
+
+pub fn results_json(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
+    let keys: Vec<&str> = CSV_HEADER.split(',').collect();
+    let mut rows = vec![];
+    for (e, sum) in results {
+        let Some(sum) = sum else { continue };
+        let vals = csv_fields(e, sum);
+        let mut obj: Vec<String> = keys
+            .iter()
+            .zip(&vals)
+            .map(|(k, v)| {
+                if *k == "name" || *k == "role" {
+                    format!("\"{k}\":\"{v}\"")
+                } else if v == "NaN" {
+                    // Not measured (the sparse attacks of an unpruned model).
+                    format!("\"{k}\":null")
+                } else {
+                    format!("\"{k}\":{v}")
+                }
+            })
+            .collect();
+        let sweep: Vec<String> = sum
+            .sweep
+            .iter()
+            .map(|(e, a)| format!("[{e},{a:.4}]"))
+            .collect();
+        obj.push(format!("\"eps_sweep\":[{}]", sweep.join(",")));
+        rows.push(format!("{{{}}}", obj.join(",")));
+    }
+    format!(
+        "{{\"preset\":\"{}\",\"dataset\":\"{}\",\"runs\":[\n{}\n]}}\n",
+        p.name,
+        p.dataset,
+        rows.join(",\n")
+    )
+}
+
+pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)]) -> String {
+    let protocol = Protocol::for_dataset(p.dataset);
+    let mut r = String::new();
+    let _ = writeln!(
+        r,
+        "# Sweep {}: lenet_adv:{} on {}\n",
+        p.name, p.width, p.dataset
+    );
+    let pipe = TrainConfig::pipeline();
+    let _ = writeln!(
+        r,
+        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on the adversarial batch (`--teacher-input {OURS_TEACHER_INPUT}`); below {LATE_WINDOW_BELOW_RATE}x the prox stays dense for the first {LATE_RAMP_START} of the pruning epochs then tightens over the next {LATE_RAMP} (`--ramp-start {LATE_RAMP_START} --ramp {LATE_RAMP}`), at higher rates it tightens from the start over the first {DEFAULT_RAMP} (method.md's default); both chosen on a validation split. The ablations keep ours' schedule. ADMM: `{ADMM}`. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: full test set, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
+        pipe.epochs,
+        pipe.epochs - pipe.finetune,
+        pipe.finetune,
+        AdvTraining::for_dataset(p.dataset),
+        pipe.lr,
+        pipe.batch,
+        pipe.temperature,
+        protocol.eps,
+        protocol.steps,
+        protocol.step_size,
+        crate::pipeline::RESTARTS,
+        protocol.apgd_steps,
+        // Relative to the workspace when inside it, so the file reads the same anywhere.
+        dir.strip_prefix(workspace_root()).unwrap_or(dir).display(),
+        p.name
+    );
+    let _ = writeln!(
+        r,
+        "## All runs (%; dense masked model, then the exported sparse model)\n"
+    );
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = crate::pipeline::AA_IMAGES);
+    let _ = writeln!(
+        r,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let mut missing = vec![];
+    for (e, s) in results {
+        let Some(s) = s else {
+            missing.push(e.name.as_str());
+            continue;
+        };
+        let _ = writeln!(
+            r,
+            "| {} | {} | {:.2}x | {} | {} | **{}** | {} | {} | {} | {} | {} | **{}** | {} / {} / {} | {} | {:.1} | {:.1} | {:.0} / {} | {} |",
+            e.name,
+            e.role.label(),
+            e.shown_rate(s),
+            pct(s.dense.clean),
+            pct(s.dense.fgsm),
+            pct(s.dense.pgd),
+            pct(s.dense.apgd),
+            pct(s.dense.transfer),
+            pct(s.dense.worst),
+            pct(s.dense.autoattack),
+            pct(s.dense.square),
+            pct(s.dense.worst_aa),
+            pct(s.sparse.clean),
+            pct(s.sparse.pgd),
+            pct(s.sparse.apgd),
+            s.sparse_bytes,
+            s.latency_us,
+            s.facts.train_seconds / 60.0,
+            s.facts.extra_state_bytes,
+            bytes_or_dash(s.facts.heap_peak),
+            mib(s.facts.peak_rss)
+        );
+    }
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000 in sequence) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", crate::pipeline::AA_IMAGES);
+    let masked: Vec<String> = results
+        .iter()
+        .filter(|(_, s)| {
+            s.as_ref()
+                .and_then(|s| crate::pipeline::masking_suspected(&s.dense))
+                .unwrap_or(false)
+        })
+        .map(|(e, _)| e.name.clone())
+        .collect();
+    if !masked.is_empty() {
+        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", crate::pipeline::MASKING_PTS, crate::pipeline::SQUARE_MASKING_PTS, crate::pipeline::AA_IMAGES, masked.join(", "));
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(r, "\nNot (yet) run or failed: {}.", missing.join(", "));
+    }
+    // The table side by side with Ye et al.'s.
+    let _ = writeln!(
+        r,
+        "\n## Natural / PGD-{} (%) beside Ye et al.'s Table 2\n",
+        protocol.steps
+    );
+    let _ = writeln!(r, "| column | rate | Ye et al. (published ADMM) | our ADMM | ours: prox + distillation | magnitude | dense small from scratch | ours - our ADMM (natural / PGD) |");
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|");
+    // Each cell as natural / PGD-40 over its seeds (mean ± sd where there are several).
+    let np = |role: Role, rate: f64| {
+        let nat = cell_stat(results, role, rate, |s| s.dense.clean);
+        let pgd = cell_stat(results, role, rate, |s| s.dense.pgd);
+        match (nat, pgd) {
+            (Some(n), Some(a)) => format!("{} / {}", n.pct(), a.pct()),
+            _ => "-".into(),
+        }
+    };
+    if results
+        .iter()
+        .any(|(e, s)| e.role == Role::Teacher && s.is_some())
+    {
+        let publ = p.published.as_ref().map_or("-".into(), |p| {
+            format!("{:.2} / {:.2}", p.teacher.0, p.teacher.1)
+        });
+        let _ = writeln!(
+            r,
+            "| dense w{} (teacher) | 1x | {publ} | | {} | | | |",
+            p.width,
+            np(Role::Teacher, 1.0)
+        );
+    }
+    let mut verdicts = vec![];
+    for (i, &w) in p.smaller.iter().enumerate() {
+        let rate = p.rate_to(w);
+        let publ = p
+            .published
+            .as_ref()
+            .and_then(|p| p.columns.get(i).copied())
+            .map_or("-".into(), |(n, a)| format!("{n:.2} / {a:.2}"));
+        let diff = match verdict(results, rate, protocol.steps) {
+            Some((line, diff)) => {
+                verdicts.push(format!("- ->{w} ({rate}x): {line}"));
+                diff
+            }
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            r,
+            "| ->{w} | {rate}x | {publ} | {} | **{}** | {} | {} | {diff} |",
+            np(Role::Admm, rate),
+            np(Role::Ours, rate),
+            np(Role::Magnitude, rate),
+            np(Role::DenseSmall, rate),
+        );
+    }
+    if !verdicts.is_empty() {
+        let _ = writeln!(r, "\n{}", verdicts.join("\n"));
+    }
+    cells_table(&mut r, results);
+    // Memory.
+    let _ = writeln!(r, "\n## Training memory (per run, measured)\n");
+    let _ = writeln!(r, "| run | compressor state counted (B) | compressor heap at most, measured (B) | all training state (B) | peak RSS (MiB) |");
+    let _ = writeln!(r, "|---|---|---|---|---|");
+    for (e, s) in results {
+        if let (Some(s), Role::Ours | Role::Admm | Role::Magnitude) = (s, e.role) {
+            let f = &s.facts;
+            let _ = writeln!(
+                r,
+                "| {} | {:.0} | {} | {:.0} | {} |",
+                e.name,
+                f.extra_state_bytes,
+                bytes_or_dash(f.heap_peak),
+                f.state_total_bytes,
+                mib(f.peak_rss)
+            );
+        }
+    }
+    // Ablations, beside ours (rows without ablations, such as w8, have no table).
+    if results
+        .iter()
+        .any(|(e, _)| matches!(e.role, Role::NoDistill | Role::NoAdv))
+    {
+        let _ = writeln!(r, "\n## Ablations of ours\n");
+        let _ = writeln!(r, "| run | natural | PGD-{} | APGD-CE |", protocol.steps);
+        let _ = writeln!(r, "|---|---|---|---|");
+        for (e, s) in results {
+            if let (Some(s), Role::Ours | Role::NoDistill | Role::NoAdv) = (s, e.role) {
+                let _ = writeln!(
+                    r,
+                    "| {} ({}) | {} | {} | {} |",
+                    e.name,
+                    e.role.label(),
+                    pct(s.dense.clean),
+                    pct(s.dense.pgd),
+                    pct(s.dense.apgd)
+                );
+            }
+        }
+    }
+    // Eps sweeps.
+    let _ = writeln!(
+        r,
+        "\n## Eps sweep (PGD-{}, first {} test images; gradient-masking check)\n",
+        protocol.steps,
+        crate::pipeline::SWEEP_IMAGES
+    );
+    if let Some((_, Some(s0))) = results.iter().find(|(_, s)| s.is_some()) {
+        let _ = writeln!(
+            r,
+            "| run | {} |",
+            s0.sweep
+                .iter()
+                .map(|(e, _)| format!("eps {e:.3}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(r, "|---|{}", "---|".repeat(s0.sweep.len()));
+    }
+    for (e, s) in results {
+        if let Some(s) = s {
+            let _ = writeln!(
+                r,
+                "| {} | {} |",
+                e.name,
+                s.sweep
+                    .iter()
+                    .map(|(_, a)| pct(*a))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+    }
+    r
+}
+
+/// Which accuracy a panel shows.
+type Pick = fn(&Summary) -> f64;
+
+/// Two panels (PGD accuracy, natural accuracy) against compression rate (log axis), one
+/// line per method, the teacher and the dense small nets as separate markers.
+pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
+    // Drawn in this order: ours last, on top.
+    const SERIES: [(Role, &str); 6] = [
+        (Role::NoAdv, "#8c564b"),
+        (Role::NoDistill, "#ff7f0e"),
+        (Role::DenseSmall, "#9467bd"),
+        (Role::Magnitude, "#2ca02c"),
+        (Role::Admm, "#1f77b4"),
+        (Role::Ours, "#d62728"),
+    ];
+    let pts = |role: Role, pick: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
+        let v: Vec<(&&Entry, f64, f64)> = results
+            .iter()
+            .filter(|(e, _)| {
+                e.role == role
+                    || (e.role == Role::Teacher
+                        && role != Role::DenseSmall
+                        && role != Role::NoAdv
+                        && role != Role::NoDistill)
+            })
+            .filter_map(|(e, s)| s.as_ref().map(|s| (e, e.shown_rate(s), 100.0 * pick(s))))
+            .collect();
+        // One point per cell: the mean over its seeds.
+        let mut cells: Vec<(&str, Vec<(f64, f64)>)> = vec![];
+        for (e, x, y) in v {
+            match cells.iter_mut().find(|c| c.0 == e.cell) {
+                Some(c) => c.1.push((x, y)),
+                None => cells.push((&e.cell, vec![(x, y)])),
+            }
+        }
+        let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
+            v.iter().map(f).sum::<f64>() / v.len() as f64
+        };
+        let mut v: Vec<(f64, f64)> = cells
+            .iter()
+            .map(|(_, p)| (mean(p, |q| q.0), mean(p, |q| q.1)))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let pgd = format!(
+        "PGD-{} accuracy (%)",
+        Protocol::for_dataset(p.dataset).steps
+    );
+    let panels: [(&str, Pick); 2] = [
+        (&pgd, |s| s.dense.pgd),
+        ("natural accuracy (%)", |s| s.dense.clean),
+    ];
+    let (pw, ph, left, top, gap) = (380.0, 300.0, 60.0, 50.0, 70.0);
+    let (w, h) = (left + 2.0 * pw + gap + 30.0, top + ph + 140.0);
+    let mut s = Svg::new(w, h);
+    let title = format!(
+        "{}: lenet_adv:{} on {}, accuracy against compression rate",
+        p.name, p.width, p.dataset
+    );
+    s.title(w / 2.0, 22.0, &title);
+    let max_rate = results.iter().map(|(e, _)| e.rate).fold(2.0, f64::max);
+    let x_hi = max_rate.log2().ceil().max(1.0);
+    for (k, (name, pick)) in panels.iter().enumerate() {
+        let x0 = left + k as f64 * (pw + gap);
+        // The scale fits the adversarially trained runs; the no-adversarial ablation may
+        // fall below it and is then drawn on the axis with its value written beside.
+        let all: Vec<f64> = SERIES
+            .iter()
+            .filter(|(role, _)| *role != Role::NoAdv)
+            .flat_map(|(role, _)| pts(*role, *pick))
+            .map(|q| q.1)
+            .collect();
+        // Fashion-MNIST's accuracies sit far below 100, so the top follows the data too
+        // (every run's, so that none is drawn above the panel).
+        let lo = all.iter().copied().fold(100.0, f64::min);
+        let hi = SERIES
+            .iter()
+            .flat_map(|(role, _)| pts(*role, *pick))
+            .map(|q| q.1)
+            .fold(lo, f64::max);
+        let step = nice_step((hi - lo).max(1.0), 5.0);
+        let y_lo = ((lo / step).floor() * step).max(0.0);
+        let y_hi = ((hi / step).floor() * step + step).min(100.0);
+        let px = |rate: f64| x0 + pw * rate.max(1.0).log2() / x_hi;
+        let py = |acc: f64| top + ph * (1.0 - (acc.max(y_lo) - y_lo) / (y_hi - y_lo).max(1e-9));
+        s.frame(x0, top, pw, ph);
+        let mut y = y_lo;
+        while y <= y_hi + 1e-9 {
+            s.h_grid(x0, x0 + pw, py(y), "#ddd", &format!("{y}"));
+            y += step;
+        }
+        for i in 0..=(x_hi as i32) {
+            let r = 2f64.powi(i);
+            s.v_grid(px(r), top, top + ph, 16.0, "#ddd", &format!("{r}x"));
+        }
+        s.text(x0 + pw / 2.0, top - 8.0, "middle", name);
+        s.text(
+            x0 + pw / 2.0,
+            top + ph + 34.0,
+            "middle",
+            "compression rate (prunable weights / non-zero; log scale)",
+        );
+        for (role, color) in SERIES {
+            let v = pts(role, *pick);
+            if v.is_empty() {
+                continue;
+            }
+            if role != Role::DenseSmall {
+                s.polyline(v.iter().map(|&(x, y)| (px(x), py(y))), color, "");
+            }
+            for &(x, y) in &v {
+                s.dot(px(x), py(y), 3.5, color);
+                if y < y_lo {
+                    let attrs = format!(r#"fill="{color}""#);
+                    let label = format!("{y:.1} (off scale)");
+                    s.text_with(px(x) - 6.0, py(y) - 6.0, "end", &attrs, &label);
+                }
+            }
+        }
+    }
+    // The legend lists only the methods that have a finished run (w8 has no ablations).
+    let shown = SERIES
+        .iter()
+        .filter(|(role, _)| results.iter().any(|(e, s)| e.role == *role && s.is_some()));
+    for (i, (role, color)) in shown.enumerate() {
+        let (lx, ly) = (
+            left + (i % 2) as f64 * 400.0,
+            top + ph + 58.0 + (i / 2) as f64 * 18.0,
+        );
+        s.rect(lx, ly - 4.0, 14.0, 4.0, color);
+        s.text(lx + 20.0, ly, "start", role.label());
+    }
+    s.text_with(
+        left,
+        h - 8.0,
+        "start",
+        r#"font-size="11""#,
+        "Lines start at the dense teacher (1x). Dense small nets sit at the rate of their parameter count.",
+    );
+    s.finish()
+}

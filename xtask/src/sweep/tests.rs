@@ -1,0 +1,334 @@
+use super::*;
+use rcc_compress::DEFAULT_RAMP;
+
+#[test]
+fn preset_rates_are_the_parameter_ratios_of_table_2() {
+    let w4 = &PRESETS[0];
+    assert_eq!(w4.rate_to(1), 15.31);
+    assert_eq!(w4.rate_to(2), 3.94);
+    let w8 = &PRESETS[1];
+    assert_eq!(w8.rate_to(1), 60.8);
+    assert_eq!(w8.rate_to(4), 3.97);
+    let names: Vec<String> = entries(w4, Path::new("t.safetensors"))
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "teacher",
+            "prox-r15.31",
+            "admm-r15.31",
+            "magnitude-r15.31",
+            "prox-r3.94",
+            "admm-r3.94",
+            "magnitude-r3.94",
+            "prox-alpha0-r15.31",
+            "prox-advnone-r15.31",
+            "prox-alpha0-r3.94",
+            "prox-advnone-r3.94",
+            "dense-w1",
+            "dense-w2"
+        ]
+    );
+    // The w8 row runs the methods at three rates but not the ablations.
+    let names: Vec<String> = entries(w8, Path::new("t.safetensors"))
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names.len(), 1 + 3 * 3 + 3, "{names:?}");
+    assert!(names
+        .iter()
+        .all(|n| !n.contains("alpha0") && !n.contains("advnone")));
+    assert_eq!(names[12], "dense-w4");
+}
+
+/// Ours and both ablations share one schedule at each rate; each ablation differs
+/// from ours in the one thing it removes (and the no-adversarial run's teacher sees
+/// the clean batch, the only one there is). The baselines keep method.md's defaults.
+#[test]
+fn ablations_differ_from_ours_in_one_setting() {
+    let all = entries(&PRESETS[0], Path::new("t.safetensors"));
+    let find = |n: &str| &all.iter().find(|e| e.name == n).unwrap().cfg;
+    for (rate, window) in [
+        ("3.94", (LATE_RAMP_START, LATE_RAMP)),
+        ("15.31", (0.0, DEFAULT_RAMP)),
+    ] {
+        let ours = find(&format!("prox-r{rate}"));
+        assert_eq!(
+            (
+                (ours.ramp_start, ours.ramp),
+                ours.teacher_input.as_str(),
+                ours.alpha
+            ),
+            (window, OURS_TEACHER_INPUT, 0.5),
+            "{rate}"
+        );
+        let no_distill = TrainConfig {
+            alpha: 0.5,
+            ..find(&format!("prox-alpha0-r{rate}")).clone()
+        };
+        assert_eq!(&no_distill, ours);
+        let advnone = find(&format!("prox-advnone-r{rate}"));
+        let no_adv = TrainConfig {
+            adv: ours.adv,
+            teacher_input: OURS_TEACHER_INPUT.into(),
+            ..advnone.clone()
+        };
+        assert_eq!(&no_adv, ours);
+        assert_eq!(advnone.teacher_input, "clean");
+        for base in ["admm", "magnitude"] {
+            let c = find(&format!("{base}-r{rate}"));
+            assert_eq!((c.ramp_start, c.teacher_input.as_str()), (0.0, "clean"));
+        }
+    }
+}
+
+/// The window is the late one below 8x and method.md's default from 8x on, so every
+/// preset's mild rates (about 4x) and high rates (15x and more) fall on the side the
+/// validation split chose for them.
+#[test]
+fn ours_window_follows_the_rate() {
+    assert_eq!(ours_window(3.94), (LATE_RAMP_START, LATE_RAMP));
+    assert_eq!(ours_window(7.99), (LATE_RAMP_START, LATE_RAMP));
+    assert_eq!(ours_window(8.0), (0.0, DEFAULT_RAMP));
+    assert_eq!(ours_window(60.8), (0.0, DEFAULT_RAMP));
+    for p in &PRESETS {
+        for e in entries(p, Path::new("t"))
+            .iter()
+            .filter(|e| e.role == Role::Ours)
+        {
+            let late = e.rate < 5.0;
+            assert_eq!(e.cfg.ramp_start > 0.0, late, "{} {}", p.name, e.name);
+        }
+    }
+}
+
+/// Every run's settings survive config.txt (resume compares them).
+#[test]
+fn entry_configs_round_trip_through_text() {
+    for p in &PRESETS {
+        for e in entries(p, Path::new("/x/teacher/model.safetensors")) {
+            let mut back = TrainConfig::default();
+            for line in e.cfg.to_text().lines().filter(|l| !l.starts_with('#')) {
+                let (k, v) = line.split_once('=').unwrap();
+                back.set(k.trim(), v.trim()).unwrap();
+            }
+            assert_eq!(back, e.cfg, "{} {}", p.name, e.name);
+        }
+    }
+}
+
+/// `--plan` trains nothing, and writes every listed run's config, each the preset's
+/// settings for that run (what a by-hand variant starts from).
+#[test]
+fn plan_writes_each_runs_config_and_trains_nothing() {
+    let dir = std::env::temp_dir().join(format!("rcc-sweep-plan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let args: Vec<String> = [
+        "--preset",
+        "table2-w4",
+        "--out",
+        dir.to_str().unwrap(),
+        "--only",
+        "prox-r3.94",
+        "--plan",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(run(&args).unwrap(), ExitCode::SUCCESS);
+    let all = entries(&PRESETS[0], &dir.join("teacher").join("model.safetensors"));
+    let mut written: Vec<String> = std::fs::read_dir(dir.join("configs"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["prox-r3.94.txt", "teacher.txt"]);
+    for e in all
+        .iter()
+        .filter(|e| e.name == "teacher" || e.name == "prox-r3.94")
+    {
+        let mut back = TrainConfig::default();
+        back.apply_file(&dir.join("configs").join(format!("{}.txt", e.name)))
+            .unwrap();
+        assert_eq!(back, e.cfg, "{}", e.name);
+    }
+    // Nothing ran: no run folder, no results.
+    assert!(!dir.join("teacher").exists() && !dir.join("results.md").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn summaries_round_trip_and_tables_render() {
+    let e = &entries(&PRESETS[0], Path::new("t"))[1];
+    let mut s = Summary {
+        prunable: 1000,
+        nnz: 65,
+        params: 1100,
+        sweep: vec![(0.0, 0.99), (0.3, 0.9)],
+        ..Summary::default()
+    };
+    s.dense.clean = 0.98;
+    s.dense.pgd = 0.9;
+    s.dense.apgd = 0.89;
+    // The transferred attack beats the white-box ones: flagged under the table.
+    s.dense.transfer = 0.5;
+    let back = Summary::parse(&s.to_text()).unwrap();
+    assert_eq!(back.to_text(), s.to_text());
+    let results = vec![(e, Some(back))];
+    let md = results_md(&PRESETS[0], Path::new("d"), &results);
+    assert!(
+        md.contains("| prox-r15.31 |")
+            && md.contains("15.38x")
+            && md.contains("| 89.00 | 50.00 |")
+            && md.contains("masking suspected** (")
+            && md.contains("images): prox-r15.31."),
+        "{md}"
+    );
+    // Every CSV row has a value for every header field.
+    let csv = results_csv(&results);
+    let widths: Vec<usize> = csv.lines().map(|l| l.split(',').count()).collect();
+    assert_eq!(widths, vec![CSV_HEADER.split(',').count(); 2], "{csv}");
+    assert!(results_json(&PRESETS[0], &results).contains("\"pgd40_from_teacher\":0.5000"));
+    let svg = results_svg(&PRESETS[0], &results);
+    assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+    // The ablation table only where the row has ablations.
+    assert!(!md.contains("Ablations of ours"), "{md}");
+    let all = entries(&PRESETS[0], Path::new("t"));
+    let ablation = all.iter().find(|e| e.role == Role::NoDistill).unwrap();
+    let with_ablation = vec![results[0].clone(), (ablation, None)];
+    let md = results_md(&PRESETS[0], Path::new("d"), &with_ablation);
+    assert!(md.contains("## Ablations of ours"), "{md}");
+    assert!(Summary::parse("nonsense = 1").is_err());
+}
+
+/// `--seeds`: seed 1 keeps the one-seed names, the others get `-sS`; the teacher is
+/// shared; each cell's figures give mean ± sd; the verdict is taken on the means,
+/// a tie within the larger sd.
+#[test]
+fn seeds_make_cells_with_mean_and_sd() {
+    assert_eq!(parse_seeds("1, 2,3,2").unwrap(), vec![1, 2, 3]);
+    assert!(parse_seeds("1,x").is_err() && parse_seeds(" ,").is_err());
+    let all = entries_for_seeds(&PRESETS[0], Path::new("t"), &[1, 2, 3]);
+    let one = entries(&PRESETS[0], Path::new("t"));
+    assert_eq!(all.len(), 1 + 3 * (one.len() - 1));
+    assert_eq!(all.iter().filter(|e| e.role == Role::Teacher).count(), 1);
+    for e in one.iter().filter(|e| e.role != Role::Teacher) {
+        for seed in [1u64, 2, 3] {
+            let name = if seed == 1 {
+                e.name.clone()
+            } else {
+                format!("{}-s{seed}", e.name)
+            };
+            let s = all.iter().find(|x| x.name == name).unwrap();
+            assert_eq!((s.cell.as_str(), s.cfg.seed), (e.name.as_str(), seed));
+            assert_eq!(
+                TrainConfig {
+                    seed: 1,
+                    ..s.cfg.clone()
+                },
+                e.cfg
+            );
+        }
+    }
+    let st = Stat::of(&[0.90, 0.92, f64::NAN, 0.94]).unwrap();
+    assert_eq!(st.n, 3);
+    assert!((st.mean - 0.92).abs() < 1e-12 && (st.sd - 0.02).abs() < 1e-12);
+    assert_eq!(st.pct(), "92.00 ± 2.00");
+    assert!(Stat::of(&[0.5]).unwrap().sd.is_nan() && Stat::of(&[f64::NAN]).is_none());
+    // Three seeds each of ours and ADMM at 15.31x: the verdict on the means.
+    let cell = |role: Role| -> Vec<&Entry> {
+        all.iter()
+            .filter(|e| e.role == role && (e.rate - 15.31).abs() < 1e-9)
+            .collect()
+    };
+    let md_for = |ours: [f64; 3], admm: [f64; 3]| {
+        let mut results = vec![];
+        for (role, figs) in [(Role::Ours, ours), (Role::Admm, admm)] {
+            for (e, w) in cell(role).into_iter().zip(figs) {
+                let mut s = Summary::default();
+                (s.dense.clean, s.dense.pgd, s.dense.worst_aa) = (0.97, 0.9, w);
+                results.push((e, Some(s)));
+            }
+        }
+        results_md(&PRESETS[0], Path::new("d"), &results)
+    };
+    let line = |md: &str| {
+        md.lines()
+            .find(|l| l.starts_with("- ->1"))
+            .unwrap()
+            .to_string()
+    };
+    // Means 0.85 and 0.84, sds 0.01 and 0.005: +1.00 is within 1.00 -> a tie.
+    let md = md_for([0.84, 0.85, 0.86], [0.835, 0.84, 0.845]);
+    let v = line(&md);
+    assert!(
+        v.contains("ours ties (within 1.00 points, the larger seed sd)")
+            && v.contains("means of 3 and 3 seeds: ours 85.00 ± 1.00, ADMM 84.00 ± 0.50")
+            && v.contains("AutoAttack and Square"),
+        "{v}"
+    );
+    assert!(
+        md.contains("| prox-r15.31 | ours: prox + distillation | 3 | 97.00 ± 0.00 |"),
+        "{md}"
+    );
+    // The same means with a tighter spread: a win.
+    let v = line(&md_for([0.849, 0.85, 0.851], [0.839, 0.84, 0.841]));
+    assert!(
+        v.contains("ours beats our ADMM") && v.contains("+1.00"),
+        "{v}"
+    );
+}
+
+/// The verdict lines under the side-by-side table: the PGD-40 lead (a tie within
+/// [`TIE_PTS`]) and the 0.5-point natural-accuracy allowance of issue 6.
+#[test]
+fn verdicts_state_the_lead_and_the_allowance() {
+    let all = entries(&PRESETS[0], Path::new("t"));
+    let find = |n: &str| all.iter().find(|e| e.name == n).unwrap();
+    let summary = |clean: f64, pgd: f64| {
+        let mut s = Summary::default();
+        (s.dense.clean, s.dense.pgd) = (clean, pgd);
+        s
+    };
+    let verdict = |ours: Summary, admm: Summary| {
+        let results = vec![
+            (find("prox-r15.31"), Some(ours)),
+            (find("admm-r15.31"), Some(admm)),
+        ];
+        let md = results_md(&PRESETS[0], Path::new("d"), &results);
+        md.lines()
+            .find(|l| l.starts_with("- ->1"))
+            .unwrap_or_else(|| panic!("no verdict in {md}"))
+            .to_string()
+    };
+    let v = verdict(summary(0.97, 0.90), summary(0.96, 0.88));
+    assert!(
+        v.contains("ours beats") && v.contains("+2.00") && v.contains("not lower"),
+        "{v}"
+    );
+    let v = verdict(summary(0.97, 0.90), summary(0.973, 0.91));
+    assert!(
+        v.contains("does NOT beat") && v.contains("lower, within"),
+        "{v}"
+    );
+    let v = verdict(summary(0.96, 0.90), summary(0.97, 0.88));
+    assert!(v.contains("MORE than 0.5 points lower"), "{v}");
+    // Within TIE_PTS either way is a tie, not a win or a loss.
+    for admm_pgd in [0.8999, 0.9001, 0.9029, 0.8971] {
+        let v = verdict(summary(0.97, 0.90), summary(0.97, admm_pgd));
+        assert!(v.contains("ours ties (within 0.3 points"), "{v}");
+    }
+    let v = verdict(summary(0.97, 0.90), summary(0.97, 0.8969));
+    assert!(v.contains("ours beats"), "{v}");
+    // With the AutoAttack worst case on both runs, the verdict is taken on it: ahead
+    // on PGD-40 but behind there is a loss.
+    let (mut o, mut a) = (summary(0.97, 0.90), summary(0.97, 0.88));
+    (o.dense.worst_aa, a.dense.worst_aa) = (0.80, 0.81);
+    let v = verdict(o, a);
+    assert!(
+        v.contains("does NOT beat") && v.contains("AutoAttack and Square") && v.contains("-1.00"),
+        "{v}"
+    );
+}
