@@ -1,5 +1,6 @@
 //! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4 [--out DIR]
-//! [--teacher FILE] [--only NAME,...] [--seeds 1,2,3] [--threads T] [--data DIR] [--plan]`:
+//! [--teacher FILE] [--only NAME,...] [--seeds 1,2,3] [--threads T] [--data DIR] [--plan]
+//! [--report]`:
 //! one row of method.md's Table 2, every method side by side with the same budget.
 //!
 //! - `--seeds S,...` (default 1) runs every run but the teacher once per seed (folders
@@ -27,7 +28,8 @@
 //!   differs from the preset's is an error rather than silently mixed in (the teacher's
 //!   path is one of those settings: resume with the same `--out`). `--plan`
 //!   lists the runs and where each stands without running anything, and writes each
-//!   run's config to `DIR/configs/` (a by-hand variant starts from it).
+//!   run's config to `DIR/configs/` (a by-hand variant starts from it). `--report` writes
+//!   the results files from the runs that have finished, and trains nothing.
 //! - Writes `results.md`, `results.csv`, `results.json` and `results.svg` (PGD-40 and
 //!   natural accuracy against compression rate, one line per method) in `DIR`, also
 //!   when some runs failed or are missing (`--only`), which the table says.
@@ -115,7 +117,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         &[
             "preset", "out", "teacher", "only", "threads", "data", "seeds",
         ],
-        &["plan"],
+        &["plan", "report"],
     )?;
     let name = cli.get("preset").unwrap_or("table2-w4");
     let preset = PRESETS.iter().find(|p| p.name == name).ok_or_else(|| {
@@ -182,7 +184,14 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     let t0 = Instant::now();
     let mut failed = vec![];
-    for (i, e) in list.iter().enumerate() {
+    // `--report` writes the results of the runs that have finished and trains nothing
+    // (a sweep stopped part-way, or read on another machine).
+    let to_run = if cli.has("report") {
+        &[][..]
+    } else {
+        &list[..]
+    };
+    for (i, e) in to_run.iter().enumerate() {
         println!(
             "\n=== sweep {name} [{}/{}] {} ({}, {:.2}x) — {:.0} min so far",
             i + 1,

@@ -332,3 +332,32 @@ fn verdicts_state_the_lead_and_the_allowance() {
         "{v}"
     );
 }
+
+/// `--report` writes the results of the finished runs (here: none) and trains nothing.
+#[test]
+fn report_writes_results_and_trains_nothing() {
+    let dir = std::env::temp_dir().join(format!("rcc-sweep-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let args: Vec<String> = [
+        "--preset",
+        "table2-w4",
+        "--out",
+        dir.to_str().unwrap(),
+        "--only",
+        "prox-r15.31",
+        "--seeds",
+        "1,2",
+        "--report",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(run(&args).unwrap(), ExitCode::SUCCESS);
+    let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
+    assert!(
+        md.contains("Not (yet) run or failed") && md.contains("prox-r15.31-s2"),
+        "{md}"
+    );
+    assert!(!dir.join("teacher").exists() && !dir.join("prox-r15.31").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
