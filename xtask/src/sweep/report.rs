@@ -357,7 +357,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             mib(s.facts.peak_rss)
         );
     }
-    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000 in sequence) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", crate::pipeline::AA_IMAGES);
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", crate::pipeline::AA_IMAGES);
     let masked: Vec<String> = results
         .iter()
         .filter(|(_, s)| {
