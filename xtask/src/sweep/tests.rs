@@ -119,25 +119,25 @@ fn entry_configs_round_trip_through_text() {
     }
 }
 
+/// Runs `cargo xtask sweep --preset table2-w4 --out DIR ARGS` in a fresh temporary
+/// folder named after `tag`, checks that it succeeds, and returns the folder.
+fn sweep_in_temp_dir(tag: &str, args: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rcc-sweep-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut all: Vec<String> = ["--preset", "table2-w4", "--out", dir.to_str().unwrap()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    all.extend(args.iter().map(|s| s.to_string()));
+    assert_eq!(run(&all).unwrap(), ExitCode::SUCCESS);
+    dir
+}
+
 /// `--plan` trains nothing, and writes every listed run's config, each the preset's
 /// settings for that run (what a by-hand variant starts from).
 #[test]
 fn plan_writes_each_runs_config_and_trains_nothing() {
-    let dir = std::env::temp_dir().join(format!("rcc-sweep-plan-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let args: Vec<String> = [
-        "--preset",
-        "table2-w4",
-        "--out",
-        dir.to_str().unwrap(),
-        "--only",
-        "prox-r3.94",
-        "--plan",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    assert_eq!(run(&args).unwrap(), ExitCode::SUCCESS);
+    let dir = sweep_in_temp_dir("plan", &["--only", "prox-r3.94", "--plan"]);
     let all = entries(&PRESETS[0], &dir.join("teacher").join("model.safetensors"));
     let mut written: Vec<String> = std::fs::read_dir(dir.join("configs"))
         .unwrap()
@@ -336,23 +336,10 @@ fn verdicts_state_the_lead_and_the_allowance() {
 /// `--report` writes the results of the finished runs (here: none) and trains nothing.
 #[test]
 fn report_writes_results_and_trains_nothing() {
-    let dir = std::env::temp_dir().join(format!("rcc-sweep-report-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let args: Vec<String> = [
-        "--preset",
-        "table2-w4",
-        "--out",
-        dir.to_str().unwrap(),
-        "--only",
-        "prox-r15.31",
-        "--seeds",
-        "1,2",
-        "--report",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    assert_eq!(run(&args).unwrap(), ExitCode::SUCCESS);
+    let dir = sweep_in_temp_dir(
+        "report",
+        &["--only", "prox-r15.31", "--seeds", "1,2", "--report"],
+    );
     let md = std::fs::read_to_string(dir.join("results.md")).unwrap();
     assert!(
         md.contains("Not (yet) run or failed") && md.contains("prox-r15.31-s2"),
