@@ -386,34 +386,12 @@ pub fn run_attack(
             restarts,
         } => {
             let cfg = ApgdConfig::new(*eps, *steps, *restarts);
-            Ok(apgd_targeted(
-                model,
-                x,
-                labels,
-                &cfg,
-                (*targets).min(classes(model, x)? - 1),
-                rng,
-            )?
-            .adv)
+            Ok(apgd_targeted(model, x, labels, &cfg, *targets, rng)?.adv)
         }
         AttackSpec::FabT(c) => Ok(fab_targeted(model, x, labels, c)?.adv),
         AttackSpec::Square(c) => Ok(square_linf(model, x, labels, c, rng)?.adv),
         AttackSpec::AutoAttack { .. } => auto_attack(model, x, labels, spec, rng),
     }
-}
-
-/// The number of classes of `model`, from one example's logits.
-fn classes(model: &impl Classifier, x: &Tensor) -> Result<usize> {
-    let n = x.shape().first().copied().unwrap_or(0);
-    if n == 0 {
-        return Err(Error::Config("an empty batch".into()));
-    }
-    let per = x.numel() / n;
-    let one = Tensor::new(
-        &crate::ball::with_batch(x.shape(), 1),
-        x.data()[..per].to_vec(),
-    )?;
-    Ok(model.logits(&one)?.shape().last().copied().unwrap_or(0))
 }
 
 /// AutoAttack on one batch: each component on the examples that every earlier one left
