@@ -203,35 +203,6 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         &["json", "sparse"],
     )?;
     let model_path = cli.get("model").ok_or("--model FILE is required")?;
-    let arch: Option<Arch> = cli
-        .get("arch")
-        .map(|a| a.parse().map_err(|e| format!("--arch: {e}")))
-        .transpose()?;
-    let model = Model::load(Path::new(model_path), arch).map_err(|e| e.to_string())?;
-    // A transfer attack (method.md section 5's black-box check): the attacks run against
-    // the source model and the model under test classifies their points.
-    let source = match cli.get("transfer-from") {
-        Some(file) => {
-            let arch: Option<Arch> = cli
-                .get("source-arch")
-                .map(|a| a.parse().map_err(|e| format!("--source-arch: {e}")))
-                .transpose()?;
-            let source = Model::load(Path::new(file), arch).map_err(|e| e.to_string())?;
-            if source.arch().input_shape() != model.arch().input_shape() {
-                return Err(format!(
-                    "--transfer-from {file}: arch {} takes {:?} images, the model under test {:?}",
-                    source.arch(),
-                    source.arch().input_shape(),
-                    model.arch().input_shape()
-                ));
-            }
-            Some((file, source))
-        }
-        None if cli.has("source-arch") => {
-            return Err("--source-arch names the arch of --transfer-from FILE".into())
-        }
-        None => None,
-    };
     let kind: DatasetKind = cli
         .get("dataset")
         .unwrap_or("mnist")
@@ -266,12 +237,50 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         restarts: cli.num("restarts")?.unwrap_or(1),
         queries: cli.num("queries")?,
     };
-    if settings.restarts == 0 {
-        return Err("--restarts: at least 1".into());
-    }
+    settings.check().map_err(String::from)?;
     let specs = match &sweep {
         Some(s) => settings.sweep_specs(s).map_err(String::from)?,
         None => settings.specs(),
+    };
+    let at_least_one = |name: &str| -> Result<Option<usize>, String> {
+        match cli.num::<usize>(name)? {
+            Some(0) => Err(format!("--{name}: at least 1")),
+            v => Ok(v),
+        }
+    };
+    let limit = at_least_one("limit")?;
+    let batch = at_least_one("batch")?.unwrap_or(500);
+    let threads = cli.num("threads")?.unwrap_or(0);
+    let seed: u64 = cli.num("seed")?.unwrap_or(0);
+    // Every setting is checked; now the files.
+    let arch: Option<Arch> = cli
+        .get("arch")
+        .map(|a| a.parse().map_err(|e| format!("--arch: {e}")))
+        .transpose()?;
+    let model = Model::load(Path::new(model_path), arch).map_err(|e| e.to_string())?;
+    // A transfer attack (method.md section 5's black-box check): the attacks run against
+    // the source model and the model under test classifies their points.
+    let source = match cli.get("transfer-from") {
+        Some(file) => {
+            let arch: Option<Arch> = cli
+                .get("source-arch")
+                .map(|a| a.parse().map_err(|e| format!("--source-arch: {e}")))
+                .transpose()?;
+            let source = Model::load(Path::new(file), arch).map_err(|e| e.to_string())?;
+            if source.arch().input_shape() != model.arch().input_shape() {
+                return Err(format!(
+                    "--transfer-from {file}: arch {} takes {:?} images, the model under test {:?}",
+                    source.arch(),
+                    source.arch().input_shape(),
+                    model.arch().input_shape()
+                ));
+            }
+            Some((file, source))
+        }
+        None if cli.has("source-arch") => {
+            return Err("--source-arch names the arch of --transfer-from FILE".into())
+        }
+        None => None,
     };
     let mut test =
         Dataset::load(kind, Split::Test, &data_dir(cli.get("data"))).map_err(|e| e.to_string())?;
@@ -283,13 +292,10 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             test.shape
         ));
     }
-    if let Some(limit) = cli.num::<usize>("limit")? {
+    if let Some(limit) = limit {
         test = test.subset(&(0..limit.min(test.len())).collect::<Vec<_>>());
     }
-    let threads = cli.num("threads")?.unwrap_or(0);
     let pool = rcc_tensor::threads::pool(threads).map_err(|e| e.to_string())?;
-    let batch = cli.num("batch")?.unwrap_or(500);
-    let seed: u64 = cli.num("seed")?.unwrap_or(0);
     let json = cli.has("json");
     if !json {
         println!("model    {model_path} ({})", model.arch());
@@ -472,6 +478,32 @@ mod tests {
             step_size_l2: None,
             restarts: 1,
             queries: None,
+        }
+    }
+
+    /// Every setting is checked before the model file is read: the error names the flag,
+    /// not the (missing) model.
+    #[test]
+    fn bad_settings_fail_before_the_model_is_read() {
+        for (args, needle) in [
+            (&["--batch", "0"][..], "--batch"),
+            (&["--limit", "0"], "--limit"),
+            (&["--attack", "pgd", "--steps", "0"], "--steps"),
+            (&["--attack", "square", "--queries", "0"], "--queries"),
+            (&["--restarts", "0"], "--restarts"),
+            (&["--eps", "-1"], "--eps"),
+            (&["--eps", "inf"], "--eps"),
+            (&["--eps-sweep", "0.3,0.1"], "--eps-sweep"),
+            (&["--attack", "cw"], "unknown attack"),
+            (&["--dataset", "imagenet"], "--dataset"),
+        ] {
+            let mut a = vec![
+                "--model".to_string(),
+                "/nonexistent/model.safetensors".into(),
+            ];
+            a.extend(args.iter().map(|s| s.to_string()));
+            let err = run(&a).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
         }
     }
 

@@ -228,6 +228,32 @@ mod tests {
         d
     }
 
+    /// Issue 20: a bad setting fails at once, with a message that names it, before any
+    /// data is read, any teacher trained or any file written.
+    #[test]
+    fn bad_settings_fail_before_any_work() {
+        let out = temp_run("bad-settings");
+        let cases: [(&[&str], &str); 9] = [
+            (&["--finetune", "2", "--epochs", "1"], "finetune (2)"),
+            (&["--rate", "0"], "rate"),
+            (&["--adv", "pgd:-1:10:0.1"], "adv"),
+            (&["--lr", "0"], "lr"),
+            (&["--alpha", "2"], "alpha"),
+            (&["--optimizer", "rmsprop"], "optimizer"),
+            (&["--schedule", "linear"], "schedule"),
+            (&["--threads", "x"], "--threads"),
+            // Settings come before data: a missing data folder is not what is reported.
+            (&["--epochs", "0", "--data", "/nonexistent"], "epochs"),
+        ];
+        for (args, needle) in cases {
+            let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            a.extend(["--out".to_string(), out.display().to_string()]);
+            let err = run(&a).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+            assert!(!out.exists(), "{args:?} wrote {}", out.display());
+        }
+    }
+
     #[test]
     fn the_command_line_starts_from_the_pipeline_or_plain_training() {
         let cfg = |args: &[&str]| {

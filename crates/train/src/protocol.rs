@@ -121,6 +121,31 @@ pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>> {
 }
 
 impl Settings {
+    /// Refuses settings no attack can run with: a radius or step that is negative or not
+    /// finite, no steps, no queries, no restart. The message names the flag.
+    pub fn check(&self) -> Result<()> {
+        let radius = |name: &str, v: Option<f32>| match v {
+            Some(x) if !(x >= 0.0 && x.is_finite()) => Err(Error::Config(format!(
+                "--{name}: expected a number >= 0, got {x}"
+            ))),
+            _ => Ok(()),
+        };
+        radius("eps", Some(self.eps))?;
+        radius("eps-l2", Some(self.eps_l2))?;
+        radius("step-size", self.step_size)?;
+        radius("step-size-l2", self.step_size_l2)?;
+        for (name, v) in [
+            ("steps", self.steps),
+            ("queries", self.queries),
+            ("restarts", Some(self.restarts)),
+        ] {
+            if v == Some(0) {
+                return Err(Error::Config(format!("--{name}: at least 1")));
+            }
+        }
+        Ok(())
+    }
+
     /// The spec of attack `name` at radius `eps` (an l_2 radius for `pgd-l2`).
     pub fn spec(&self, name: &str, eps: f32) -> AttackSpec {
         let p = &self.protocol;

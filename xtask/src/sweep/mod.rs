@@ -159,6 +159,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
                 || names.contains(&e.cell.as_str())
         });
     }
+    // The children would each fail on a bad thread count: refuse it here, before any run.
+    cli.num::<usize>("threads")?;
     let mut forward = vec![];
     for k in ["threads", "data"] {
         if let Some(v) = cli.get(k) {
