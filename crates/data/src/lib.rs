@@ -18,9 +18,11 @@
 //! - [`idx`], [`cifar`]: the file formats (record layouts in their module docs).
 //! - [`gzip`]: a from-scratch gzip/DEFLATE decoder, since the library crates use no
 //!   compression crate.
+//! - [`catalog`]: the official files (locations, sizes, SHA-256) `fetch-data` verifies.
 
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod cifar;
 mod dataset;
 pub mod error;

@@ -10,7 +10,8 @@
 //!   FGSM, PGD, APGD-CE, the transfer check, AutoAttack and Square, the worst case, the
 //!   eps sweep and the gradient-masking verdicts; [`report`]: `summary.txt` and
 //!   `report.md`; [`tables`]: an evaluation's JSON and tables.
-//! - [`presets`]: the experiments of Table 2 (`cargo xtask sweep` runs them).
+//! - [`presets`]: the experiments of Table 2 (`cargo xtask sweep` runs them);
+//!   [`verdict`]: ours against ADMM over seeds.
 //!
 //! `cargo xtask train` and `cargo xtask sweep` are the command line over it;
 //! `examples/robust_compress.rs` runs the framework through this crate alone.
@@ -29,6 +30,7 @@ pub mod step;
 pub mod tables;
 pub mod teacher;
 pub mod trainer;
+pub mod verdict;
 
 pub use config::{
     AdvTraining, OptimizerKind, TeacherInput, TrainConfig, KEYS, QUICK_TEACHER_EPOCHS,

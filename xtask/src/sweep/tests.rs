@@ -1,5 +1,6 @@
 use super::*;
 use rcc_compress::DEFAULT_RAMP;
+use rcc_train::verdict::Stat;
 use rcc_train::TeacherInput;
 
 #[test]

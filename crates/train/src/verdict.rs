@@ -1,0 +1,130 @@
+//! The verdict of a sweep row: ours against our ADMM at one rate, on the means over their
+//! seeds, with the spread stated. The robust figure is the worst case per image over every
+//! attack, AutoAttack and the gradient-free Square included, when both cells have it.
+
+use crate::presets::{Entry, Role, TIE_PTS};
+use crate::report::Summary;
+
+/// Mean, sample standard deviation (NaN for one value) and count of a cell's figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stat {
+    pub mean: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of the finite values of `v` (a figure not measured is NaN and left
+    /// out); `None` if there is none.
+    pub fn of(v: &[f64]) -> Option<Stat> {
+        let v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        let n = v.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 {
+            (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            f64::NAN
+        };
+        Some(Stat { mean, sd, n })
+    }
+
+    /// `mean ± sd` in percent (`mean` alone for one seed).
+    pub fn pct(&self) -> String {
+        if self.n > 1 {
+            format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * self.sd)
+        } else {
+            format!("{:.2}", 100.0 * self.mean)
+        }
+    }
+}
+
+/// A figure of the cell `role` at `rate` over its seeds.
+pub fn cell_stat(
+    results: &[(&Entry, Option<Summary>)],
+    role: Role,
+    rate: f64,
+    pick: fn(&Summary) -> f64,
+) -> Option<Stat> {
+    let v: Vec<f64> = results
+        .iter()
+        .filter(|(e, _)| e.role == role && (e.rate - rate).abs() < 1e-9)
+        .filter_map(|(_, s)| s.as_ref().map(pick))
+        .collect();
+    Stat::of(&v)
+}
+
+/// Ours against our ADMM at `rate`, on the means over their seeds: the verdict line and
+/// the natural / robust differences for the table; `None` unless both cells have runs.
+/// The robust figure is the worst case with AutoAttack and Square when every run of both
+/// cells has it, else PGD-40. A tie is a difference within the larger of the two
+/// standard deviations, or within [`TIE_PTS`] when a cell has one seed.
+pub fn verdict(
+    results: &[(&Entry, Option<Summary>)],
+    rate: f64,
+    steps: usize,
+) -> Option<(String, String)> {
+    let nat = |role| cell_stat(results, role, rate, |s| s.dense.clean);
+    let with_aa = results
+        .iter()
+        .filter(|(e, _)| matches!(e.role, Role::Ours | Role::Admm) && (e.rate - rate).abs() < 1e-9)
+        .filter_map(|(_, s)| s.as_ref())
+        .all(|s| s.dense.worst_aa.is_finite());
+    let pick: fn(&Summary) -> f64 = if with_aa {
+        |s| s.dense.worst_aa
+    } else {
+        |s| s.dense.pgd
+    };
+    let (on, oa) = (nat(Role::Ours)?, nat(Role::Admm)?);
+    let (ro, ra) = (
+        cell_stat(results, Role::Ours, rate, pick)?,
+        cell_stat(results, Role::Admm, rate, pick)?,
+    );
+    let (dn, dp) = (100.0 * (on.mean - oa.mean), 100.0 * (ro.mean - ra.mean));
+    let (band, why) = if ro.n > 1 && ra.n > 1 {
+        let band = 100.0 * ro.sd.max(ra.sd);
+        (band, format!("{band:.2} points, the larger seed sd"))
+    } else {
+        (TIE_PTS, format!("{TIE_PTS} points, one run's noise"))
+    };
+    let on_what = if with_aa {
+        format!(
+            "the worst case with AutoAttack and Square (first {})",
+            crate::evaluate::AA_IMAGES
+        )
+    } else {
+        format!("PGD-{steps}")
+    };
+    let seeds = if ro.n > 1 || ra.n > 1 {
+        format!(
+            ", means of {} and {} seeds: ours {}, ADMM {}",
+            ro.n,
+            ra.n,
+            ro.pct(),
+            ra.pct()
+        )
+    } else {
+        String::new()
+    };
+    let line = format!(
+        "ours {} our ADMM on {on_what} ({dp:+.2} points{seeds}); natural {dn:+.2} points ({}).",
+        // (The 1e-9 keeps a difference of exactly the band, as printed, a tie.)
+        if dp > band + 1e-9 {
+            "beats".to_string()
+        } else if dp >= -band - 1e-9 {
+            format!("ties (within {why}) with")
+        } else {
+            "does NOT beat".to_string()
+        },
+        if dn >= 0.0 {
+            "not lower"
+        } else if dn >= -0.5 {
+            "lower, within the 0.5-point allowance"
+        } else {
+            "MORE than 0.5 points lower"
+        }
+    );
+    Some((line, format!("{dn:+.2} / {dp:+.2}")))
+}
