@@ -39,12 +39,11 @@ use crate::console::print_progress;
 use crate::svg::{nice_step, Svg, PALETTE};
 use rcc_attack::{AttackSpec, Norm, Progress};
 use rcc_data::{Dataset, DatasetKind, Split};
+use rcc_nn::json::Json;
 use rcc_nn::{Arch, Model};
 use rcc_sparse::SparseModel;
 use rcc_train::protocol::{parse_attacks, DatasetExamples, Protocol, Settings};
-use rcc_train::tables::{
-    fmt_num, fmt_short, json_str, report_json, report_table, sweep_table, worst_case_groups,
-};
+use rcc_train::tables::{fmt_short, report_json, report_table, sweep_table, worst_case_groups};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -370,20 +369,22 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     if json {
         let mut header = vec![
-            ("model", json_str(model_path)),
-            ("arch", json_str(&model.arch().to_string())),
-            ("dataset", json_str(&kind.to_string())),
-            ("seed", seed.to_string()),
-            ("batch", batch.to_string()),
+            ("model", Json::str(model_path)),
+            ("arch", Json::str(model.arch().to_string())),
+            ("dataset", Json::str(kind.to_string())),
+            ("seed", Json::int(seed)),
+            ("batch", Json::int(batch as u64)),
         ];
         if let Some((file, _)) = &source {
-            header.push(("transfer_from", json_str(file)));
+            header.push(("transfer_from", Json::str(*file)));
         }
         if let Some(s) = &sweep {
-            let vals: Vec<String> = s.iter().map(|v| fmt_num(*v)).collect();
-            header.push(("eps_sweep", format!("[{}]", vals.join(","))));
+            header.push((
+                "eps_sweep",
+                Json::Array(s.iter().map(|&v| Json::num(v)).collect()),
+            ));
         }
-        println!("{}", report_json(&header, &report));
+        println!("{}", report_json(header, &report));
     } else {
         print!("{}", report_table(&report, clean_secs));
         if specs

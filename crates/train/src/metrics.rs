@@ -8,7 +8,6 @@
 use crate::{Error, Result};
 use rcc_compress::StateBytes;
 use rcc_nn::json::{parse_json, Json};
-use std::fmt::Write as _;
 use std::path::Path;
 
 /// The during-training PGD-40 check of an epoch.
@@ -62,15 +61,6 @@ pub struct EpochMetrics {
     pub samples_per_s: f64,
 }
 
-/// `v` with `decimals` digits, or `null` when it is not finite.
-fn number(v: f64, decimals: usize) -> String {
-    if v.is_finite() {
-        format!("{v:.decimals$}")
-    } else {
-        "null".to_string()
-    }
-}
-
 /// The number at `path` (object keys, outermost first) in a parsed line; None when a key
 /// is missing or the value is not a number (`null`: a non-finite value).
 pub fn lookup(doc: &Json, path: &[&str]) -> Option<f64> {
@@ -78,65 +68,57 @@ pub fn lookup(doc: &Json, path: &[&str]) -> Option<f64> {
 }
 
 impl EpochMetrics {
-    /// The line as written to `metrics.jsonl` (no newline).
+    /// The line as written to `metrics.jsonl` (no newline), by the one JSON writer
+    /// (`rcc_nn::json`).
     pub fn to_json(&self) -> String {
-        let mut line = format!(
-            "{{\"epoch\":{},\"lr\":{},\"train_loss\":{},\"train_acc\":{},\"test_loss\":{},\"test_acc\":{}",
-            self.epoch,
-            self.lr,
-            number(self.train_loss, 6),
-            number(self.train_acc, 6),
-            number(self.test_loss, 6),
-            number(self.test_acc, 6)
-        );
+        let fixed = Json::fixed;
+        let mut m: Vec<(String, Json)> = vec![
+            ("epoch".into(), Json::int(self.epoch as u64)),
+            ("lr".into(), Json::num(self.lr)),
+            ("train_loss".into(), fixed(self.train_loss, 6)),
+            ("train_acc".into(), fixed(self.train_acc, 6)),
+            ("test_loss".into(), fixed(self.test_loss, 6)),
+            ("test_acc".into(), fixed(self.test_acc, 6)),
+        ];
         if let Some((vl, va)) = self.val {
-            let (vl, va) = (number(vl, 6), number(va, 6));
-            let _ = write!(line, ",\"val_loss\":{vl},\"val_acc\":{va}");
+            m.push(("val_loss".into(), fixed(vl, 6)));
+            m.push(("val_acc".into(), fixed(va, 6)));
         }
         if let Some(adv) = &self.train_adv {
-            let _ = write!(line, ",\"train_adv\":\"{adv}\"");
+            m.push(("train_adv".into(), Json::str(adv.as_str())));
         }
         if let Some(r) = &self.robust {
-            let s = &r.split;
-            let _ = write!(
-                line,
-                ",\"{s}_pgd40_acc\":{},\"{s}_pgd40_n\":{}",
-                number(r.acc, 6),
-                r.n
-            );
+            m.push((format!("{}_pgd40_acc", r.split), fixed(r.acc, 6)));
+            m.push((format!("{}_pgd40_n", r.split), Json::int(r.n as u64)));
         }
         if let Some(c) = &self.compress {
             let st = &c.state;
-            let _ = write!(
-                line,
-                ",\"phase\":\"{}\",\"rate\":{},\"nnz\":{},\"prunable\":{},\"state_bytes\":{{\"params\":{},\"grads\":{},\"optimizer\":{},\"masks\":{},\"admm\":{},\"teacher\":{},\"total\":{}}}",
-                c.phase,
-                number(c.rate, 6),
-                c.nnz,
-                c.prunable,
-                st.params,
-                st.grads,
-                st.optimizer,
-                st.masks,
-                st.admm,
-                st.teacher,
-                st.total()
-            );
+            let bytes = |v: usize| Json::int(v as u64);
+            m.push(("phase".into(), Json::str(c.phase.as_str())));
+            m.push(("rate".into(), fixed(c.rate, 6)));
+            m.push(("nnz".into(), bytes(c.nnz)));
+            m.push(("prunable".into(), bytes(c.prunable)));
+            m.push((
+                "state_bytes".into(),
+                Json::obj([
+                    ("params", bytes(st.params)),
+                    ("grads", bytes(st.grads)),
+                    ("optimizer", bytes(st.optimizer)),
+                    ("masks", bytes(st.masks)),
+                    ("admm", bytes(st.admm)),
+                    ("teacher", bytes(st.teacher)),
+                    ("total", bytes(st.total())),
+                ]),
+            ));
         }
-        let _ = write!(line, ",\"peak_rss_bytes\":{}", self.peak_rss_bytes);
+        m.push(("peak_rss_bytes".into(), Json::int(self.peak_rss_bytes)));
         if let Some((held, peak)) = self.compress.as_ref().and_then(|c| c.heap) {
-            let _ = write!(
-                line,
-                ",\"compressor_heap_bytes\":{held},\"compressor_heap_peak_bytes\":{peak}"
-            );
+            m.push(("compressor_heap_bytes".into(), Json::int(held as i64)));
+            m.push(("compressor_heap_peak_bytes".into(), Json::int(peak as u64)));
         }
-        let _ = write!(
-            line,
-            ",\"seconds\":{},\"samples_per_s\":{}}}",
-            number(self.seconds, 3),
-            number(self.samples_per_s, 1)
-        );
-        line
+        m.push(("seconds".into(), fixed(self.seconds, 3)));
+        m.push(("samples_per_s".into(), fixed(self.samples_per_s, 1)));
+        Json::Object(m).to_string()
     }
 
     /// Reads a line written by [`EpochMetrics::to_json`] (or by an earlier version: keys

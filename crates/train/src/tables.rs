@@ -3,64 +3,60 @@
 //! worst case over the attacks of each threat model ([`worst_case_groups`]).
 
 use rcc_attack::{AttackResult, AttackSpec, Norm, Report};
+use rcc_nn::json::Json;
 use std::fmt::Write as _;
-
-/// Shortest round-trip form (JSON): 0.3, 0.01, 0.03137255 (8/255).
-pub fn fmt_num(v: f32) -> String {
-    format!("{v}")
-}
 
 /// At most 6 decimals (tables, labels): 0.3, 0.001667, 0.031373.
 pub fn fmt_short(v: f32) -> String {
     format!("{}", (v as f64 * 1e6).round() / 1e6)
 }
 
-/// One JSON object: the run, the clean accuracy and every attack's result.
-pub fn report_json(header: &[(&str, String)], report: &Report) -> String {
-    let mut s = String::from("{");
-    for (k, v) in header {
-        let _ = write!(s, "\"{k}\":{v},");
-    }
-    let _ = write!(
-        s,
-        "\"n\":{},\"clean_acc\":{:.6},\"clean_loss\":{:.6},\"attacks\":[",
-        report.n, report.clean_acc, report.clean_loss
-    );
-    for (i, a) in report.attacks.iter().enumerate() {
+/// One JSON object: the run (`header`), the clean accuracy, every attack's result with
+/// its settings, and the worst case per threat model; by the one JSON writer.
+pub fn report_json(header: Vec<(&str, Json)>, report: &Report) -> String {
+    let mut m: Vec<(String, Json)> = header.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    let attacks = report.attacks.iter().map(|a| {
         let spec = &a.spec;
-        let _ = write!(
-            s,
-            "{}{{\"name\":\"{}\",\"settings\":{},\"norm\":\"{}\",\"eps\":{},\"steps\":{},\"step_size\":{},\"restarts\":{},\"random_start\":{},\"transferred\":{},\"acc\":{:.6},\"correct\":{},\"max_dist\":{:.6},\"seconds\":{:.3}}}",
-            if i == 0 { "" } else { "," },
-            spec.name(),
-            json_str(&spec.describe()),
-            spec.norm().name(),
-            fmt_num(spec.eps()),
-            spec.steps(),
-            spec.step_size().map_or("null".into(), fmt_num),
-            spec.restarts(),
-            spec.random_start(),
-            a.transferred,
-            a.acc,
-            a.correct.iter().filter(|&&c| c).count(),
-            a.max_dist,
-            a.seconds
-        );
-    }
-    s.push_str("],\"worst_case\":[");
-    for (i, (norm, eps, idx)) in worst_case_groups(report).iter().enumerate() {
-        let _ = write!(
-            s,
-            "{}{{\"norm\":\"{}\",\"eps\":{},\"attacks\":{},\"acc\":{:.6}}}",
-            if i == 0 { "" } else { "," },
-            norm.name(),
-            fmt_num(*eps),
-            idx.len(),
-            report.worst_case(idx).unwrap_or(0.0)
-        );
-    }
-    s.push_str("]}");
-    s
+        Json::obj([
+            ("name", Json::str(spec.name())),
+            ("settings", Json::str(spec.describe())),
+            ("norm", Json::str(spec.norm().name())),
+            ("eps", Json::num(spec.eps())),
+            ("steps", Json::int(spec.steps() as u64)),
+            ("step_size", spec.step_size().map_or(Json::Null, Json::num)),
+            ("restarts", Json::int(spec.restarts() as u64)),
+            ("random_start", Json::Bool(spec.random_start())),
+            ("transferred", Json::Bool(a.transferred)),
+            ("acc", Json::fixed(a.acc, 6)),
+            (
+                "correct",
+                Json::int(a.correct.iter().filter(|&&c| c).count() as u64),
+            ),
+            ("max_dist", Json::fixed(a.max_dist, 6)),
+            ("seconds", Json::fixed(a.seconds, 3)),
+        ])
+    });
+    let worst = worst_case_groups(report)
+        .into_iter()
+        .map(|(norm, eps, idx)| {
+            Json::obj([
+                ("norm", Json::str(norm.name())),
+                ("eps", Json::num(eps)),
+                ("attacks", Json::int(idx.len() as u64)),
+                (
+                    "acc",
+                    Json::fixed(report.worst_case(&idx).unwrap_or(0.0), 6),
+                ),
+            ])
+        });
+    m.extend([
+        ("n".to_string(), Json::int(report.n as u64)),
+        ("clean_acc".into(), Json::fixed(report.clean_acc, 6)),
+        ("clean_loss".into(), Json::fixed(report.clean_loss, 6)),
+        ("attacks".into(), Json::Array(attacks.collect())),
+        ("worst_case".into(), Json::Array(worst.collect())),
+    ]);
+    Json::Object(m).to_string()
 }
 
 /// The attacks of a report grouped by threat model (norm and eps), in order of first
@@ -76,23 +72,6 @@ pub fn worst_case_groups(report: &Report) -> Vec<(Norm, f32, Vec<usize>)> {
     }
     groups.retain(|g| g.2.len() > 1 && g.1 > 0.0);
     groups
-}
-
-/// A JSON string literal.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The table of clean and per-attack accuracy with every setting.
@@ -275,7 +254,7 @@ mod tests {
     #[test]
     fn json_has_the_required_fields() {
         let r = fake_report();
-        let j = report_json(&[("model", json_str("a \"b\".safetensors"))], &r);
+        let j = report_json(vec![("model", Json::str("a \"b\".safetensors"))], &r);
         assert!(j.starts_with(
             "{\"model\":\"a \\\"b\\\".safetensors\",\"n\":100,\"clean_acc\":0.990000"
         ));

@@ -4,6 +4,7 @@
 use crate::cli::workspace_root;
 use crate::svg::{nice_step, Svg};
 use rcc_compress::DEFAULT_RAMP;
+use rcc_nn::json::Json;
 use rcc_train::presets::*;
 use rcc_train::protocol::Protocol;
 use rcc_train::report::{pct, Summary};
@@ -131,38 +132,34 @@ pub fn results_csv(results: &[(&Entry, Option<Summary>)]) -> String {
 
 pub fn results_json(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
     let keys: Vec<&str> = CSV_HEADER.split(',').collect();
-    let mut rows = vec![];
-    for (e, sum) in results {
-        let Some(sum) = sum else { continue };
-        let vals = csv_fields(e, sum);
-        let mut obj: Vec<String> = keys
+    let runs = results.iter().filter_map(|(e, sum)| {
+        let sum = sum.as_ref()?;
+        let mut obj: Vec<(String, Json)> = keys
             .iter()
-            .zip(&vals)
+            .zip(csv_fields(e, sum))
             .map(|(k, v)| {
-                if *k == "name" || *k == "role" {
-                    format!("\"{k}\":\"{v}\"")
-                } else if v == "NaN" {
+                let v = match (*k, v.as_str()) {
+                    ("name" | "role", _) => Json::String(v),
                     // Not measured (the sparse attacks of an unpruned model).
-                    format!("\"{k}\":null")
-                } else {
-                    format!("\"{k}\":{v}")
-                }
+                    (_, "NaN") => Json::Null,
+                    _ => Json::Number(v),
+                };
+                (k.to_string(), v)
             })
             .collect();
-        let sweep: Vec<String> = sum
+        let sweep = sum
             .sweep
             .iter()
-            .map(|(e, a)| format!("[{e},{a:.4}]"))
-            .collect();
-        obj.push(format!("\"eps_sweep\":[{}]", sweep.join(",")));
-        rows.push(format!("{{{}}}", obj.join(",")));
-    }
-    format!(
-        "{{\"preset\":\"{}\",\"dataset\":\"{}\",\"runs\":[\n{}\n]}}\n",
-        p.name,
-        p.dataset,
-        rows.join(",\n")
-    )
+            .map(|&(e, a)| Json::Array(vec![Json::num(e), Json::fixed(a, 4)]));
+        obj.push(("eps_sweep".into(), Json::Array(sweep.collect())));
+        Some(Json::Object(obj))
+    });
+    let doc = Json::obj([
+        ("preset", Json::str(p.name)),
+        ("dataset", Json::str(p.dataset.to_string())),
+        ("runs", Json::Array(runs.collect())),
+    ]);
+    format!("{doc}\n")
 }
 
 pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)]) -> String {
