@@ -588,6 +588,16 @@ impl TrainConfig {
         s
     }
 
+    /// The run's teacher model (`teacher`), if it has one.
+    pub fn load_teacher(&self) -> Result<Option<Model>> {
+        if self.teacher.is_empty() {
+            return Ok(None);
+        }
+        Model::load(Path::new(&self.teacher), None)
+            .map(Some)
+            .map_err(|e| Error::from(e).context("teacher"))
+    }
+
     pub fn optimizer_for(&self, n: usize) -> Result<Optimizer> {
         self.optimizer_text(n).map_err(Error::Config)
     }

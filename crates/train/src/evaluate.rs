@@ -34,7 +34,6 @@ use rcc_attack::{AttackResult, Classifier, Progress, Report};
 use rcc_data::Dataset;
 use rcc_nn::Model;
 use rcc_sparse::{KernelChoice, SparseModel};
-use std::path::Path;
 use std::time::Instant;
 
 /// PGD-40 restarts of the final evaluation (APGD-CE runs once, from a random start, as
@@ -176,15 +175,8 @@ fn fraction(v: &[bool]) -> f64 {
 /// The final attacks of a dataset's protocol.
 fn settings(protocol: Protocol, names: Vec<&'static str>) -> Settings {
     Settings {
-        protocol,
-        names,
-        eps: protocol.eps,
-        eps_l2: protocol.eps_l2,
-        steps: None,
-        step_size: None,
-        step_size_l2: None,
         restarts: RESTARTS,
-        queries: None,
+        ..Settings::new(protocol, names)
     }
 }
 
@@ -372,13 +364,7 @@ pub fn finish_run(
         )));
     }
     let protocol = Protocol::for_dataset(cfg.dataset);
-    let teacher = if cfg.teacher.is_empty() {
-        None
-    } else {
-        let t = Model::load(Path::new(&cfg.teacher), None)
-            .map_err(|e| Error::from(e).context("teacher"))?;
-        Some(t)
-    };
+    let teacher = cfg.load_teacher()?;
     let (mut dense, verdicts) = evaluate_robust(
         &model,
         test,

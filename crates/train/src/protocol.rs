@@ -121,6 +121,21 @@ pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>> {
 }
 
 impl Settings {
+    /// The protocol's attacks `names` at its radii and step counts, one restart.
+    pub fn new(protocol: Protocol, names: Vec<&'static str>) -> Settings {
+        Settings {
+            protocol,
+            names,
+            eps: protocol.eps,
+            eps_l2: protocol.eps_l2,
+            steps: None,
+            step_size: None,
+            step_size_l2: None,
+            restarts: 1,
+            queries: None,
+        }
+    }
+
     /// Refuses settings no attack can run with: a radius or step that is negative or not
     /// finite, no steps, no queries, no restart. The message names the flag.
     pub fn check(&self) -> Result<()> {

@@ -206,17 +206,7 @@ mod tests {
 
     fn settings(names: &str) -> Settings {
         let protocol = Protocol::for_dataset(DatasetKind::Mnist);
-        Settings {
-            protocol,
-            names: parse_attacks(names).unwrap(),
-            eps: protocol.eps,
-            eps_l2: protocol.eps_l2,
-            steps: None,
-            step_size: None,
-            step_size_l2: None,
-            restarts: 1,
-            queries: None,
-        }
+        Settings::new(protocol, parse_attacks(names).unwrap())
     }
 
     fn fake_report() -> Report {

@@ -182,13 +182,7 @@ pub fn train(
     cfg.check()?;
     run.create()?;
     let ckpt = run.checkpoint();
-    let teacher = if cfg.teacher.is_empty() {
-        None
-    } else {
-        let t = Model::load(Path::new(&cfg.teacher), None)
-            .map_err(|e| Error::from(e).context("teacher"))?;
-        Some(t)
-    };
+    let teacher = cfg.load_teacher()?;
     if cfg.alpha > 0.0 && teacher.is_none() {
         return Err(Error::Config(
             "alpha > 0 needs a --teacher model file".into(),
