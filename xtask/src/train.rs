@@ -23,7 +23,7 @@ use rcc_train::evaluate::accuracy_and_loss;
 use rcc_train::protocol::Protocol;
 use rcc_train::report::pct;
 use rcc_train::teacher::cached_teacher;
-use rcc_train::{finish_run, train, AdvTraining, RunData, RunDir, TrainConfig, KEYS};
+use rcc_train::{finish_run, train, AdvTraining, RunData, RunDir, Stop, TrainConfig, KEYS};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -125,7 +125,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         describe(&cfg, &data, pool.current_num_threads(), run.path())
     );
     let t_train = Instant::now();
-    let mut result = pool.install(|| train(&cfg, &data, &run, resume, None, &mut console))?;
+    let mut result =
+        pool.install(|| train(&cfg, &data, &run, resume, Stop::Never, &mut console))?;
     if result.samples > 0 {
         eprintln!(
             "trained {} samples in {}",
@@ -319,7 +320,14 @@ mod tests {
             }
         }
         let run_training = |cfg: &TrainConfig, data: &RunData, dir: &Path| {
-            train(cfg, data, &RunDir::new(dir), false, None, &mut Counted)
+            train(
+                cfg,
+                data,
+                &RunDir::new(dir),
+                false,
+                Stop::Never,
+                &mut Counted,
+            )
         };
         let base = TrainConfig {
             arch: Arch::LenetAdv(2),

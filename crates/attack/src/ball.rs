@@ -3,8 +3,8 @@
 //! `C * H * W` values); norms are per example, accumulated in f64.
 
 use crate::fgsm::sign;
-use rand::rngs::StdRng;
 use rand::Rng;
+use rand::RngCore;
 use rand_distr::StandardNormal;
 
 /// The norm of a threat model.
@@ -100,7 +100,13 @@ impl Norm {
     ///   `eps * U^(1/d)` (`d` values per example), which is uniform in the ball.
     ///
     /// Draws nothing when `eps == 0` (the start is the clean input).
-    pub fn random_start(self, clean: &[f32], per: usize, eps: f32, rng: &mut StdRng) -> Vec<f32> {
+    pub fn random_start(
+        self,
+        clean: &[f32],
+        per: usize,
+        eps: f32,
+        rng: &mut dyn RngCore,
+    ) -> Vec<f32> {
         if eps <= 0.0 {
             return clean.to_vec();
         }
@@ -157,6 +163,7 @@ pub(crate) fn with_batch(shape: &[usize], n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
     use rand::SeedableRng;
 
     #[test]

@@ -5,8 +5,8 @@
 
 use crate::fgsm::sign;
 use crate::{AttackLoss, Classifier, Error, Result};
-use rand::rngs::StdRng;
 use rand::Rng;
+use rand::RngCore;
 use rcc_tensor::Tensor;
 
 pub fn fgsm_rs(
@@ -15,7 +15,7 @@ pub fn fgsm_rs(
     labels: &[usize],
     eps: f32,
     alpha: f32,
-    rng: &mut StdRng,
+    rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
     if !(eps >= 0.0 && eps.is_finite() && alpha >= 0.0 && alpha.is_finite()) {
         return Err(Error::Config(format!(

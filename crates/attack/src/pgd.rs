@@ -18,7 +18,7 @@
 
 use crate::ball::{gather, with_batch, Norm};
 use crate::{AttackLoss, Classifier, Error, Result};
-use rand::rngs::StdRng;
+use rand::RngCore;
 use rcc_tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -155,7 +155,7 @@ pub fn pgd(
     cfg: &PgdConfig,
     norm: Norm,
     stop_at_fool: bool,
-    rng: &mut StdRng,
+    rng: &mut dyn RngCore,
 ) -> Result<Outcome> {
     cfg.check()?;
     let per = per_example(x, labels)?;
@@ -210,7 +210,7 @@ pub fn pgd_linf(
     x: &Tensor,
     labels: &[usize],
     cfg: &PgdConfig,
-    rng: &mut StdRng,
+    rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
     Ok(pgd(model, x, labels, cfg, Norm::Linf, false, rng)?.adv)
 }
@@ -224,7 +224,7 @@ pub fn pgd_l2(
     x: &Tensor,
     labels: &[usize],
     cfg: &PgdConfig,
-    rng: &mut StdRng,
+    rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
     Ok(pgd(model, x, labels, cfg, Norm::L2, false, rng)?.adv)
 }

@@ -4,6 +4,7 @@
 use crate::error::{format_err, Error, Result};
 use crate::{cifar, gzip, idx};
 use rand::rngs::StdRng;
+use rand::RngCore;
 use rand::{Rng, SeedableRng};
 use rcc_tensor::Tensor;
 use std::fmt;
@@ -325,7 +326,11 @@ impl Dataset {
     ///
     /// # Panics
     /// If an index is `>= self.len()`.
-    pub fn batch(&self, indices: &[usize], augment: Option<&mut StdRng>) -> (Tensor, Vec<usize>) {
+    pub fn batch(
+        &self,
+        indices: &[usize],
+        augment: Option<&mut dyn RngCore>,
+    ) -> (Tensor, Vec<usize>) {
         let [c, h, w] = self.shape;
         let per = self.image_len();
         // Every element is written below, so stale pooled contents are fine.

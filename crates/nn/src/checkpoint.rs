@@ -4,7 +4,9 @@
 //!
 //! No random-generator state is stored: every random stream of a run (sample order,
 //! dropout masks, augmentation) is derived from the run's seed and the epoch number, so
-//! resuming at an epoch boundary reproduces the uninterrupted run bit for bit.
+//! resuming at an epoch boundary reproduces the uninterrupted run bit for bit. A trainer
+//! that checkpoints mid-epoch stores its position in the metadata (`rcc_train` stores
+//! the step and the number of words its epoch stream has drawn).
 
 use crate::error::{file_err, Error, Result};
 use crate::model::Model;
@@ -74,6 +76,11 @@ pub fn load(path: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<usize
     }
     *model = loaded;
     meta_num(&st, path, "epochs_done")
+}
+
+/// The metadata of a checkpoint (the caller's entries of [`save_with`] and the format's).
+pub fn metadata(path: &Path) -> Result<std::collections::BTreeMap<String, String>> {
+    Ok(SafeTensors::read(path)?.metadata)
 }
 
 /// The `extra.NAME` state of a checkpoint written by [`save_with`], if present.

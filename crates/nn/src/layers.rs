@@ -7,7 +7,7 @@
 
 use crate::error::Result;
 use crate::params::{ParamLayout, ViewId};
-use rand::rngs::StdRng;
+use rand::RngCore;
 use rcc_tensor::ops::{avg_pool2d, batch_norm2d, conv2d, linear, max_pool2d, relu};
 use rcc_tensor::{BnMode, Tape, Tensor, Var};
 
@@ -55,7 +55,7 @@ pub enum Pass<'a> {
     /// drawn from `rng`.
     Train {
         buffers: &'a mut [f32],
-        rng: &'a mut StdRng,
+        rng: &'a mut dyn RngCore,
     },
 }
 

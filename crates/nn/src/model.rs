@@ -7,6 +7,7 @@ use crate::layers::{Layer, Pass};
 use crate::params::ParamLayout;
 use crate::safetensors::SafeTensors;
 use rand::rngs::StdRng;
+use rand::RngCore;
 use rand::{Rng, SeedableRng};
 use rcc_tensor::{DistillCfg, Mode, Tape, Tensor, Var};
 use std::path::Path;
@@ -342,7 +343,7 @@ impl Model {
         labels: &[usize],
         loss: &Loss,
         grads: &mut [f32],
-        rng: &mut StdRng,
+        rng: &mut dyn RngCore,
     ) -> Result<StepOutput> {
         self.net.check_input(x.shape())?;
         let mut t = Tape::new(&self.params, Mode::Train);

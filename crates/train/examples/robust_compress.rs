@@ -21,7 +21,7 @@ use rcc_data::DatasetKind;
 use rcc_nn::Arch;
 use rcc_train::metrics::EpochMetrics;
 use rcc_train::report::{pct, Summary};
-use rcc_train::{finish_run, train, AdvTraining, Observer, RunData, RunDir, TrainConfig};
+use rcc_train::{finish_run, train, AdvTraining, Observer, RunData, RunDir, Stop, TrainConfig};
 use std::path::{Path, PathBuf};
 
 /// What this example shows of the run: a line per epoch and the news.
@@ -76,7 +76,7 @@ pub fn run(o: &Options) -> rcc_train::Result<Summary> {
     }
     println!("teacher: {arch}, {} epochs of PGD training", tcfg.epochs);
     let teacher = RunDir::new(o.out.join("teacher"));
-    let t = train(&tcfg, &data, &teacher, false, None, &mut Print)?;
+    let t = train(&tcfg, &data, &teacher, false, Stop::Never, &mut Print)?;
     teacher.save_model(&tcfg, &t.model, t.epochs_done, t.test_acc)?;
 
     // 2. The student: the teacher pruned 16x by the stochastic proximal gradient method
@@ -96,7 +96,7 @@ pub fn run(o: &Options) -> rcc_train::Result<Summary> {
         cfg.rate
     );
     let student = RunDir::new(o.out.join("student"));
-    let r = train(&cfg, &data, &student, false, None, &mut Print)?;
+    let r = train(&cfg, &data, &student, false, Stop::Never, &mut Print)?;
     student.save_model(&cfg, &r.model, r.epochs_done, r.test_acc)?;
 
     // 3. The protocol: FGSM, PGD-40, APGD-CE, the transfer check, AutoAttack and Square

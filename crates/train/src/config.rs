@@ -8,7 +8,7 @@
 //! line as they are).
 
 use crate::{Error, Result};
-use rand::rngs::StdRng;
+use rand::RngCore;
 use rcc_attack::PgdConfig;
 use rcc_compress::{Budget, Method};
 use rcc_data::DatasetKind;
@@ -56,6 +56,9 @@ pub struct TrainConfig {
     /// test images at the training eps.
     pub robust_every: usize,
     pub robust_limit: usize,
+    /// Steps between mid-epoch checkpoints (0: at epoch ends only). Checkpoints never
+    /// change the result, only what a kill loses.
+    pub checkpoint_every: usize,
     /// Compression (issue 6): `None` trains plainly; otherwise the method's hooks run
     /// around each optimiser step (rcc_compress::Compressor).
     pub method: Option<Method>,
@@ -210,7 +213,7 @@ impl AdvTraining {
         model: &Model,
         x: &Tensor,
         labels: &[usize],
-        rng: &mut StdRng,
+        rng: &mut dyn RngCore,
     ) -> Result<Option<Tensor>> {
         let r = match *self {
             AdvTraining::None => return Ok(None),
@@ -265,6 +268,7 @@ impl Default for TrainConfig {
             adv_warmup: 0,
             robust_every: 0,
             robust_limit: 1000,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             method: None,
             rate: 16.0,
             budget: Budget::PerLayer,
@@ -303,6 +307,11 @@ fn read_pairs_text(path: &Path) -> std::result::Result<Vec<(usize, String, Strin
     }
     Ok(pairs)
 }
+
+/// Steps between mid-epoch checkpoints by default: every 100 steps, about 13 s of
+/// lenet_adv:4 PGD training on 2 cores, against about 20 ms to write and fsync its
+/// checkpoint (0.2% of the time); a kill loses at most those 100 steps.
+pub const DEFAULT_CHECKPOINT_EVERY: usize = 100;
 
 /// Epochs of a robust teacher trained on demand by `cargo xtask train` (the sweeps train
 /// theirs for 20 epochs).
@@ -379,7 +388,7 @@ impl TrainConfig {
 }
 
 /// Config keys, which are also the `--flags` of `cargo xtask train`.
-pub const KEYS: [&str; 29] = [
+pub const KEYS: [&str; 30] = [
     "dataset",
     "arch",
     "epochs",
@@ -398,6 +407,7 @@ pub const KEYS: [&str; 29] = [
     "adv-warmup",
     "robust-every",
     "robust-limit",
+    "checkpoint-every",
     "method",
     "rate",
     "budget",
@@ -450,6 +460,7 @@ impl TrainConfig {
             "adv-warmup" => self.adv_warmup = parse_value(key, v)?,
             "robust-every" => self.robust_every = parse_value(key, v)?,
             "robust-limit" => self.robust_limit = parse_value(key, v)?,
+            "checkpoint-every" => self.checkpoint_every = parse_value(key, v)?,
             "method" => {
                 self.method = match v {
                     "none" => None,
@@ -561,6 +572,7 @@ impl TrainConfig {
             "adv-warmup" => self.adv_warmup.to_string(),
             "robust-every" => self.robust_every.to_string(),
             "robust-limit" => self.robust_limit.to_string(),
+            "checkpoint-every" => self.checkpoint_every.to_string(),
             "method" => self.method.map_or("none".into(), |m| m.to_string()),
             "rate" => self.rate.to_string(),
             "budget" => match self.budget {

@@ -9,7 +9,7 @@
 
 use crate::config::{AdvTraining, TeacherInput, TrainConfig};
 use crate::Result;
-use rand::rngs::StdRng;
+use rand::RngCore;
 use rcc_compress::Compressor;
 use rcc_nn::optim::Optimizer;
 use rcc_nn::{Loss, Model};
@@ -107,7 +107,7 @@ impl Step<'_> {
         model: &mut Model,
         x: &Tensor,
         labels: &[usize],
-        rng: &mut StdRng,
+        rng: &mut dyn RngCore,
     ) -> Result<StepOut> {
         let cfg = self.cfg;
         self.grads.fill(0.0);

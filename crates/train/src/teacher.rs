@@ -2,7 +2,7 @@
 //! demand when none is given and cached by recipe.
 
 use crate::run_dir::RunDir;
-use crate::trainer::{train, Observer, RunData};
+use crate::trainer::{train, Observer, RunData, Stop};
 use crate::{Result, TrainConfig, QUICK_TEACHER_EPOCHS};
 use std::path::{Path, PathBuf};
 
@@ -56,7 +56,7 @@ pub fn cached_teacher(
         tcfg.adv,
         dir.display()
     ));
-    let r = train(&tcfg, data, &run, resume, None, obs)?;
+    let r = train(&tcfg, data, &run, resume, Stop::Never, obs)?;
     run.save_model(&tcfg, &r.model, r.epochs_done, r.test_acc)?;
     Ok(model)
 }

@@ -3,10 +3,14 @@
 //!
 //! Every random stream is derived from (seed, epoch): the sample order from
 //! [`epoch_order`], dropout, augmentation and the attack's random starts from
-//! [`epoch_seed`]. A run resumed from its checkpoint with the same seed and thread count
-//! therefore finishes with a model bit-identical to an uninterrupted run.
+//! [`epoch_seed`], read through an [`EpochRng`] that counts its position. A checkpoint
+//! is written at each epoch end and every `checkpoint-every` steps; a mid-epoch one also
+//! holds the step, the stream's position and the epoch's running loss and accuracy. A
+//! run resumed from any checkpoint with the same seed and thread count therefore
+//! finishes with a model bit-identical to an uninterrupted run.
 
 use crate::metrics::{CompressMetrics, EpochMetrics, RobustCheck};
+use crate::rng::EpochRng;
 use crate::run_dir::RunDir;
 use crate::step::{CompressorHeap, HeapCounter, Step};
 use crate::{AdvTraining, Error, Result, TeacherInput, TrainConfig};
@@ -102,6 +106,71 @@ pub struct RunResult {
     pub samples: usize,
 }
 
+/// Where a call to [`train`] stops early (tests use it to stop a run where a kill would).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Train to the last epoch.
+    Never,
+    /// After this many epochs of this call.
+    AfterEpochs(usize),
+    /// After this many steps of this call (the last one checkpointed, as a kill right
+    /// after that checkpoint would leave it).
+    AfterSteps(usize),
+}
+
+/// Where a mid-epoch checkpoint left an epoch: steps done, the stream's position, and
+/// the running sums of the epoch's metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Position {
+    step: usize,
+    rng_words: u64,
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+impl Position {
+    const KEYS: [&'static str; 5] = ["step", "rng_words", "loss_sum", "correct", "seen"];
+
+    fn to_metadata(self) -> [String; 5] {
+        [
+            self.step.to_string(),
+            self.rng_words.to_string(),
+            // Shortest round-trip form: parses back to the same bits.
+            self.loss_sum.to_string(),
+            self.correct.to_string(),
+            self.seen.to_string(),
+        ]
+    }
+
+    /// The position in a checkpoint's metadata; `None` for an epoch-end checkpoint.
+    fn from_metadata(
+        meta: &std::collections::BTreeMap<String, String>,
+        path: &Path,
+    ) -> Result<Option<Position>> {
+        if !meta.contains_key("step") {
+            return Ok(None);
+        }
+        let mut v = [0f64; 5];
+        for (slot, key) in v.iter_mut().zip(Position::KEYS) {
+            let text = meta.get(key).map(String::as_str).unwrap_or("");
+            *slot = text.parse().map_err(|_| Error::File {
+                path: path.to_path_buf(),
+                problem: format!("__metadata__.{key}: expected a number, found {text:?}"),
+            })?;
+        }
+        // The integers again from their text, so that none loses precision through f64.
+        let int = |key: &str| meta[key].parse::<u64>().unwrap_or(0);
+        Ok(Some(Position {
+            step: int("step") as usize,
+            rng_words: int("rng_words"),
+            loss_sum: v[2],
+            correct: int("correct") as usize,
+            seen: int("seen") as usize,
+        }))
+    }
+}
+
 /// Seed of epoch `epoch`'s random streams (dropout, augmentation, attack starts); the
 /// sample order comes from [`epoch_order`] with the run seed.
 pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -169,14 +238,13 @@ fn initial_model(cfg: &TrainConfig, teacher: Option<&Model>) -> Result<Model> {
     }
 }
 
-/// Trains `cfg` in `run`, from its checkpoint if `resume`, for at most `stop_after`
-/// epochs in this call (tests use it to stop a run as a kill would).
+/// Trains `cfg` in `run`, from its last checkpoint if `resume`, until `stop`.
 pub fn train(
     cfg: &TrainConfig,
     data: &RunData,
     run: &RunDir,
     resume: bool,
-    stop_after: Option<usize>,
+    stop: Stop,
     obs: &mut dyn Observer,
 ) -> Result<RunResult> {
     cfg.check()?;
@@ -199,15 +267,26 @@ pub fn train(
     let mut model = initial_model(cfg, teacher.as_ref())?;
     let mut opt = cfg.optimizer_for(model.params.len())?;
     let mut start = 0;
+    let mut position = None;
     if resume {
         start = checkpoint::load(&ckpt, &mut model, &mut opt)
             .map_err(|e| Error::from(e).context("cannot resume"))?;
+        position = Position::from_metadata(&checkpoint::metadata(&ckpt)?, &ckpt)?;
         run.keep_metrics(start)?;
-        obs.note(&format!(
-            "resuming {} after epoch {start}/{}",
-            run.path().display(),
-            cfg.epochs
-        ));
+        obs.note(&match position {
+            Some(p) => format!(
+                "resuming {} in epoch {}/{} after step {}",
+                run.path().display(),
+                start + 1,
+                cfg.epochs,
+                p.step
+            ),
+            None => format!(
+                "resuming {} after epoch {start}/{}",
+                run.path().display(),
+                cfg.epochs
+            ),
+        });
     } else {
         run.start(cfg)?;
     }
@@ -247,8 +326,36 @@ pub fn train(
         Ok(Some(c))
     })?;
     let mut test_acc = f64::NAN;
-    let end = stop_after.map_or(cfg.epochs, |s| (start + s).min(cfg.epochs));
+    let end = match stop {
+        Stop::AfterEpochs(e) => (start + e).min(cfg.epochs),
+        _ => cfg.epochs,
+    };
     let mut samples = 0usize;
+    let mut steps_done = 0usize;
+    // A checkpoint of the model, the optimiser, the compressor's state and `meta`.
+    let save = |model: &Model,
+                opt: &rcc_nn::optim::Optimizer,
+                compressor: &Option<Compressor>,
+                epochs_done: usize,
+                meta: &[(&str, &str)]|
+     -> Result<()> {
+        let admm = compressor.as_ref().and_then(|c| c.admm_state());
+        let rho = admm.map(|a| [a.2]);
+        let extra: Vec<(&str, &[f32])> = match (admm, &rho) {
+            (Some((z, u, _)), Some(r)) => vec![("admm.z", z), ("admm.u", u), ("admm.rho", r)],
+            _ => vec![],
+        };
+        let mut all = vec![("config", config_text.as_str())];
+        all.extend_from_slice(meta);
+        Ok(checkpoint::save_with(
+            &ckpt,
+            model,
+            opt,
+            epochs_done,
+            &all,
+            &extra,
+        )?)
+    };
     for epoch in start..end {
         let lr = cfg.schedule.lr(cfg.lr, epoch, cfg.epochs);
         let ramp = if cfg.adv_warmup > 0 {
@@ -258,10 +365,19 @@ pub fn train(
         };
         let adv = cfg.adv.scaled(ramp);
         let order = epoch_order(n, cfg.seed, epoch);
-        let mut rng = StdRng::seed_from_u64(epoch_seed(cfg.seed, epoch));
+        // From the start of the epoch, or from where a mid-epoch checkpoint left it.
+        let p = position.take().unwrap_or(Position {
+            step: 0,
+            rng_words: 0,
+            loss_sum: 0.0,
+            correct: 0,
+            seen: 0,
+        });
+        let mut rng = EpochRng::at(epoch_seed(cfg.seed, epoch), p.rng_words);
         let t0 = Instant::now();
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-        for (step, idx) in order.chunks(cfg.batch).enumerate() {
+        let (mut loss_sum, mut correct, mut seen) = (p.loss_sum, p.correct, p.seen);
+        let seen_before = seen;
+        for (step, idx) in order.chunks(cfg.batch).enumerate().skip(p.step) {
             let (x, labels) = if cfg.augment {
                 data.train.batch(idx, Some(&mut rng))
             } else {
@@ -294,7 +410,34 @@ pub fn train(
             correct += out.correct;
             seen += labels.len();
             samples += labels.len();
-            let rate = seen as f64 / t0.elapsed().as_secs_f64();
+            steps_done += 1;
+            let every = cfg.checkpoint_every;
+            let stop_here = stop == Stop::AfterSteps(steps_done);
+            if step + 1 < steps && ((every > 0 && (step + 1) % every == 0) || stop_here) {
+                let p = Position {
+                    step: step + 1,
+                    rng_words: rng.words(),
+                    loss_sum,
+                    correct,
+                    seen,
+                };
+                let vals = p.to_metadata();
+                let meta: Vec<(&str, &str)> = Position::KEYS
+                    .iter()
+                    .copied()
+                    .zip(vals.iter().map(String::as_str))
+                    .collect();
+                save(&model, &opt, &compressor, epoch, &meta)?;
+            }
+            if stop_here && step + 1 < steps {
+                return Ok(RunResult {
+                    model,
+                    epochs_done: epoch,
+                    test_acc,
+                    samples,
+                });
+            }
+            let rate = (seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
             obs.step(&StepProgress {
                 epoch,
                 epochs: cfg.epochs,
@@ -374,24 +517,19 @@ pub fn train(
             compress,
             peak_rss_bytes: rcc_compress::peak_rss_bytes().unwrap_or(0),
             seconds: train_secs,
-            samples_per_s: seen as f64 / train_secs,
+            samples_per_s: (seen - seen_before) as f64 / train_secs,
         };
         run.append_metrics(&metrics)?;
-        let admm = compressor.as_ref().and_then(|c| c.admm_state());
-        let rho = admm.map(|a| [a.2]);
-        let extra: Vec<(&str, &[f32])> = match (admm, &rho) {
-            (Some((z, u, _)), Some(r)) => vec![("admm.z", z), ("admm.u", u), ("admm.rho", r)],
-            _ => vec![],
-        };
-        checkpoint::save_with(
-            &ckpt,
-            &model,
-            &opt,
-            epoch + 1,
-            &[("config", &config_text)],
-            &extra,
-        )?;
+        save(&model, &opt, &compressor, epoch + 1, &[])?;
         obs.epoch(cfg, &metrics);
+        if stop == Stop::AfterSteps(steps_done) {
+            return Ok(RunResult {
+                model,
+                epochs_done: epoch + 1,
+                test_acc,
+                samples,
+            });
+        }
     }
     Ok(RunResult {
         model,

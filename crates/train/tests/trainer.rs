@@ -8,7 +8,7 @@ use rcc_compress::Method;
 use rcc_data::{Dataset, DatasetKind};
 use rcc_nn::optim::LrSchedule;
 use rcc_nn::{checkpoint, Arch, Model};
-use rcc_train::{train, AdvTraining, Quiet, RunData, RunDir, TeacherInput, TrainConfig};
+use rcc_train::{train, AdvTraining, Quiet, RunData, RunDir, Stop, TeacherInput, TrainConfig};
 use std::path::{Path, PathBuf};
 
 /// A small synthetic MNIST-shaped dataset whose label is learnable (it is encoded in
@@ -293,7 +293,8 @@ fn run_training(
     resume: bool,
     stop_after: Option<usize>,
 ) -> rcc_train::Result<rcc_train::RunResult> {
-    train(cfg, data, &RunDir::new(dir), resume, stop_after, &mut Quiet)
+    let stop = stop_after.map_or(Stop::Never, Stop::AfterEpochs);
+    train(cfg, data, &RunDir::new(dir), resume, stop, &mut Quiet)
 }
 
 /// The MNIST files: `$RCC_DATA`, else the workspace's `datasets/`, else the mirror in
@@ -308,5 +309,95 @@ fn mnist_dir() -> PathBuf {
         d
     } else {
         root.join("../shared/datasets")
+    }
+}
+
+/// Issue 21: runs stopped mid-epoch, as a kill right after a mid-epoch checkpoint leaves
+/// them, and resumed (several times, at steps that are and are not multiples of
+/// `checkpoint-every`, in the pruning and the fine-tuning phase) end bit-identical to an
+/// uninterrupted run, with the same metrics: plain, adversarial with an eps ramp and a
+/// clean mix, and every compression method with PGD examples and a teacher.
+#[test]
+fn runs_resumed_mid_epoch_are_bit_identical() {
+    let data = RunData {
+        train: synthetic(300, 3),
+        val: None,
+        test: synthetic(100, 4),
+    };
+    let teacher = temp_run("mid-teacher").with_extension("safetensors");
+    Model::new(Arch::LenetAdv(1), 7)
+        .save(&teacher, &[])
+        .unwrap();
+    let adv = AdvTraining::parse("pgd:0.1:2:0.05").unwrap();
+    let base = TrainConfig {
+        epochs: 3,
+        checkpoint_every: 2,
+        ..small_config()
+    };
+    let cases = [
+        ("plain", base.clone()),
+        (
+            "adversarial",
+            TrainConfig {
+                adv,
+                adv_mix: 0.25,
+                adv_warmup: 2,
+                ..base.clone()
+            },
+        ),
+    ]
+    .into_iter()
+    .chain(
+        [("admm:0.001:1", 0.0), ("prox", 0.5), ("magnitude", 0.0)].map(|(m, alpha)| {
+            (
+                m,
+                TrainConfig {
+                    adv,
+                    method: Some(Method::parse(m).unwrap()),
+                    rate: 4.0,
+                    finetune: 1,
+                    teacher: teacher.display().to_string(),
+                    alpha,
+                    temperature: 2.0,
+                    teacher_input: TeacherInput::Adv,
+                    ..base.clone()
+                },
+            )
+        }),
+    );
+    // 6 steps per epoch, 18 in all: stops after 5, 3 (an epoch end), 1 and 4 more steps.
+    for (name, cfg) in cases {
+        let (a, b) = (
+            temp_run(&format!("mid-whole-{name}")),
+            temp_run(&format!("mid-killed-{name}")),
+        );
+        let whole = run_training(&cfg, &data, &a, false, None).unwrap();
+        let mut resume = false;
+        for k in [5, 3, 1, 4] {
+            train(
+                &cfg,
+                &data,
+                &RunDir::new(&b),
+                resume,
+                Stop::AfterSteps(k),
+                &mut Quiet,
+            )
+            .unwrap();
+            resume = true;
+        }
+        let done = run_training(&cfg, &data, &b, true, None).unwrap();
+        assert_eq!(done.epochs_done, 3, "{name}");
+        assert!(
+            bits(&whole.model) == bits(&done.model),
+            "{name}: the resumed run differs"
+        );
+        let metrics = |d: &Path| {
+            std::fs::read_to_string(d.join("metrics.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| l.split(",\"peak_rss_bytes\"").next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(metrics(&a), metrics(&b), "{name}");
     }
 }

@@ -13,7 +13,7 @@ pub(crate) struct Saved {
 
 impl Tape<'_> {
     /// Dropout with probability `p`, the mask drawn from the caller's seeded `rng`.
-    pub fn dropout(&mut self, x: Var, p: f32, rng: &mut impl Rng) -> Result<Var> {
+    pub fn dropout(&mut self, x: Var, p: f32, rng: &mut (impl Rng + ?Sized)) -> Result<Var> {
         if !(0.0..1.0).contains(&p) {
             return invalid("dropout", format!("p must be in [0, 1), got {p}"));
         }
