@@ -290,6 +290,11 @@ impl Compressor {
         self.mask.as_ref()
     }
 
+    /// The method this compressor runs.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
     /// The phase epoch `epoch` (0-based) belongs to, for progress lines and metrics.
     pub fn phase(&self, epoch: usize) -> &'static str {
         match self.method {

@@ -59,6 +59,8 @@ pub struct TrainConfig {
     /// Steps between mid-epoch checkpoints (0: at epoch ends only). Checkpoints never
     /// change the result, only what a kill loses.
     pub checkpoint_every: usize,
+    /// Train on the first this many training images only (0: all); for smoke tests.
+    pub train_limit: usize,
     /// Compression (issue 6): `None` trains plainly; otherwise the method's hooks run
     /// around each optimiser step (rcc_compress::Compressor).
     pub method: Option<Method>,
@@ -269,6 +271,7 @@ impl Default for TrainConfig {
             robust_every: 0,
             robust_limit: 1000,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+            train_limit: 0,
             method: None,
             rate: 16.0,
             budget: Budget::PerLayer,
@@ -388,7 +391,7 @@ impl TrainConfig {
 }
 
 /// Config keys, which are also the `--flags` of `cargo xtask train`.
-pub const KEYS: [&str; 30] = [
+pub const KEYS: [&str; 31] = [
     "dataset",
     "arch",
     "epochs",
@@ -408,6 +411,7 @@ pub const KEYS: [&str; 30] = [
     "robust-every",
     "robust-limit",
     "checkpoint-every",
+    "train-limit",
     "method",
     "rate",
     "budget",
@@ -461,6 +465,7 @@ impl TrainConfig {
             "robust-every" => self.robust_every = parse_value(key, v)?,
             "robust-limit" => self.robust_limit = parse_value(key, v)?,
             "checkpoint-every" => self.checkpoint_every = parse_value(key, v)?,
+            "train-limit" => self.train_limit = parse_value(key, v)?,
             "method" => {
                 self.method = match v {
                     "none" => None,
@@ -530,6 +535,17 @@ impl TrainConfig {
     }
 
     fn check_text(&self) -> std::result::Result<(), String> {
+        if let Some(Method::Admm { every, .. }) = self.method {
+            let main = self.epochs.saturating_sub(self.finetune);
+            if every >= main && main > 0 {
+                return Err(format!(
+                    "method {}: Z and U are updated every {every} epochs, but the ADMM phase has {main} (epochs {} - finetune {}): no update would happen; give more epochs or a smaller EVERY",
+                    self.method.map_or(String::new(), |m| m.to_string()),
+                    self.epochs,
+                    self.finetune
+                ));
+            }
+        }
         if let Some(m) = self.method {
             if self.finetune >= self.epochs && !matches!(m, Method::Magnitude | Method::Dense) {
                 return Err(format!(
@@ -573,6 +589,7 @@ impl TrainConfig {
             "robust-every" => self.robust_every.to_string(),
             "robust-limit" => self.robust_limit.to_string(),
             "checkpoint-every" => self.checkpoint_every.to_string(),
+            "train-limit" => self.train_limit.to_string(),
             "method" => self.method.map_or("none".into(), |m| m.to_string()),
             "rate" => self.rate.to_string(),
             "budget" => match self.budget {

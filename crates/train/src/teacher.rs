@@ -42,7 +42,7 @@ pub fn cached_teacher(
         return Ok(model);
     }
     let own;
-    let data = if cfg.val == tcfg.val {
+    let data = if (cfg.val, cfg.train_limit) == (tcfg.val, tcfg.train_limit) {
         data
     } else {
         own = RunData::load(&tcfg, data_dir)?;

@@ -70,11 +70,14 @@ pub struct RunData {
 }
 
 impl RunData {
-    /// The run's dataset from the data directory `dir`, with its validation split held
-    /// out of the training set if `cfg.val > 0`; an arch that does not take the
-    /// dataset's images is refused.
+    /// The run's dataset from the data directory `dir`: the first `train-limit` training
+    /// images if set, with its validation split held out of them if `cfg.val > 0`; an
+    /// arch that does not take the dataset's images is refused.
     pub fn load(cfg: &TrainConfig, dir: &Path) -> Result<RunData> {
-        let full = Dataset::load(cfg.dataset, Split::Train, dir)?;
+        let mut full = Dataset::load(cfg.dataset, Split::Train, dir)?;
+        if cfg.train_limit > 0 && cfg.train_limit < full.len() {
+            full = full.subset(&(0..cfg.train_limit).collect::<Vec<_>>());
+        }
         let test = Dataset::load(cfg.dataset, Split::Test, dir)?;
         let (train, val) = if cfg.val > 0 {
             let (t, v) = full.split_validation(cfg.val, cfg.seed)?;
@@ -266,6 +269,32 @@ pub fn train(
     }
     let mut model = initial_model(cfg, teacher.as_ref())?;
     let mut opt = cfg.optimizer_for(model.params.len())?;
+    let config_text = cfg.to_text();
+    let n = data.train.len();
+    let steps = n.div_ceil(cfg.batch);
+    let mut grads = vec![0.0f32; model.params.len()];
+    // The compressor's own memory, measured by the counting allocator if there is one
+    // (method.md section 2: ADMM's Z and U against the proximal method's mask).
+    let mut heap = CompressorHeap::new(obs.heap_counter());
+    // Built from the initial model, also when resuming: a global budget splits its
+    // weights across layers by the initial magnitudes, and a split taken from a
+    // checkpoint's half-pruned weights would be another run.
+    let mut compressor = heap.measure(|| -> Result<Option<Compressor>> {
+        let Some(m) = cfg.method else {
+            return Ok(None);
+        };
+        let c = Compressor::new(
+            m,
+            &model.net,
+            &model.params,
+            cfg.rate,
+            cfg.budget,
+            cfg.epochs - cfg.finetune.min(cfg.epochs),
+            steps,
+        )
+        .and_then(|c| c.with_schedule(cfg.ramp_start, cfg.ramp))?;
+        Ok(Some(c))
+    })?;
     let mut start = 0;
     let mut position = None;
     if resume {
@@ -290,41 +319,22 @@ pub fn train(
     } else {
         run.start(cfg)?;
     }
-    let config_text = cfg.to_text();
-    let n = data.train.len();
-    let steps = n.div_ceil(cfg.batch);
-    let mut grads = vec![0.0f32; model.params.len()];
-    // The compressor's own memory, measured by the counting allocator if there is one
-    // (method.md section 2: ADMM's Z and U against the proximal method's mask).
-    let mut heap = CompressorHeap::new(obs.heap_counter());
-    let mut compressor = heap.measure(|| -> Result<Option<Compressor>> {
-        let Some(m) = cfg.method else {
-            return Ok(None);
-        };
-        // A resumed ADMM run's Z, U and rho, read inside the measurement so that the
-        // compressor's memory counts them.
-        let mut admm_state = None;
-        if resume && matches!(m, Method::Admm { .. }) {
-            let extra = |name| checkpoint::load_extra(&ckpt, name);
-            if let (Some(z), Some(u), Some(r)) =
-                (extra("admm.z")?, extra("admm.u")?, extra("admm.rho")?)
-            {
-                admm_state = Some((z, u, r.first().copied().unwrap_or(0.0)));
+    if let Some(c) = &mut compressor {
+        heap.measure(|| -> Result<()> {
+            // A resumed ADMM run's Z, U and rho, read inside the measurement so that the
+            // compressor's memory counts them.
+            let mut admm_state = None;
+            if resume && matches!(c.method(), Method::Admm { .. }) {
+                let extra = |name| checkpoint::load_extra(&ckpt, name);
+                if let (Some(z), Some(u), Some(r)) =
+                    (extra("admm.z")?, extra("admm.u")?, extra("admm.rho")?)
+                {
+                    admm_state = Some((z, u, r.first().copied().unwrap_or(0.0)));
+                }
             }
-        }
-        let mut c = Compressor::new(
-            m,
-            &model.net,
-            &model.params,
-            cfg.rate,
-            cfg.budget,
-            cfg.epochs - cfg.finetune.min(cfg.epochs),
-            steps,
-        )
-        .and_then(|c| c.with_schedule(cfg.ramp_start, cfg.ramp))?;
-        c.start(&mut model.params, start, admm_state)?;
-        Ok(Some(c))
-    })?;
+            Ok(c.start(&mut model.params, start, admm_state)?)
+        })?;
+    }
     let mut test_acc = f64::NAN;
     let end = match stop {
         Stop::AfterEpochs(e) => (start + e).min(cfg.epochs),

@@ -4,7 +4,7 @@
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rcc_compress::Method;
+use rcc_compress::{Budget, Method};
 use rcc_data::{Dataset, DatasetKind};
 use rcc_nn::optim::LrSchedule;
 use rcc_nn::{checkpoint, Arch, Model};
@@ -365,6 +365,14 @@ fn runs_resumed_mid_epoch_are_bit_identical() {
             )
         }),
     );
+    // A global budget splits the weights across layers by the initial magnitudes: a
+    // resumed run must take the split from the initial model, not from the checkpoint
+    // (the kill test found this).
+    let global = TrainConfig {
+        budget: Budget::Global,
+        ..cases.clone().nth(3).unwrap().1
+    };
+    let cases = cases.chain([("prox, global budget", global)]);
     // 6 steps per epoch, 18 in all: stops after 5, 3 (an epoch end), 1 and 4 more steps.
     for (name, cfg) in cases {
         let (a, b) = (
