@@ -50,6 +50,12 @@ impl RunDir {
         self.path.join("checkpoint.safetensors")
     }
 
+    /// The checkpoint before the last, kept until the last is complete: the fallback if
+    /// the last one is corrupted.
+    pub fn previous_checkpoint(&self) -> PathBuf {
+        self.path.join("checkpoint.prev.safetensors")
+    }
+
     pub fn model(&self) -> PathBuf {
         self.path.join("model.safetensors")
     }

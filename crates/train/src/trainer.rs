@@ -297,10 +297,32 @@ pub fn train(
     })?;
     let mut start = 0;
     let mut position = None;
+    // The checkpoint resumed from: the last one, or the one before if the last does not
+    // load (a corrupted file; a kill never leaves a partial one, see `save` below).
+    let mut from = ckpt.clone();
     if resume {
-        start = checkpoint::load(&ckpt, &mut model, &mut opt)
-            .map_err(|e| Error::from(e).context("cannot resume"))?;
-        position = Position::from_metadata(&checkpoint::metadata(&ckpt)?, &ckpt)?;
+        let prev = run.previous_checkpoint();
+        let load = |path: &Path, model: &mut Model, opt: &mut rcc_nn::optim::Optimizer| {
+            let done = checkpoint::load(path, model, opt)?;
+            let pos = Position::from_metadata(&checkpoint::metadata(path)?, path)?;
+            Ok::<_, Error>((done, pos))
+        };
+        (start, position) = match load(&ckpt, &mut model, &mut opt) {
+            Ok(r) => r,
+            Err(e) if prev.exists() => {
+                obs.note(&format!(
+                    "warning: {e}; resuming from the previous checkpoint {}",
+                    prev.display()
+                ));
+                from = prev.clone();
+                load(&prev, &mut model, &mut opt).map_err(|e2| {
+                    e2.context(format!(
+                        "cannot resume ({e}), nor from the previous checkpoint"
+                    ))
+                })?
+            }
+            Err(e) => return Err(e.context("cannot resume")),
+        };
         run.keep_metrics(start)?;
         obs.note(&match position {
             Some(p) => format!(
@@ -325,7 +347,7 @@ pub fn train(
             // compressor's memory counts them.
             let mut admm_state = None;
             if resume && matches!(c.method(), Method::Admm { .. }) {
-                let extra = |name| checkpoint::load_extra(&ckpt, name);
+                let extra = |name| checkpoint::load_extra(&from, name);
                 if let (Some(z), Some(u), Some(r)) =
                     (extra("admm.z")?, extra("admm.u")?, extra("admm.rho")?)
                 {
@@ -357,6 +379,18 @@ pub fn train(
         };
         let mut all = vec![("config", config_text.as_str())];
         all.extend_from_slice(meta);
+        // The last checkpoint stays as the previous one (a hard link: no copy) until the
+        // new one is complete; the new one replaces the last by an atomic rename.
+        let prev = run.previous_checkpoint();
+        if ckpt.exists() {
+            match std::fs::remove_file(&prev) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&prev, e))
+                }
+                _ => {}
+            }
+            std::fs::hard_link(&ckpt, &prev).map_err(|e| Error::io(&prev, e))?;
+        }
         Ok(checkpoint::save_with(
             &ckpt,
             model,

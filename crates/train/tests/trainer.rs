@@ -409,3 +409,55 @@ fn runs_resumed_mid_epoch_are_bit_identical() {
         assert_eq!(metrics(&a), metrics(&b), "{name}");
     }
 }
+
+/// Issue 21: a corrupted last checkpoint (truncated, or bytes flipped on disk) is not
+/// trusted: the run resumes from the previous one, kept until the last was complete, and
+/// still ends bit-identical; with both corrupted it stops with an error naming the file.
+#[test]
+fn a_corrupted_last_checkpoint_falls_back_to_the_previous_one() {
+    let data = RunData {
+        train: synthetic(300, 3),
+        val: None,
+        test: synthetic(100, 4),
+    };
+    let cfg = TrainConfig {
+        epochs: 2,
+        checkpoint_every: 2,
+        adv: AdvTraining::parse("pgd:0.1:2:0.05").unwrap(),
+        ..small_config()
+    };
+    let whole = run_training(&cfg, &data, &temp_run("fallback-whole"), false, None).unwrap();
+    for (name, damage) in [("truncated", 0usize), ("flipped", 1)] {
+        let dir = temp_run(&format!("fallback-{name}"));
+        let run = RunDir::new(&dir);
+        train(&cfg, &data, &run, false, Stop::AfterSteps(5), &mut Quiet).unwrap();
+        assert!(
+            run.previous_checkpoint().exists(),
+            "no previous checkpoint kept"
+        );
+        let mut bytes = std::fs::read(run.checkpoint()).unwrap();
+        if damage == 0 {
+            bytes.truncate(bytes.len() / 2);
+        } else {
+            // The header's first byte: the file no longer parses.
+            bytes[8] ^= 0xff;
+        }
+        std::fs::write(run.checkpoint(), &bytes).unwrap();
+        let done = run_training(&cfg, &data, &dir, true, None).unwrap();
+        assert!(bits(&whole.model) == bits(&done.model), "{name}");
+    }
+    // Both damaged: a clear error, nothing trained.
+    let dir = temp_run("fallback-both");
+    let run = RunDir::new(&dir);
+    train(&cfg, &data, &run, false, Stop::AfterSteps(5), &mut Quiet).unwrap();
+    for p in [run.checkpoint(), run.previous_checkpoint()] {
+        std::fs::write(&p, b"not a checkpoint").unwrap();
+    }
+    let err = run_training(&cfg, &data, &dir, true, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot resume") && err.contains("checkpoint.prev.safetensors"),
+        "{err}"
+    );
+}
