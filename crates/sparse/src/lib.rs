@@ -10,8 +10,10 @@
 //! - [`SparseModel`]: a spec built for this CPU, with a dense or sparse kernel per layer
 //!   and its activation arena planned at build time; it also gives input gradients, so
 //!   attacks run on the deployed artifact.
+//! - [`c_export`]: the same network as self-contained C99 for microcontroller firmware.
 
 pub mod bench_matrix;
+pub mod c_export;
 pub mod classifier;
 pub mod conv;
 pub mod csr;
