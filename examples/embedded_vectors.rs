@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release --example embedded_vectors -- vectors --model FILE --out DIR \
-//!     [--data datasets] [--n 1000] [--kernels auto|csr|dense] [--arch A]
+//!     [--data datasets] [--n 1000] [--kernels auto|csr|dense] [--arch A] [--no-pgd]
 //! cargo run --release --example embedded_vectors -- prune --arch A --sparsity S \
 //!     --out FILE [--from FILE] [--seed N]
 //! ```
@@ -65,7 +65,8 @@ fn run() -> Result<(), String> {
                 Some("dense") => KernelChoice::Dense,
                 Some(o) => return Err(format!("--kernels: {o:?} (auto, csr or dense)")),
             };
-            vectors(&model, arch(opt(&args, "--arch"))?, &data, n, choice, &out)
+            let pgd = !args.iter().any(|a| a == "--no-pgd");
+            vectors(&model, arch(opt(&args, "--arch"))?, &data, n, choice, pgd, &out)
         }
         Some("prune") => {
             let arch = arch(Some(need("--arch")?))?.unwrap();
@@ -132,6 +133,7 @@ fn vectors(
     data: &Path,
     n: usize,
     choice: KernelChoice,
+    with_pgd: bool,
     out: &Path,
 ) -> Result<(), String> {
     let sm = load_sparse(model, arch, choice)?;
@@ -150,6 +152,9 @@ fn vectors(
         "natural: {n} images, accuracy {:.2}%, smallest top-2 logit gap {margin:.3e}",
         100.0 * acc
     );
+    if !with_pgd {
+        return Ok(());
+    }
     let mut rng = StdRng::seed_from_u64(0);
     let cfg = PgdConfig::mnist_eval();
     let t0 = std::time::Instant::now();
