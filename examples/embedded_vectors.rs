@@ -66,7 +66,15 @@ fn run() -> Result<(), String> {
                 Some(o) => return Err(format!("--kernels: {o:?} (auto, csr or dense)")),
             };
             let pgd = !args.iter().any(|a| a == "--no-pgd");
-            vectors(&model, arch(opt(&args, "--arch"))?, &data, n, choice, pgd, &out)
+            vectors(
+                &model,
+                arch(opt(&args, "--arch"))?,
+                &data,
+                n,
+                choice,
+                pgd,
+                &out,
+            )
         }
         Some("prune") => {
             let arch = arch(Some(need("--arch")?))?.unwrap();

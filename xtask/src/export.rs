@@ -646,6 +646,78 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// `--format c` from a dense and from a sparse model file: the files, the report, and
+    /// the C identical either way (the sparse file holds the same spec).
+    #[test]
+    fn exports_c_from_dense_and_sparse_files() {
+        let dir = temp_dir("c");
+        let dense_path = dir.join("model.safetensors");
+        let mut model = Model::new(Arch::LenetAdv(1), 5);
+        rcc_compress::prune_by_magnitude(&mut model, 0.9);
+        model.save(&dense_path, &[]).unwrap();
+        let sparse_path = dir.join("model.sparse.safetensors");
+        file::save(&ModelSpec::from_model(&model).unwrap(), &sparse_path).unwrap();
+        let from_dense =
+            export_c(&dense_path, None, &dir.join("a"), KernelChoice::Auto, None).unwrap();
+        assert!(from_dense.rel_err <= TOL);
+        assert_eq!(from_dense.c.name, "lenet_adv1");
+        assert!(dir.join("a/lenet_adv1.h").is_file() && dir.join("a/lenet_adv1.c").is_file());
+        let from_sparse =
+            export_c(&sparse_path, None, &dir.join("b"), KernelChoice::Auto, None).unwrap();
+        let code = |c: &CModel| {
+            c.source
+                .lines()
+                .filter(|l| !l.contains("Made by"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(code(&from_sparse.c), code(&from_dense.c));
+        let text = c_report(&from_sparse);
+        for needle in ["lenet_adv1.h", "lenet_adv1.c", "rate 10.0", "arena: "] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        // Through the command line.
+        let (m, o) = (dense_path.to_str().unwrap(), dir.join("c"));
+        let code = run(&args(&[
+            "--model",
+            m,
+            "--out",
+            o.to_str().unwrap(),
+            "--format",
+            "c",
+            "--name",
+            "m2",
+        ]))
+        .unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(o.join("m2.c").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn c_format_errors_are_clear() {
+        let dir = temp_dir("c-errors");
+        let dense_path = dir.join("model.safetensors");
+        Model::new(Arch::LenetAdv(1), 0)
+            .save(&dense_path, &[])
+            .unwrap();
+        let (m, o) = (dense_path.to_str().unwrap(), dir.to_str().unwrap());
+        let err = |a: &[&str]| run(&args(a)).unwrap_err();
+        let e = err(&["--model", m, "--out", o, "--format", "c", "--name", "3net"]);
+        assert!(
+            e.contains("C export: name") && e.contains("C identifier") && e.contains("\"3net\""),
+            "{e}"
+        );
+        let e = err(&["--model", m, "--out", o, "--format", "c", "--name", "int"]);
+        assert!(e.contains("not a C keyword"), "{e}");
+        let e = err(&["--model", m, "--out", o, "--format", "onnx"]);
+        assert!(e.contains("safetensors or c"), "{e}");
+        let e = err(&["--model", m, "--out", o, "--name", "x"]);
+        assert!(e.contains("--name is for --format c"), "{e}");
+        assert!(!dir.join("3net.c").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn errors_are_clear() {
         let dir = temp_dir("errors");

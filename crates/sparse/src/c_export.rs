@@ -556,6 +556,7 @@ pub fn export(spec: &ModelSpec, opts: &COptions) -> Result<CModel> {
     let mut const_bytes = 0usize;
     let (mut n_conv, mut n_fc) = (0, 0);
     let mut names: Vec<String> = vec![String::new(); spec.layers.len()];
+    let mut pending_pad: Option<String> = None;
     for (i, l) in spec.layers.iter().enumerate() {
         names[i] = match l {
             LayerSpec::Conv { .. } => {
@@ -585,12 +586,12 @@ pub fn export(spec: &ModelSpec, opts: &COptions) -> Result<CModel> {
                 pad,
             } => {
                 want.push("pad_input");
-                let _ = writeln!(
-                    body,
-                    "    pad_input({}, {}, {c}, {hh}, {ww}, {pad});",
+                // Printed under the convolution's comment.
+                pending_pad = Some(format!(
+                    "    pad_input({}, {}, {c}, {hh}, {ww}, {pad});\n",
                     loc(src),
                     loc(dst)
-                );
+                ));
             }
             Step::Conv {
                 layer,
@@ -633,6 +634,7 @@ pub fn export(spec: &ModelSpec, opts: &COptions) -> Result<CModel> {
                     if relu { ", ReLU" } else { "" },
                     out
                 );
+                body += &pending_pad.take().unwrap_or_default();
                 let _ = writeln!(
                     data,
                     "/* {lname}: {c} -> {} channels, {kh}x{kw}, stride {stride}, padding {pad}. */",
