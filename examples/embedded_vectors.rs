@@ -160,6 +160,21 @@ fn vectors(
         "natural: {n} images, accuracy {:.2}%, smallest top-2 logit gap {margin:.3e}",
         100.0 * acc
     );
+    // The engine's batch-1 latency on the same images, timed as the C harness times the
+    // export (best of 5 passes, one thread), to set the two side by side.
+    let (il, k) = (sm.in_len(), sm.out_len());
+    let mut arena = sm.arena();
+    let mut one = vec![0.0; k];
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = std::time::Instant::now();
+        for xs in x.data().chunks_exact(il) {
+            sm.infer_with(&mut arena, xs, &mut one)
+                .map_err(|e| e.to_string())?;
+        }
+        best = best.min(t0.elapsed().as_secs_f64() * 1e6 / n as f64);
+    }
+    println!("engine: {best:.2} us per inference (best of 5 passes over {n} images)");
     if !with_pgd {
         return Ok(());
     }

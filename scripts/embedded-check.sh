@@ -44,7 +44,7 @@ for target in gcc clang sanitizers a53 m4; do
     run "$target" "$exe" "$OUT/vectors/$set.in.f32" "$OUT/vectors/$set.logits.f32" >"$log" 2>&1
     rc=$?
     echo "$target $set: $(grep '^result:' "$log" || echo 'no result') (exit $rc)"
-    grep '^m4:' "$log" | sed 's/^/    /'
+    grep '^m4:\|^host:' "$log" | sed 's/^/    /'
     [ $rc -eq 0 ] || { status=1; tail -5 "$log"; }
   done
 done

@@ -40,8 +40,8 @@ build() {
   upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
   defs=(-DMODEL="$name" -DMODEL_UPPER="$upper" "-DMODEL_H=\"$name.h\"" -I"$cdir")
   case $target in
-    gcc) gcc $STRICT -O2 "${defs[@]}" -o "$exe" "$EMB/harness.c" "$cdir/$name.c" ;;
-    clang) clang $STRICT -O2 "${defs[@]}" -o "$exe" "$EMB/harness.c" "$cdir/$name.c" ;;
+    gcc) gcc $STRICT -O2 -DHARNESS_TIME "${defs[@]}" -o "$exe" "$EMB/harness.c" "$cdir/$name.c" ;;
+    clang) clang $STRICT -O2 -DHARNESS_TIME "${defs[@]}" -o "$exe" "$EMB/harness.c" "$cdir/$name.c" ;;
     sanitizers)
       gcc $STRICT -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
         -fno-omit-frame-pointer "${defs[@]}" -o "$exe" "$EMB/harness.c" "$cdir/$name.c" ;;

@@ -517,8 +517,8 @@ pub fn export(spec: &ModelSpec, opts: &COptions) -> Result<CModel> {
         "#define {upper}_ARCH \"{}\"",
         spec.arch.replace(['"', '\\'], "_")
     );
-    let _ = writeln!(h, "/* Dense weights over non-zero weights. */");
-    let _ = writeln!(h, "#define {upper}_RATE {}", c_float(rate as f32));
+    let _ = writeln!(h, "/* Compression rate: weights over non-zero weights. */");
+    let _ = writeln!(h, "#define {upper}_RATE {rate:.2}f");
     let _ = writeln!(h, "#define {upper}_WEIGHTS {total}");
     let _ = writeln!(h, "#define {upper}_NONZEROS {nnz}");
     let _ = writeln!(h, "#define {upper}_INPUT_C {c0}");
