@@ -19,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 MODEL=${1:?usage: scripts/embedded-check.sh MODEL [NAME] [OUT]}
 NAME=${2:-model}
-OUT=${3:-$ROOT/target/embedded/$NAME}
+OUT=$(realpath -m "${3:-$ROOT/target/embedded/$NAME}")
 N=${N:-1000}
 mkdir -p "$OUT"
 

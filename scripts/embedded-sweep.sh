@@ -10,13 +10,13 @@
 # (else seeded random weights), lenet5 from seeded random weights (no trained lenet5 is
 # kept). Counts are taken on the first $N (3) MNIST test images under qemu -icount
 # (SysTick, calibrated; embedded/m4/counter.c): emulated instruction counts, not cycles.
-# Prints a markdown table; needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and
+# $SPARSITIES (percent) replaces the list. Prints a markdown table; needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and
 # qemu-system-arm (says which is missing).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/scripts/embedded-lib.sh"
 TEACHER=${1:-}
-OUT=${2:-$ROOT/target/embedded/sweep}
+OUT=$(realpath -m "${2:-$ROOT/target/embedded/sweep}")
 N=${N:-3}
 have_target m4 || exit 1
 mkdir -p "$OUT"
@@ -43,7 +43,7 @@ insns() {
 echo "| arch | sparsity | dense | auto (engine's choice) | CSR everywhere | auto / dense | auto kernels (conv1 conv2 fc1 fc2) | flash dense | flash auto |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for arch in lenet5 lenet_adv:4; do
-  for s in 0 50 80 90 95 98 99; do
+  for s in ${SPARSITIES:-0 50 80 90 95 98 99}; do
     id=${arch/:/}-$s
     dir=$OUT/$id
     mkdir -p "$dir"
