@@ -1,3 +1,8 @@
+/* The kernels of the C export (crates/sparse/src/c_export.rs), not a C file by itself:
+ * each section starts with a marker line naming it, and the export copies the sections a
+ * model uses into its .c file, the CSR ones once per index width with IDX_T and IDX
+ * replaced (uint16_t and u16, or uint32_t and u32). Plain C99, float only. */
+
 /*@ act */
 /* ReLU when `relu` is set (a NaN passes through, as in the engine). */
 static float act(float v, uint32_t relu)
