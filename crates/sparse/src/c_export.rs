@@ -1104,6 +1104,40 @@ mod tests {
         }
     }
 
+    /// Convolutions with fused pools of every shape: a 3x3/2 window on a stride-1
+    /// convolution, a 2x2/1 window on a stride-2 one, a 2x2/1 window on a 1x1 one.
+    fn pools_spec() -> ModelSpec {
+        let conv =
+            |o: usize, c: usize, k: usize, stride: usize, pad: usize, seed: u64| LayerSpec::Conv {
+                w: Csr::from_dense(&sparse_vec(o * c * k * k, 0.4, seed), o, c * k * k).unwrap(),
+                in_channels: c,
+                kh: k,
+                kw: k,
+                stride,
+                pad,
+                bias: sparse_vec(o, 0.0, seed + 1),
+                relu: seed % 2 == 0,
+            };
+        ModelSpec {
+            arch: "pools".into(),
+            input: [2, 15, 15],
+            layers: vec![
+                conv(3, 2, 3, 1, 0, 20),
+                LayerSpec::MaxPool { k: 3, s: 2 },
+                conv(4, 3, 3, 2, 1, 23),
+                LayerSpec::MaxPool { k: 2, s: 1 },
+                conv(2, 4, 1, 1, 0, 26),
+                LayerSpec::MaxPool { k: 2, s: 1 },
+                LayerSpec::Flatten,
+                LayerSpec::Linear {
+                    w: Csr::from_dense(&sparse_vec(6, 0.0, 30), 3, 2).unwrap(),
+                    bias: sparse_vec(3, 0.0, 31),
+                    relu: false,
+                },
+            ],
+        }
+    }
+
     /// Large enough for 32-bit indices: the padded input of the convolution has 260 x 260
     /// values, the linear layer 133,128 inputs.
     fn wide_spec() -> ModelSpec {
@@ -1191,7 +1225,31 @@ int main(void)
             ("odd", odd_spec(), KernelChoice::Auto),
             ("odd_dense", odd_spec(), KernelChoice::Dense),
             ("wide", wide_spec(), KernelChoice::Sparse),
+            ("pools", pools_spec(), KernelChoice::Sparse),
+            ("pools_dense", pools_spec(), KernelChoice::Dense),
+            ("vgg_dense", spec(Arch::Vgg16(1), 0.5), KernelChoice::Dense),
         ];
+        // Every kernel of c_kernels.c is compiled and checked by some case.
+        let all: String = cases
+            .iter()
+            .map(|(n, s, c)| export(s, &opts(n, *c)).unwrap().source)
+            .collect();
+        for k in KERNELS
+            .split("/*@ ")
+            .skip(1)
+            .filter_map(|s| s.split_once(" */"))
+        {
+            let name = k.0;
+            let struct_or_fn = [
+                format!("struct {name} "),
+                format!(" {name}("),
+                format!(" {name}_u16("),
+            ];
+            assert!(
+                struct_or_fn.iter().any(|t| all.contains(t.as_str())),
+                "kernel {name} never used"
+            );
+        }
         let dir = std::env::temp_dir().join(format!("rcc-c-export-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for (name, spec, choice) in &cases {
