@@ -1116,7 +1116,7 @@ mod tests {
                 stride,
                 pad,
                 bias: sparse_vec(o, 0.0, seed + 1),
-                relu: seed % 2 == 0,
+                relu: seed.is_multiple_of(2),
             };
         ModelSpec {
             arch: "pools".into(),
