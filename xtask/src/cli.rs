@@ -1,6 +1,7 @@
 //! A small command-line parser: `--name value` options, `--switch` flags, positionals.
 //! Every unknown option is an error that lists the known ones.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -82,9 +83,18 @@ pub fn parse_value<T: FromStr>(name: &str, v: &str) -> Result<T, String> {
         .map_err(|_| format!("--{name}: {v:?} is not a valid value"))
 }
 
-/// The data directory: `--data DIR`, else `$RCC_DATA`, else the workspace's `datasets/`.
+/// The data directory, the one rule every command uses: `--data DIR`, else `$RCC_DATA`,
+/// else the workspace's `datasets/`.
 pub fn data_dir(flag: Option<&str>) -> PathBuf {
-    crate::fetch_data::data_dir(flag.map(PathBuf::from), std::env::var_os("RCC_DATA"))
+    data_dir_from(flag.map(PathBuf::from), std::env::var_os("RCC_DATA"))
+}
+
+/// [`data_dir`] from the flag and the environment variable's value: `--data DIR` if
+/// given, else `$RCC_DATA` if set and non-empty, else `datasets/` at the workspace root
+/// (found from this crate's manifest directory, so any cwd works).
+pub fn data_dir_from(flag: Option<PathBuf>, env: Option<OsString>) -> PathBuf {
+    flag.or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| workspace_root().join("datasets"))
 }
 
 /// The workspace root (xtask's parent directory), whatever the current directory.
@@ -95,10 +105,7 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename,
-/// so a reader (or a run killed mid-write) never sees a half-written file.
+/// Writes `bytes` to `path` atomically (`rcc_train::run_dir::write_atomic`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+    Ok(rcc_train::run_dir::write_atomic(path, bytes)?)
 }

@@ -35,247 +35,19 @@
 //! Files written elsewhere (a PyTorch `state_dict` saved with safetensors) need `--arch`.
 
 use crate::cli::{data_dir, Cli};
+use crate::console::print_progress;
 use crate::svg::{nice_step, Svg, PALETTE};
-use rcc_attack::{
-    AttackLoss, AttackResult, AttackSpec, Examples, FabConfig, Norm, PgdConfig, Progress, Report,
-    SquareConfig,
-};
+use rcc_attack::{AttackSpec, Norm, Progress};
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::{Arch, Model};
 use rcc_sparse::SparseModel;
-use rcc_tensor::Tensor;
-use std::fmt::Write as _;
-use std::ops::Range;
+use rcc_train::protocol::{parse_attacks, DatasetExamples, Protocol, Settings};
+use rcc_train::tables::{
+    fmt_num, fmt_short, json_str, report_json, report_table, sweep_table, worst_case_groups,
+};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
-
-/// Accuracy and mean cross-entropy of `model` on `data` (inference mode, no tape), in
-/// batches of `batch`.
-pub fn evaluate(model: &Model, data: &Dataset, batch: usize) -> Result<(f64, f64), String> {
-    let (mut correct, mut loss) = (0usize, 0f64);
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
-        let (x, labels) = data.batch(chunk, None);
-        let logits = model.infer(&x).map_err(|e| e.to_string())?;
-        let k = logits.shape()[1];
-        for (row, (&pred, &y)) in logits
-            .data()
-            .chunks(k)
-            .zip(logits.argmax_rows().iter().zip(&labels))
-        {
-            correct += usize::from(pred == y);
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-            loss += lse - row[y] as f64;
-        }
-    }
-    let n = data.len().max(1) as f64;
-    Ok((correct as f64 / n, loss / n))
-}
-
-/// A dataset split as the attack crate's batch source.
-pub struct DatasetExamples<'a>(pub &'a Dataset);
-
-impl Examples for DatasetExamples<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn batch(&self, range: Range<usize>) -> rcc_attack::Result<(Tensor, Vec<usize>)> {
-        if range.end > self.0.len() {
-            return Err(rcc_attack::Error::Data(format!(
-                "examples {range:?} of a set of {}",
-                self.0.len()
-            )));
-        }
-        Ok(self.0.batch(&range.collect::<Vec<_>>(), None))
-    }
-}
-
-/// The evaluation protocol of a dataset (method.md section 4).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Protocol {
-    pub eps: f32,
-    pub steps: usize,
-    pub step_size: f32,
-    pub eps_l2: f32,
-    pub apgd_steps: usize,
-}
-
-impl Protocol {
-    pub fn for_dataset(kind: DatasetKind) -> Protocol {
-        match kind {
-            DatasetKind::Mnist => Protocol {
-                eps: 0.3,
-                steps: 40,
-                step_size: 0.01,
-                eps_l2: 2.0,
-                apgd_steps: 100,
-            },
-            DatasetKind::FashionMnist => Protocol {
-                eps: 0.1,
-                steps: 40,
-                step_size: 0.01,
-                eps_l2: 1.5,
-                apgd_steps: 100,
-            },
-            DatasetKind::Cifar10 => Protocol {
-                eps: 8.0 / 255.0,
-                steps: 20,
-                step_size: 2.0 / 255.0,
-                eps_l2: 0.5,
-                apgd_steps: 100,
-            },
-        }
-    }
-}
-
-/// The attack settings after defaults and flags.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Settings {
-    pub protocol: Protocol,
-    pub names: Vec<&'static str>,
-    pub eps: f32,
-    pub eps_l2: f32,
-    pub steps: Option<usize>,
-    pub step_size: Option<f32>,
-    pub step_size_l2: Option<f32>,
-    pub restarts: usize,
-    /// Square's query budget (default 5,000).
-    pub queries: Option<usize>,
-}
-
-pub const ATTACKS: [&str; 5] = ["fgsm", "pgd", "pgd-l2", "apgd-ce", "apgd-dlr"];
-
-/// Attacks that `all` leaves out (they are slow, or ensembles of the others):
-/// APGD-T, FAB-T, Square and AutoAttack.
-pub const MORE_ATTACKS: [&str; 5] = ["apgd-t", "fab-t", "square", "autoattack", "autoattack-fast"];
-
-/// `fgsm,pgd,...` or `all` -> attack names, in the list's order, without repeats.
-pub fn parse_attacks(list: &str) -> Result<Vec<&'static str>, String> {
-    let mut out: Vec<&'static str> = vec![];
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let names: Vec<&'static str> = match item {
-            "all" => ATTACKS.to_vec(),
-            "fgsm" => vec!["fgsm"],
-            "pgd" | "pgd-linf" => vec!["pgd"],
-            "pgd-l2" => vec!["pgd-l2"],
-            "apgd-ce" | "apgd" => vec!["apgd-ce"],
-            "apgd-dlr" => vec!["apgd-dlr"],
-            "apgd-t" => vec!["apgd-t"],
-            "fab-t" | "fab" => vec!["fab-t"],
-            "square" => vec!["square"],
-            "autoattack" | "aa" => vec!["autoattack"],
-            "autoattack-fast" => vec!["autoattack-fast"],
-            other => {
-                return Err(format!(
-                    "--attack: unknown attack {other:?} (known: {}, {}, all)",
-                    ATTACKS.join(", "),
-                    MORE_ATTACKS.join(", ")
-                ))
-            }
-        };
-        for n in names {
-            if !out.contains(&n) {
-                out.push(n);
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err("--attack: no attack named".into());
-    }
-    Ok(out)
-}
-
-impl Settings {
-    /// The spec of attack `name` at radius `eps` (an l_2 radius for `pgd-l2`).
-    pub fn spec(&self, name: &str, eps: f32) -> AttackSpec {
-        let p = &self.protocol;
-        let restarts = self.restarts;
-        match name {
-            "fgsm" => AttackSpec::Fgsm { eps },
-            "pgd" => AttackSpec::PgdLinf(PgdConfig {
-                eps,
-                steps: self.steps.unwrap_or(p.steps),
-                step_size: self.step_size.unwrap_or(p.step_size * eps / p.eps),
-                random_start: true,
-                restarts,
-            }),
-            "pgd-l2" => {
-                let steps = self.steps.unwrap_or(p.steps);
-                AttackSpec::PgdL2(PgdConfig {
-                    eps,
-                    steps,
-                    step_size: self.step_size_l2.unwrap_or(2.5 * eps / steps.max(1) as f32),
-                    random_start: true,
-                    restarts,
-                })
-            }
-            "apgd-t" => AttackSpec::ApgdT {
-                eps,
-                steps: self.steps.unwrap_or(p.apgd_steps),
-                targets: 9,
-                restarts,
-            },
-            "fab-t" => AttackSpec::FabT(FabConfig {
-                steps: self.steps.unwrap_or(p.apgd_steps),
-                ..FabConfig::new(eps)
-            }),
-            "square" => AttackSpec::Square(SquareConfig {
-                queries: self.queries.unwrap_or(5000),
-                ..SquareConfig::new(eps)
-            }),
-            "autoattack" | "autoattack-fast" => AttackSpec::AutoAttack {
-                eps,
-                fast: name == "autoattack-fast",
-            },
-            _ => AttackSpec::Apgd {
-                loss: if name == "apgd-dlr" {
-                    AttackLoss::Dlr
-                } else {
-                    AttackLoss::CrossEntropy
-                },
-                eps,
-                steps: self.steps.unwrap_or(p.apgd_steps),
-                restarts,
-            },
-        }
-    }
-
-    /// Every chosen attack at the configured radii.
-    pub fn specs(&self) -> Vec<AttackSpec> {
-        self.names
-            .iter()
-            .map(|n| {
-                self.spec(
-                    n,
-                    if *n == "pgd-l2" {
-                        self.eps_l2
-                    } else {
-                        self.eps
-                    },
-                )
-            })
-            .collect()
-    }
-
-    /// Every chosen attack at every eps of a sweep, attack after attack.
-    pub fn sweep_specs(&self, sweep: &[f32]) -> Result<Vec<AttackSpec>, String> {
-        let l2 = self.names.iter().filter(|n| **n == "pgd-l2").count();
-        if l2 > 0 && l2 < self.names.len() {
-            return Err(
-                "--eps-sweep: l_inf and l_2 attacks cannot share one sweep (the eps \
-                        axes differ); sweep pgd-l2 on its own"
-                    .into(),
-            );
-        }
-        Ok(self
-            .names
-            .iter()
-            .flat_map(|n| sweep.iter().map(move |&e| self.spec(n, e)))
-            .collect())
-    }
-}
 
 fn parse_list(name: &str, v: &str) -> Result<Vec<f32>, String> {
     let vals: Vec<f32> = v
@@ -299,220 +71,6 @@ pub fn parse_sweep(v: &str) -> Result<Vec<f32>, String> {
         return Err(format!("--eps-sweep: values must increase, got {v:?}"));
     }
     Ok(vals)
-}
-
-/// Shortest round-trip form (JSON): 0.3, 0.01, 0.03137255 (8/255).
-fn fmt_num(v: f32) -> String {
-    format!("{v}")
-}
-
-/// At most 6 decimals (tables, labels): 0.3, 0.001667, 0.031373.
-fn fmt_short(v: f32) -> String {
-    format!("{}", (v as f64 * 1e6).round() / 1e6)
-}
-
-/// One JSON object: the run, the clean accuracy and every attack's result.
-pub fn report_json(header: &[(&str, String)], report: &Report) -> String {
-    let mut s = String::from("{");
-    for (k, v) in header {
-        let _ = write!(s, "\"{k}\":{v},");
-    }
-    let _ = write!(
-        s,
-        "\"n\":{},\"clean_acc\":{:.6},\"clean_loss\":{:.6},\"attacks\":[",
-        report.n, report.clean_acc, report.clean_loss
-    );
-    for (i, a) in report.attacks.iter().enumerate() {
-        let spec = &a.spec;
-        let _ = write!(
-            s,
-            "{}{{\"name\":\"{}\",\"settings\":{},\"norm\":\"{}\",\"eps\":{},\"steps\":{},\"step_size\":{},\"restarts\":{},\"random_start\":{},\"transferred\":{},\"acc\":{:.6},\"correct\":{},\"max_dist\":{:.6},\"seconds\":{:.3}}}",
-            if i == 0 { "" } else { "," },
-            spec.name(),
-            json_str(&spec.describe()),
-            spec.norm().name(),
-            fmt_num(spec.eps()),
-            spec.steps(),
-            spec.step_size().map_or("null".into(), fmt_num),
-            spec.restarts(),
-            spec.random_start(),
-            a.transferred,
-            a.acc,
-            a.correct.iter().filter(|&&c| c).count(),
-            a.max_dist,
-            a.seconds
-        );
-    }
-    s.push_str("],\"worst_case\":[");
-    for (i, (norm, eps, idx)) in worst_case_groups(report).iter().enumerate() {
-        let _ = write!(
-            s,
-            "{}{{\"norm\":\"{}\",\"eps\":{},\"attacks\":{},\"acc\":{:.6}}}",
-            if i == 0 { "" } else { "," },
-            norm.name(),
-            fmt_num(*eps),
-            idx.len(),
-            report.worst_case(idx).unwrap_or(0.0)
-        );
-    }
-    s.push_str("]}");
-    s
-}
-
-/// The attacks of a report grouped by threat model (norm and eps), in order of first
-/// appearance; only groups of two or more, the ones a worst case adds to.
-pub fn worst_case_groups(report: &Report) -> Vec<(Norm, f32, Vec<usize>)> {
-    let mut groups: Vec<(Norm, f32, Vec<usize>)> = vec![];
-    for (i, a) in report.attacks.iter().enumerate() {
-        let key = (a.spec.norm(), a.spec.eps());
-        match groups.iter_mut().find(|g| (g.0, g.1) == key) {
-            Some(g) => g.2.push(i),
-            None => groups.push((key.0, key.1, vec![i])),
-        }
-    }
-    groups.retain(|g| g.2.len() > 1 && g.1 > 0.0);
-    groups
-}
-
-/// A JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The table of clean and per-attack accuracy with every setting.
-pub fn report_table(report: &Report, clean_secs: f64) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>9} {:>9} {:>8}",
-        "attack",
-        "norm",
-        "eps",
-        "steps",
-        "step",
-        "restarts",
-        "start",
-        "accuracy",
-        "max dist",
-        "time"
-    );
-    let _ = writeln!(
-        s,
-        "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9} {:>6.1} s",
-        "clean",
-        "-",
-        "-",
-        "-",
-        "-",
-        "-",
-        "-",
-        100.0 * report.clean_acc,
-        "-",
-        clean_secs
-    );
-    for a in &report.attacks {
-        let _ = writeln!(s, "{}", table_row(a));
-    }
-    for (norm, eps, idx) in worst_case_groups(report) {
-        let _ = writeln!(
-            s,
-            "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}%",
-            "worst",
-            norm.name(),
-            fmt_short(eps),
-            "-",
-            "-",
-            "-",
-            format!("of {}", idx.len()),
-            100.0 * report.worst_case(&idx).unwrap_or(0.0)
-        );
-    }
-    s
-}
-
-/// The name of an attack in tables: `-tr` marks points crafted on another model.
-fn attack_name(a: &AttackResult) -> String {
-    format!(
-        "{}{}",
-        a.spec.name(),
-        if a.transferred { "-tr" } else { "" }
-    )
-}
-
-fn table_row(a: &AttackResult) -> String {
-    let spec = &a.spec;
-    let step = match (spec, spec.step_size()) {
-        (_, None) => "-".to_string(),
-        (AttackSpec::Apgd { .. } | AttackSpec::ApgdT { .. }, Some(s)) => {
-            format!("{}*", fmt_short(s))
-        }
-        (_, Some(s)) => fmt_short(s),
-    };
-    format!(
-        "{:<10} {:<5} {:>10} {:>6} {:>10} {:>8} {:<6} {:>8.2}% {:>9.4} {:>6.1} s",
-        attack_name(a),
-        spec.norm().name(),
-        fmt_short(spec.eps()),
-        spec.steps(),
-        step,
-        spec.restarts(),
-        if spec.random_start() {
-            "random"
-        } else {
-            "clean"
-        },
-        100.0 * a.acc,
-        a.max_dist,
-        a.seconds
-    )
-}
-
-/// Accuracy (%) against eps, one column per attack (the report holds each attack at
-/// every eps of `sweep` in turn), and with two or more attacks a last column with their
-/// worst case per example.
-pub fn sweep_table(report: &Report, sweep: &[f32], norm: Norm) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "accuracy (%) against eps ({}), {} examples, clean {:.2}%",
-        norm.name(),
-        report.n,
-        100.0 * report.clean_acc
-    );
-    let columns = report.attacks.len() / sweep.len().max(1);
-    let _ = write!(s, "{:>10}", "eps");
-    for i in 0..columns {
-        let _ = write!(s, " {:>10}", attack_name(&report.attacks[i * sweep.len()]));
-    }
-    if columns > 1 {
-        let _ = write!(s, " {:>10}", "worst");
-    }
-    s.push('\n');
-    for (j, e) in sweep.iter().enumerate() {
-        let _ = write!(s, "{:>10}", fmt_short(*e));
-        let idx: Vec<usize> = (0..columns).map(|i| i * sweep.len() + j).collect();
-        for &k in &idx {
-            let _ = write!(s, " {:>10.2}", 100.0 * report.attacks[k].acc);
-        }
-        if columns > 1 {
-            let worst = report.worst_case(&idx).unwrap_or(0.0);
-            let _ = write!(s, " {:>10.2}", 100.0 * worst);
-        }
-        s.push('\n');
-    }
-    s
 }
 
 /// A hand-written SVG line chart: accuracy (%) against eps, one polyline per series
@@ -570,28 +128,6 @@ pub fn svg_plot(
     let clean_label = format!("clean {:.2}%", 100.0 * clean);
     s.legend_line(lx, ly, CLEAN_COLOR, CLEAN_DASH, &clean_label);
     s.finish()
-}
-
-/// One progress line on stderr for a batch of a long attack (more than a few seconds):
-/// the attack, the batches done, robust accuracy so far, the time and an ETA.
-pub fn print_progress(p: &Progress<'_>, label: &str) {
-    if let Progress::Batch {
-        spec,
-        done,
-        batches,
-        robust,
-        seen,
-        seconds,
-    } = *p
-    {
-        if done < batches && seconds > 5.0 {
-            let eta = seconds / done as f64 * (batches - done) as f64;
-            eprintln!(
-                "  {label}{}: batch {done}/{batches}, {robust} of {seen} robust so far, {seconds:.0} s, ETA {eta:.0} s",
-                spec.name()
-            );
-        }
-    }
 }
 
 /// A short legend label: the attack and its iteration settings, e.g. `PGD-40, step
@@ -667,6 +203,56 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         &["json", "sparse"],
     )?;
     let model_path = cli.get("model").ok_or("--model FILE is required")?;
+    let kind: DatasetKind = cli
+        .get("dataset")
+        .unwrap_or("mnist")
+        .parse()
+        .map_err(|e| format!("--dataset: {e}"))?;
+    let protocol = Protocol::for_dataset(kind);
+    let sweep = cli.get("eps-sweep").map(parse_sweep).transpose()?;
+    if cli.has("plot") && sweep.is_none() {
+        return Err("--plot draws the robustness curve: it needs --eps-sweep".into());
+    }
+    let names = match (cli.get("attack"), &sweep) {
+        (Some(list), _) => parse_attacks(list).map_err(String::from)?,
+        (None, Some(_)) => vec!["pgd"],
+        (None, None) => vec![],
+    };
+    let positive = |name: &str, v: Option<f32>| -> Result<Option<f32>, String> {
+        match v {
+            Some(x) if !(x >= 0.0 && x.is_finite()) => {
+                Err(format!("--{name}: expected a number >= 0, got {x}"))
+            }
+            _ => Ok(v),
+        }
+    };
+    let settings = Settings {
+        protocol,
+        names,
+        eps: positive("eps", cli.num("eps")?)?.unwrap_or(protocol.eps),
+        eps_l2: positive("eps-l2", cli.num("eps-l2")?)?.unwrap_or(protocol.eps_l2),
+        steps: cli.num("steps")?,
+        step_size: positive("step-size", cli.num("step-size")?)?,
+        step_size_l2: positive("step-size-l2", cli.num("step-size-l2")?)?,
+        restarts: cli.num("restarts")?.unwrap_or(1),
+        queries: cli.num("queries")?,
+    };
+    settings.check().map_err(String::from)?;
+    let specs = match &sweep {
+        Some(s) => settings.sweep_specs(s).map_err(String::from)?,
+        None => settings.specs(),
+    };
+    let at_least_one = |name: &str| -> Result<Option<usize>, String> {
+        match cli.num::<usize>(name)? {
+            Some(0) => Err(format!("--{name}: at least 1")),
+            v => Ok(v),
+        }
+    };
+    let limit = at_least_one("limit")?;
+    let batch = at_least_one("batch")?.unwrap_or(500);
+    let threads = cli.num("threads")?.unwrap_or(0);
+    let seed: u64 = cli.num("seed")?.unwrap_or(0);
+    // Every setting is checked; now the files.
     let arch: Option<Arch> = cli
         .get("arch")
         .map(|a| a.parse().map_err(|e| format!("--arch: {e}")))
@@ -696,47 +282,6 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         }
         None => None,
     };
-    let kind: DatasetKind = cli
-        .get("dataset")
-        .unwrap_or("mnist")
-        .parse()
-        .map_err(|e| format!("--dataset: {e}"))?;
-    let protocol = Protocol::for_dataset(kind);
-    let sweep = cli.get("eps-sweep").map(parse_sweep).transpose()?;
-    if cli.has("plot") && sweep.is_none() {
-        return Err("--plot draws the robustness curve: it needs --eps-sweep".into());
-    }
-    let names = match (cli.get("attack"), &sweep) {
-        (Some(list), _) => parse_attacks(list)?,
-        (None, Some(_)) => vec!["pgd"],
-        (None, None) => vec![],
-    };
-    let positive = |name: &str, v: Option<f32>| -> Result<Option<f32>, String> {
-        match v {
-            Some(x) if !(x >= 0.0 && x.is_finite()) => {
-                Err(format!("--{name}: expected a number >= 0, got {x}"))
-            }
-            _ => Ok(v),
-        }
-    };
-    let settings = Settings {
-        protocol,
-        names,
-        eps: positive("eps", cli.num("eps")?)?.unwrap_or(protocol.eps),
-        eps_l2: positive("eps-l2", cli.num("eps-l2")?)?.unwrap_or(protocol.eps_l2),
-        steps: cli.num("steps")?,
-        step_size: positive("step-size", cli.num("step-size")?)?,
-        step_size_l2: positive("step-size-l2", cli.num("step-size-l2")?)?,
-        restarts: cli.num("restarts")?.unwrap_or(1),
-        queries: cli.num("queries")?,
-    };
-    if settings.restarts == 0 {
-        return Err("--restarts: at least 1".into());
-    }
-    let specs = match &sweep {
-        Some(s) => settings.sweep_specs(s)?,
-        None => settings.specs(),
-    };
     let mut test =
         Dataset::load(kind, Split::Test, &data_dir(cli.get("data"))).map_err(|e| e.to_string())?;
     if test.shape != model.arch().input_shape() {
@@ -747,13 +292,10 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             test.shape
         ));
     }
-    if let Some(limit) = cli.num::<usize>("limit")? {
+    if let Some(limit) = limit {
         test = test.subset(&(0..limit.min(test.len())).collect::<Vec<_>>());
     }
-    let threads = cli.num("threads")?.unwrap_or(0);
     let pool = rcc_tensor::threads::pool(threads).map_err(|e| e.to_string())?;
-    let batch = cli.num("batch")?.unwrap_or(500);
-    let seed: u64 = cli.num("seed")?.unwrap_or(0);
     let json = cli.has("json");
     if !json {
         println!("model    {model_path} ({})", model.arch());
@@ -921,6 +463,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcc_attack::{AttackLoss, PgdConfig};
+    use rcc_train::protocol::ATTACKS;
 
     fn settings(names: &str) -> Settings {
         let protocol = Protocol::for_dataset(DatasetKind::Mnist);
@@ -937,6 +481,32 @@ mod tests {
         }
     }
 
+    /// Every setting is checked before the model file is read: the error names the flag,
+    /// not the (missing) model.
+    #[test]
+    fn bad_settings_fail_before_the_model_is_read() {
+        for (args, needle) in [
+            (&["--batch", "0"][..], "--batch"),
+            (&["--limit", "0"], "--limit"),
+            (&["--attack", "pgd", "--steps", "0"], "--steps"),
+            (&["--attack", "square", "--queries", "0"], "--queries"),
+            (&["--restarts", "0"], "--restarts"),
+            (&["--eps", "-1"], "--eps"),
+            (&["--eps", "inf"], "--eps"),
+            (&["--eps-sweep", "0.3,0.1"], "--eps-sweep"),
+            (&["--attack", "cw"], "unknown attack"),
+            (&["--dataset", "imagenet"], "--dataset"),
+        ] {
+            let mut a = vec![
+                "--model".to_string(),
+                "/nonexistent/model.safetensors".into(),
+            ];
+            a.extend(args.iter().map(|s| s.to_string()));
+            let err = run(&a).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+
     #[test]
     fn attack_lists_parse() {
         assert_eq!(parse_attacks("all").unwrap(), ATTACKS.to_vec());
@@ -945,7 +515,10 @@ mod tests {
             parse_attacks("apgd,pgd-l2").unwrap(),
             vec!["apgd-ce", "pgd-l2"]
         );
-        assert!(parse_attacks("cw").unwrap_err().contains("unknown attack"));
+        assert!(parse_attacks("cw")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown attack"));
         assert!(parse_attacks(",").is_err());
         assert!(parse_sweep("0,0.1,0.3").is_ok());
         assert!(parse_sweep("0.3,0.1").is_err());
@@ -1002,95 +575,8 @@ mod tests {
         assert_eq!(Protocol::for_dataset(DatasetKind::FashionMnist).eps, 0.1);
     }
 
-    fn fake_report() -> Report {
-        let specs = settings("pgd,apgd-ce")
-            .sweep_specs(&[0.0, 0.1, 0.3])
-            .unwrap();
-        let accs = [0.99, 0.7, 0.2, 0.99, 0.68, 0.15];
-        Report {
-            n: 100,
-            clean_acc: 0.99,
-            clean_loss: 0.05,
-            clean_correct: vec![true; 100],
-            attacks: specs
-                .iter()
-                .zip(accs)
-                .map(|(s, a)| AttackResult {
-                    spec: *s,
-                    acc: a,
-                    // PGD keeps the first examples, APGD-CE the last: their worst case
-                    // is the overlap (38% at eps 0.1, none at 0.3).
-                    correct: (0..100)
-                        .map(|i| match s.name() {
-                            "pgd" => (i as f64) < a * 100.0,
-                            _ => (i as f64) >= 100.0 - a * 100.0,
-                        })
-                        .collect(),
-                    max_dist: s.eps() as f64,
-                    transferred: false,
-                    seconds: 1.5,
-                })
-                .collect(),
-        }
-    }
-
     #[test]
-    fn json_has_the_required_fields() {
-        let r = fake_report();
-        let j = report_json(&[("model", json_str("a \"b\".safetensors"))], &r);
-        assert!(j.starts_with(
-            "{\"model\":\"a \\\"b\\\".safetensors\",\"n\":100,\"clean_acc\":0.990000"
-        ));
-        for field in [
-            "\"name\":\"pgd\"",
-            "\"eps\":0.1",
-            "\"steps\":40",
-            "\"step_size\":0.01",
-            "\"restarts\":1",
-            "\"acc\":0.700000",
-            "\"name\":\"apgd-ce\"",
-        ] {
-            assert!(j.contains(field), "{field} in {j}");
-        }
-        assert_eq!(j.matches("\"name\"").count(), 6);
-        assert!(j.contains("\"transferred\":false"), "{j}");
-        assert!(
-            j.contains(
-                "\"worst_case\":[{\"norm\":\"linf\",\"eps\":0.1,\"attacks\":2,\"acc\":0.380000},{\"norm\":\"linf\",\"eps\":0.3,\"attacks\":2,\"acc\":0.000000}]"
-            ),
-            "{j}"
-        );
-        assert_eq!(j.matches('{').count(), j.matches('}').count());
-    }
-
-    #[test]
-    fn tables_and_plot() {
-        let r = fake_report();
-        let t = report_table(&r, 0.2);
-        assert!(t.contains("clean") && t.contains("99.00%") && t.contains("apgd-ce"));
-        assert!(t.contains("worst") && t.contains("38.00%"), "{t}");
-        let sw = sweep_table(&r, &[0.0, 0.1, 0.3], Norm::Linf);
-        let row = |k: usize| -> Vec<String> {
-            sw.lines()
-                .nth(k)
-                .unwrap()
-                .split_whitespace()
-                .map(String::from)
-                .collect()
-        };
-        assert_eq!(row(1), ["eps", "pgd", "apgd-ce", "worst"], "{sw}");
-        assert_eq!(row(3), ["0.1", "70.00", "68.00", "38.00"], "{sw}");
-        assert_eq!(row(4), ["0.3", "20.00", "15.00", "0.00"], "{sw}");
-        // A transferred attack is marked in both tables.
-        let mut tr = r.clone();
-        tr.attacks.truncate(3);
-        tr.attacks
-            .extend(r.attacks[..3].iter().cloned().map(|mut a| {
-                a.transferred = true;
-                a
-            }));
-        assert!(report_table(&tr, 0.2).contains("pgd-tr"));
-        assert!(sweep_table(&tr, &[0.0, 0.1, 0.3], Norm::Linf).contains("pgd-tr"));
+    fn plot() {
         let series = vec![
             (
                 "PGD-40 <a&b>".to_string(),

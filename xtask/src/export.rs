@@ -1,8 +1,6 @@
 //! `cargo xtask export --model FILE --out FILE [--arch A] [--kernels auto|csr|dense]`:
-//! converts a (pruned) dense model file into a sparse model file (`rcc_sparse::file`).
+//! converts a (pruned) dense model file into a sparse model file (`rcc_sparse::export`).
 //!
-//! - Batch norm is folded into the preceding conv and each ReLU fused into the layer before
-//!   it (`ModelSpec::from_model`); the weights are stored exactly, as CSR.
 //! - The written file is read back through the validating loader, built with the chosen
 //!   kernels (`--kernels`, default `auto`: CSR or dense per layer by density), and its
 //!   logits are compared with the dense model's on seeded random inputs: the command
@@ -19,34 +17,13 @@
 //! model, compiled with `arm-none-eabi-gcc` when it is installed.
 
 use crate::cli::Cli;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rcc_nn::{Arch, Model};
 use rcc_sparse::c_export::{self, CModel, COptions};
+use rcc_sparse::export::{compare, export, report, CHECK_INPUTS, TOL};
 use rcc_sparse::{file, KernelChoice, ModelSpec, SparseModel};
-use rcc_tensor::Tensor;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// Largest accepted relative error of the sparse logits against the dense ones. The
-/// kernels sum in a different order than the dense engine, so bit equality is not expected.
-pub const TOL: f64 = 1e-4;
-
-/// Inputs (and their seed) on which the exported model is compared with the dense one.
-const CHECK_INPUTS: usize = 8;
-const CHECK_SEED: u64 = 0;
-
-/// What an export produced, for the report.
-pub struct Exported {
-    /// The spec as read back from the written file.
-    pub spec: ModelSpec,
-    pub model: SparseModel,
-    pub choice: KernelChoice,
-    pub file_bytes: u64,
-    /// `max|sparse - dense| / max|dense|` over the checked logits.
-    pub rel_err: f64,
-}
 
 pub fn parse_kernels(s: &str) -> Result<KernelChoice, String> {
     match s {
@@ -57,168 +34,6 @@ pub fn parse_kernels(s: &str) -> Result<KernelChoice, String> {
             "--kernels: unknown choice {other:?} (expected auto, csr or dense)"
         )),
     }
-}
-
-/// Converts `model_path` to a sparse file at `out`, reads it back, builds it with `choice`
-/// and compares its logits with the dense model's.
-pub fn export(
-    model_path: &Path,
-    arch: Option<Arch>,
-    out: &Path,
-    choice: KernelChoice,
-) -> Result<Exported, String> {
-    let dense = Model::load(model_path, arch).map_err(|e| e.to_string())?;
-    let spec = ModelSpec::from_model(&dense)
-        .map_err(|e| format!("{}: converting to sparse: {e}", model_path.display()))?;
-    file::save(&spec, out).map_err(|e| e.to_string())?;
-    // Everything below uses the file as written, through the loader a deployment uses.
-    let spec = file::load(out).map_err(|e| e.to_string())?;
-    let file_bytes = std::fs::metadata(out)
-        .map_err(|e| format!("{}: {e}", out.display()))?
-        .len();
-    let model = SparseModel::build(&spec, choice).map_err(|e| e.to_string())?;
-    let rel_err = compare(&dense, &model).map_err(|e| format!("comparing logits: {e}"))?;
-    Ok(Exported {
-        spec,
-        model,
-        choice,
-        file_bytes,
-        rel_err,
-    })
-}
-
-/// `max|sparse - dense| / max|dense|` of the logits on [`CHECK_INPUTS`] seeded uniform
-/// [0, 1) inputs.
-fn compare(dense: &Model, sparse: &SparseModel) -> Result<f64, String> {
-    let shape = dense.arch().input_shape();
-    let len: usize = shape.iter().product();
-    if sparse.in_len() != len {
-        return Err(format!(
-            "the sparse model takes {} values per input, the dense one {len}",
-            sparse.in_len()
-        ));
-    }
-    let mut rng = StdRng::seed_from_u64(CHECK_SEED);
-    let x: Vec<f32> = (0..CHECK_INPUTS * len).map(|_| rng.gen::<f32>()).collect();
-    let mut dims = vec![CHECK_INPUTS];
-    dims.extend_from_slice(&shape);
-    let want = dense
-        .infer(&Tensor::new(&dims, x.clone()).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    let mut got = vec![0.0; CHECK_INPUTS * sparse.out_len()];
-    sparse.infer(&x, &mut got).map_err(|e| e.to_string())?;
-    if got.len() != want.data().len() {
-        return Err(format!(
-            "{} sparse logits, {} dense ones",
-            got.len(),
-            want.data().len()
-        ));
-    }
-    let scale = want
-        .data()
-        .iter()
-        .fold(0f64, |m, &v| m.max(f64::from(v).abs()));
-    let diff = got
-        .iter()
-        .zip(want.data())
-        .fold(0f64, |m, (&a, &b)| m.max(f64::from(a - b).abs()));
-    // NaN anywhere makes the comparison fail rather than pass silently.
-    if !diff.is_finite() || !scale.is_finite() {
-        return Ok(f64::INFINITY);
-    }
-    Ok(if scale > 0.0 { diff / scale } else { diff })
-}
-
-fn pct(part: usize, whole: usize) -> String {
-    if whole == 0 {
-        "-".into()
-    } else {
-        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
-    }
-}
-
-/// The per-layer table and the totals.
-pub fn report(e: &Exported, out: &Path) -> String {
-    let sm = &e.model;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{} -> {} (kernels {})",
-        e.spec.arch,
-        out.display(),
-        match e.choice {
-            KernelChoice::Auto => "auto",
-            KernelChoice::Sparse => "csr",
-            KernelChoice::Dense => "dense",
-        }
-    );
-    let _ = writeln!(
-        s,
-        "{:>5}  {:<9} {:<7} {:<14} {:>10} {:>10} {:>8} {:>13}",
-        "layer", "kind", "kernel", "out shape", "weights", "nnz", "density", "weight bytes"
-    );
-    for (i, l) in sm.layers().iter().enumerate() {
-        let has_weights = l.weights > 0;
-        let num = |v: usize| {
-            if has_weights {
-                v.to_string()
-            } else {
-                String::new()
-            }
-        };
-        let _ = writeln!(
-            s,
-            "{i:>5}  {:<9} {:<7} {:<14} {:>10} {:>10} {:>8} {:>13}",
-            l.kind,
-            l.kernel,
-            format!("{:?}", l.out_shape),
-            num(l.weights),
-            num(l.nnz),
-            if has_weights {
-                pct(l.nnz, l.weights)
-            } else {
-                String::new()
-            },
-            num(l.weight_bytes),
-        );
-    }
-    let (total, nnz) = e.spec.weight_counts();
-    let dense = sm.dense_weight_bytes();
-    let csr: usize = e
-        .spec
-        .layers
-        .iter()
-        .filter_map(|l| l.weights())
-        .map(|w| w.bytes())
-        .sum();
-    let _ = writeln!(
-        s,
-        "weights: {nnz} of {total} non-zero ({} dense)",
-        pct(nnz, total)
-    );
-    let _ = writeln!(
-        s,
-        "weight bytes: {} as built ({} of dense), {csr} as CSR in the file ({} of dense), \
-         {dense} dense",
-        sm.weight_bytes(),
-        pct(sm.weight_bytes(), dense),
-        pct(csr, dense)
-    );
-    let _ = writeln!(s, "bias bytes: {}", sm.bias_bytes());
-    let _ = writeln!(s, "activation arena: {} bytes", sm.arena_bytes());
-    let _ = writeln!(s, "file: {} bytes", e.file_bytes);
-    let verdict = if e.rel_err <= TOL {
-        "match"
-    } else {
-        "DO NOT match"
-    };
-    let _ = writeln!(
-        s,
-        "logits {verdict} the dense model: relative error {:.2e} (tolerance {TOL:.0e}) on \
-         {CHECK_INPUTS} seeded random inputs",
-        e.rel_err
-    );
-    s
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
@@ -259,13 +74,21 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             ))
         }
     }
-    let e = export(Path::new(model), arch, out, choice)?;
+    let e = export(Path::new(model), arch, out, choice).map_err(|e| e.to_string())?;
     print!("{}", report(&e, out));
-    Ok(if e.rel_err <= TOL {
+    Ok(if e.matches() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn pct(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
 }
 
 /// A C export and its footprints.
@@ -593,6 +416,8 @@ pub fn c_report(e: &CExported) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcc_nn::Model;
+    use rcc_sparse::{file, ModelSpec};
     use std::path::PathBuf;
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -607,42 +432,20 @@ mod tests {
     }
 
     #[test]
-    fn exports_pruned_lenet_adv_and_reloads_it() {
+    fn exports_through_the_command_line() {
         let dir = temp_dir("lenet");
         let dense_path = dir.join("model.safetensors");
         let mut model = Model::new(Arch::LenetAdv(1), 5);
         rcc_compress::prune_by_magnitude(&mut model, 0.9);
         model.save(&dense_path, &[]).unwrap();
         let out = dir.join("sparse.safetensors");
-        for choice in [
-            KernelChoice::Auto,
-            KernelChoice::Sparse,
-            KernelChoice::Dense,
-        ] {
-            let e = export(&dense_path, None, &out, choice).unwrap();
-            assert!(e.rel_err <= TOL, "{choice:?}: {}", e.rel_err);
-            let back = file::load(&out).unwrap();
-            assert_eq!(back, ModelSpec::from_model(&model).unwrap());
-            assert_eq!(back, e.spec);
-            assert_eq!(e.file_bytes, std::fs::metadata(&out).unwrap().len());
-            let text = report(&e, &out);
-            for needle in [
-                "lenet_adv:1",
-                "conv",
-                "linear",
-                "weight bytes",
-                "match the dense",
-            ] {
-                assert!(text.contains(needle), "{needle:?} not in:\n{text}");
-            }
-            // About a tenth of the weights survive the pruning.
-            let (total, nnz) = back.weight_counts();
-            assert!(nnz * 8 < total && nnz * 12 > total, "{nnz} of {total}");
-        }
-        // Through the command line.
         let (m, o) = (dense_path.to_str().unwrap(), out.to_str().unwrap());
         let code = run(&args(&["--model", m, "--out", o, "--kernels", "csr"])).unwrap();
         assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(
+            file::load(&out).unwrap(),
+            ModelSpec::from_model(&model).unwrap()
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -732,12 +535,6 @@ mod tests {
         let missing = dir.join("missing.safetensors");
         let e = err(&["--model", missing.to_str().unwrap(), "--out", o]);
         assert!(e.contains("missing.safetensors"), "{e}");
-        // A sparse file is not a dense model file.
-        let mut model = Model::new(Arch::LenetAdv(1), 0);
-        rcc_compress::prune_by_magnitude(&mut model, 0.5);
-        file::save(&ModelSpec::from_model(&model).unwrap(), &out).unwrap();
-        let e = err(&["--model", o, "--out", o]);
-        assert!(e.contains("out.safetensors"), "{e}");
         assert!(!out.with_extension("safetensors.tmp").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -15,8 +15,8 @@
 //! The data directory is `--data DIR`, else `$RCC_DATA`, else `datasets/` at the
 //! workspace root.
 
+use crate::cli::data_dir_from;
 use sha2::{Digest, Sha256};
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -262,7 +262,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let from = cli.get("from").map(PathBuf::from);
     let data_flag = cli.get("data").map(PathBuf::from);
     let datasets = select(DATASETS, &which)?;
-    let data = data_dir(data_flag, std::env::var_os("RCC_DATA"));
+    let data = data_dir_from(data_flag, std::env::var_os("RCC_DATA"));
     fs::create_dir_all(&data)
         .map_err(|e| format!("cannot create the data directory {}: {e}", data.display()))?;
 
@@ -350,16 +350,6 @@ pub(crate) fn select<'a>(
         }
     }
     Ok(unique)
-}
-
-/// `--data DIR` if given, else `$RCC_DATA` if set and non-empty, else `datasets/` at the
-/// workspace root (found from this crate's manifest directory, so any cwd works).
-pub(crate) fn data_dir(flag: Option<PathBuf>, env: Option<OsString>) -> PathBuf {
-    flag.or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| {
-            let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
-            xtask.parent().unwrap_or(xtask).join("datasets")
-        })
 }
 
 /// The HTTP client. Timeouts catch dead servers and stalled transfers, not slow ones:
@@ -945,6 +935,7 @@ fn pax_path(meta: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
     use std::io::BufRead;
     use std::net::TcpListener;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1484,11 +1475,14 @@ mod tests {
         // --data beats $RCC_DATA, which beats the default; an empty $RCC_DATA is unset.
         let flag = Some(PathBuf::from("/f"));
         let env = Some(OsString::from("/e"));
-        assert_eq!(data_dir(flag.clone(), env.clone()), PathBuf::from("/f"));
-        assert_eq!(data_dir(None, env), PathBuf::from("/e"));
-        let default = data_dir(None, Some(OsString::new()));
+        assert_eq!(
+            data_dir_from(flag.clone(), env.clone()),
+            PathBuf::from("/f")
+        );
+        assert_eq!(data_dir_from(None, env), PathBuf::from("/e"));
+        let default = data_dir_from(None, Some(OsString::new()));
         assert!(default.ends_with("datasets") && default.parent().unwrap().join("xtask").is_dir());
-        assert_eq!(data_dir(None, None), default);
+        assert_eq!(data_dir_from(None, None), default);
 
         let names = |w: &str| -> Vec<&str> {
             select(DATASETS, w)

@@ -93,6 +93,13 @@ pub fn peak() -> isize {
     PEAK.with(Cell::get)
 }
 
+/// The three figures, for the trainer (`rcc_train::HeapCounter`).
+pub const COUNTER: rcc_train::HeapCounter = rcc_train::HeapCounter {
+    live,
+    reset_peak,
+    peak,
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -192,6 +192,19 @@ impl LrSchedule {
     }
 }
 
+/// The form [`LrSchedule::parse`] reads back: `constant`, `step:EVERY:GAMMA`, `cosine`
+/// (to 0) or `cosine:MIN_LR`.
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LrSchedule::Constant => write!(f, "constant"),
+            LrSchedule::Step { every, gamma } => write!(f, "step:{every}:{gamma}"),
+            LrSchedule::Cosine { min_lr } if *min_lr == 0.0 => write!(f, "cosine"),
+            LrSchedule::Cosine { min_lr } => write!(f, "cosine:{min_lr}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +255,11 @@ mod tests {
         assert_eq!(c.lr(1.0, 0, 10), 1.0);
         assert!((c.lr(1.0, 5, 10) - 0.5).abs() < 1e-6 && c.lr(1.0, 10, 10).abs() < 1e-6);
         assert!(LrSchedule::parse("linear").is_err());
+        for text in ["constant", "step:3:0.5", "cosine", "cosine:0.001"] {
+            let s = LrSchedule::parse(text).unwrap();
+            assert_eq!(s.to_string(), text);
+            assert_eq!(LrSchedule::parse(&s.to_string()).unwrap(), s);
+        }
     }
 
     #[test]

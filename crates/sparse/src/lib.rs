@@ -10,6 +10,8 @@
 //! - [`SparseModel`]: a spec built for this CPU, with a dense or sparse kernel per layer
 //!   and its activation arena planned at build time; it also gives input gradients, so
 //!   attacks run on the deployed artifact.
+//! - [`export`](mod@export): a dense model file to a sparse one, read back and checked
+//!   against the dense logits.
 //! - [`c_export`]: the same network as self-contained C99 for microcontroller firmware.
 
 pub mod bench_matrix;
@@ -19,6 +21,7 @@ pub mod conv;
 pub mod csr;
 pub mod dense;
 pub mod error;
+pub mod export;
 pub mod file;
 pub mod linear;
 pub mod model;

@@ -34,12 +34,12 @@ pub struct TrainConfig {
     pub arch: Arch,
     pub epochs: usize,
     pub batch: usize,
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     pub lr: f32,
     pub momentum: f32,
     pub nesterov: bool,
     pub weight_decay: f32,
-    pub schedule: String,
+    pub schedule: LrSchedule,
     pub seed: u64,
     /// Training images held out for validation (taken from the training set, seeded).
     pub val: usize,
@@ -79,7 +79,42 @@ pub struct TrainConfig {
     pub alpha: f32,
     pub temperature: f32,
     /// The teacher sees the adversarial input (`adv`) or the clean one (`clean`, ARD).
-    pub teacher_input: String,
+    pub teacher_input: TeacherInput,
+}
+
+/// The optimiser (`--optimizer sgd|adam`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// SGD with `momentum`, `nesterov` and `weight-decay`.
+    Sgd,
+    /// Adam (betas 0.9, 0.999, eps 1e-8) with `weight-decay`.
+    Adam,
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+        })
+    }
+}
+
+/// What the teacher sees in distillation (`--teacher-input clean|adv`, method.md
+/// section 1): the clean batch, or the adversarial batch the student trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TeacherInput {
+    Clean,
+    Adv,
+}
+
+impl std::fmt::Display for TeacherInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TeacherInput::Clean => "clean",
+            TeacherInput::Adv => "adv",
+        })
+    }
 }
 
 /// The training attack (`--adv`).
@@ -216,12 +251,12 @@ impl Default for TrainConfig {
             arch: Arch::LenetAdv(4),
             epochs: 5,
             batch: 128,
-            optimizer: "sgd".into(),
+            optimizer: OptimizerKind::Sgd,
             lr: 0.05,
             momentum: 0.9,
             nesterov: false,
             weight_decay: 5e-4,
-            schedule: "cosine".into(),
+            schedule: LrSchedule::Cosine { min_lr: 0.0 },
             seed: 1,
             val: 0,
             augment: false,
@@ -240,7 +275,7 @@ impl Default for TrainConfig {
             teacher: String::new(),
             alpha: 0.0,
             temperature: 1.0,
-            teacher_input: "clean".into(),
+            teacher_input: TeacherInput::Clean,
         }
     }
 }
@@ -284,7 +319,7 @@ impl TrainConfig {
     pub fn pipeline() -> TrainConfig {
         TrainConfig {
             epochs: 6,
-            optimizer: "adam".into(),
+            optimizer: OptimizerKind::Adam,
             lr: 5e-4,
             weight_decay: 0.0,
             adv: AdvTraining::for_dataset(DatasetKind::Mnist),
@@ -314,7 +349,7 @@ impl TrainConfig {
             dataset,
             arch,
             epochs,
-            optimizer: "adam".into(),
+            optimizer: OptimizerKind::Adam,
             lr: 1e-3,
             weight_decay: 0.0,
             seed,
@@ -390,18 +425,18 @@ impl TrainConfig {
             "arch" => self.arch = v.parse().map_err(|e| format!("arch: {e}"))?,
             "epochs" => self.epochs = parse_value(key, v)?,
             "batch" => self.batch = parse_value(key, v)?,
-            "optimizer" => match v {
-                "sgd" | "adam" => self.optimizer = v.into(),
-                _ => return Err(format!("optimizer: {v:?} is not sgd or adam")),
-            },
+            "optimizer" => {
+                self.optimizer = match v {
+                    "sgd" => OptimizerKind::Sgd,
+                    "adam" => OptimizerKind::Adam,
+                    _ => return Err(format!("optimizer: {v:?} is not sgd or adam")),
+                }
+            }
             "lr" => self.lr = parse_value(key, v)?,
             "momentum" => self.momentum = parse_value(key, v)?,
             "nesterov" => self.nesterov = parse_value(key, v)?,
             "weight-decay" => self.weight_decay = parse_value(key, v)?,
-            "schedule" => {
-                LrSchedule::parse(v).map_err(|e| e.to_string())?;
-                self.schedule = v.into();
-            }
+            "schedule" => self.schedule = LrSchedule::parse(v).map_err(|e| e.to_string())?,
             "seed" => self.seed = parse_value(key, v)?,
             "val" => self.val = parse_value(key, v)?,
             "augment" => self.augment = parse_value(key, v)?,
@@ -457,10 +492,13 @@ impl TrainConfig {
                     return Err(format!("temperature must be a positive number, got {v}"));
                 }
             }
-            "teacher-input" => match v {
-                "clean" | "adv" => self.teacher_input = v.into(),
-                _ => return Err(format!("teacher-input: {v:?} is not clean or adv")),
-            },
+            "teacher-input" => {
+                self.teacher_input = match v {
+                    "clean" => TeacherInput::Clean,
+                    "adv" => TeacherInput::Adv,
+                    _ => return Err(format!("teacher-input: {v:?} is not clean or adv")),
+                }
+            }
             _ => {
                 return Err(format!(
                     "unknown config key {key:?} (known: {})",
@@ -501,44 +539,51 @@ impl TrainConfig {
         Ok(())
     }
 
-    pub fn to_text(&self) -> String {
-        let mut s = String::from("# rcc training run (cargo xtask train --config this-file)\n");
-        let vals = [
-            self.dataset.to_string(),
-            self.arch.to_string(),
-            self.epochs.to_string(),
-            self.batch.to_string(),
-            self.optimizer.clone(),
-            self.lr.to_string(),
-            self.momentum.to_string(),
-            self.nesterov.to_string(),
-            self.weight_decay.to_string(),
-            self.schedule.clone(),
-            self.seed.to_string(),
-            self.val.to_string(),
-            self.augment.to_string(),
-            self.adv.to_string(),
-            self.adv_mix.to_string(),
-            self.adv_warmup.to_string(),
-            self.robust_every.to_string(),
-            self.robust_limit.to_string(),
-            self.method.map_or("none".into(), |m| m.to_string()),
-            self.rate.to_string(),
-            match self.budget {
+    /// The value of setting `key` as [`TrainConfig::set`] reads it back; `None` for an
+    /// unknown key.
+    pub fn get(&self, key: &str) -> Option<String> {
+        Some(match key {
+            "dataset" => self.dataset.to_string(),
+            "arch" => self.arch.to_string(),
+            "epochs" => self.epochs.to_string(),
+            "batch" => self.batch.to_string(),
+            "optimizer" => self.optimizer.to_string(),
+            "lr" => self.lr.to_string(),
+            "momentum" => self.momentum.to_string(),
+            "nesterov" => self.nesterov.to_string(),
+            "weight-decay" => self.weight_decay.to_string(),
+            "schedule" => self.schedule.to_string(),
+            "seed" => self.seed.to_string(),
+            "val" => self.val.to_string(),
+            "augment" => self.augment.to_string(),
+            "adv" => self.adv.to_string(),
+            "adv-mix" => self.adv_mix.to_string(),
+            "adv-warmup" => self.adv_warmup.to_string(),
+            "robust-every" => self.robust_every.to_string(),
+            "robust-limit" => self.robust_limit.to_string(),
+            "method" => self.method.map_or("none".into(), |m| m.to_string()),
+            "rate" => self.rate.to_string(),
+            "budget" => match self.budget {
                 Budget::PerLayer => "layer".into(),
                 Budget::Global => "global".into(),
             },
-            self.finetune.to_string(),
-            self.ramp.to_string(),
-            self.ramp_start.to_string(),
-            self.init.clone(),
-            self.teacher.clone(),
-            self.alpha.to_string(),
-            self.temperature.to_string(),
-            self.teacher_input.clone(),
-        ];
-        for (k, v) in KEYS.iter().zip(vals) {
-            let _ = writeln!(s, "{k} = {v}");
+            "finetune" => self.finetune.to_string(),
+            "ramp" => self.ramp.to_string(),
+            "ramp-start" => self.ramp_start.to_string(),
+            "init" => self.init.clone(),
+            "teacher" => self.teacher.clone(),
+            "alpha" => self.alpha.to_string(),
+            "temperature" => self.temperature.to_string(),
+            "teacher-input" => self.teacher_input.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// Every setting as `key = value` lines, in [`KEYS`] order.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("# rcc training run (cargo xtask train --config this-file)\n");
+        for k in KEYS {
+            let _ = writeln!(s, "{k} = {}", self.get(k).unwrap_or_default());
         }
         s
     }
@@ -548,11 +593,11 @@ impl TrainConfig {
     }
 
     fn optimizer_text(&self, n: usize) -> std::result::Result<Optimizer, String> {
-        Ok(match self.optimizer.as_str() {
-            "adam" => Optimizer::Adam(
+        Ok(match self.optimizer {
+            OptimizerKind::Adam => Optimizer::Adam(
                 Adam::new(n, 0.9, 0.999, 1e-8, self.weight_decay).map_err(|e| e.to_string())?,
             ),
-            _ => Optimizer::Sgd(
+            OptimizerKind::Sgd => Optimizer::Sgd(
                 Sgd::new(n, self.momentum, self.nesterov, self.weight_decay)
                     .map_err(|e| e.to_string())?,
             ),
@@ -584,6 +629,16 @@ mod tests {
             .contains("unknown config key"));
         assert!(TrainConfig::default().set("optimizer", "rmsprop").is_err());
         assert!(TrainConfig::default().set("lr", "-1").is_err());
+        // Every key reads back what it sets, for every recipe.
+        for c in [TrainConfig::default(), TrainConfig::pipeline(), cfg] {
+            for k in KEYS {
+                let v = c.get(k).unwrap_or_else(|| panic!("no value for key {k}"));
+                let mut back = c.clone();
+                back.set(k, &v).unwrap();
+                assert_eq!(back, c, "{k} = {v}");
+            }
+        }
+        assert_eq!(TrainConfig::default().get("learning_rate"), None);
         for bad in ["0", "1.5", "-0.2", "NaN"] {
             let err = TrainConfig::default()
                 .set("ramp", bad)

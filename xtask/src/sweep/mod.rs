@@ -9,7 +9,7 @@
 //!   and the ours-vs-ADMM verdict is taken on the means: a tie when the difference is
 //!   within the larger of the two sds ([`TIE_PTS`] when a cell has one seed).
 //! - Every run's evaluation includes AutoAttack and the gradient-free Square Attack on
-//!   the first 1,000 test images (`crate::pipeline::autoattack_check`); the verdict uses
+//!   the first 1,000 test images (`rcc_train::evaluate::autoattack_check`); the verdict uses
 //!   the worst case that includes them whenever every run of both cells has it.
 //!
 //! - One robust dense teacher (`teacher/`, [`TEACHER_EPOCHS`] epochs of PGD-10 training),
@@ -36,20 +36,19 @@
 
 //!
 //! Files: this one runs a sweep (the runs as child processes, resume, `--plan`);
-//! `presets.rs` has the presets and the runs they expand to, `report.rs` the results
-//! tables, verdicts and plot, `tests.rs` the tests.
+//! `rcc_train::presets` has the presets and the runs they expand to, `report.rs` the
+//! results tables, verdicts and plot, `tests.rs` the tests.
 
-mod presets;
 mod report;
 #[cfg(test)]
 mod tests;
 
-pub use presets::*;
+pub use rcc_train::presets::*;
 pub use report::*;
 
 use crate::cli::{workspace_root, write_atomic, Cli};
-use crate::pipeline::Summary;
-use crate::train::TrainConfig;
+use rcc_train::report::Summary;
+use rcc_train::TrainConfig;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -160,6 +159,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
                 || names.contains(&e.cell.as_str())
         });
     }
+    // The children would each fail on a bad thread count: refuse it here, before any run.
+    cli.num::<usize>("threads")?;
     let mut forward = vec![];
     for k in ["threads", "data"] {
         if let Some(v) = cli.get(k) {

@@ -1,13 +1,13 @@
 //! The sweep's results: per-cell statistics over seeds, the ours-vs-ADMM verdicts, and
 //! `results.md`, `.csv`, `.json` and `.svg`.
 
-use super::presets::*;
 use crate::cli::workspace_root;
-use crate::eval::Protocol;
-use crate::pipeline::{pct, Summary};
 use crate::svg::{nice_step, Svg};
-use crate::train::{AdvTraining, TrainConfig};
 use rcc_compress::DEFAULT_RAMP;
+use rcc_train::presets::*;
+use rcc_train::protocol::Protocol;
+use rcc_train::report::{pct, Summary};
+use rcc_train::{AdvTraining, TrainConfig};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -98,7 +98,7 @@ fn verdict(
     let on_what = if with_aa {
         format!(
             "the worst case with AutoAttack and Square (first {})",
-            crate::pipeline::AA_IMAGES
+            rcc_train::evaluate::AA_IMAGES
         )
     } else {
         format!("PGD-{steps}")
@@ -153,7 +153,7 @@ fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let _ = writeln!(
         r,
         "| cell | method | seeds | natural | PGD-40 | APGD-CE | AutoAttack, first {aa} | Square, first {aa} | worst case with both, first {aa} |",
-        aa = crate::pipeline::AA_IMAGES
+        aa = rcc_train::evaluate::AA_IMAGES
     );
     let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|");
     let picks: [fn(&Summary) -> f64; 6] = [
@@ -310,7 +310,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         protocol.eps,
         protocol.steps,
         protocol.step_size,
-        crate::pipeline::RESTARTS,
+        rcc_train::evaluate::RESTARTS,
         protocol.apgd_steps,
         // Relative to the workspace when inside it, so the file reads the same anywhere.
         dir.strip_prefix(workspace_root()).unwrap_or(dir).display(),
@@ -320,7 +320,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "## All runs (%; dense masked model, then the exported sparse model)\n"
     );
-    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = crate::pipeline::AA_IMAGES);
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = rcc_train::evaluate::AA_IMAGES);
     let _ = writeln!(
         r,
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -357,18 +357,18 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             mib(s.facts.peak_rss)
         );
     }
-    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", crate::pipeline::AA_IMAGES);
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", rcc_train::evaluate::AA_IMAGES);
     let masked: Vec<String> = results
         .iter()
         .filter(|(_, s)| {
             s.as_ref()
-                .and_then(|s| crate::pipeline::masking_suspected(&s.dense))
+                .and_then(|s| rcc_train::evaluate::masking_suspected(&s.dense))
                 .unwrap_or(false)
         })
         .map(|(e, _)| e.name.clone())
         .collect();
     if !masked.is_empty() {
-        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", crate::pipeline::MASKING_PTS, crate::pipeline::SQUARE_MASKING_PTS, crate::pipeline::AA_IMAGES, masked.join(", "));
+        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", rcc_train::evaluate::MASKING_PTS, rcc_train::evaluate::SQUARE_MASKING_PTS, rcc_train::evaluate::AA_IMAGES, masked.join(", "));
     }
     if !missing.is_empty() {
         let _ = writeln!(r, "\nNot (yet) run or failed: {}.", missing.join(", "));
@@ -477,7 +477,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "\n## Eps sweep (PGD-{}, first {} test images; gradient-masking check)\n",
         protocol.steps,
-        crate::pipeline::SWEEP_IMAGES
+        rcc_train::evaluate::SWEEP_IMAGES
     );
     if let Some((_, Some(s0))) = results.iter().find(|(_, s)| s.is_some()) {
         let _ = writeln!(

@@ -1,5 +1,6 @@
 use super::*;
 use rcc_compress::DEFAULT_RAMP;
+use rcc_train::TeacherInput;
 
 #[test]
 fn preset_rates_are_the_parameter_ratios_of_table_2() {
@@ -56,11 +57,7 @@ fn ablations_differ_from_ours_in_one_setting() {
     ] {
         let ours = find(&format!("prox-r{rate}"));
         assert_eq!(
-            (
-                (ours.ramp_start, ours.ramp),
-                ours.teacher_input.as_str(),
-                ours.alpha
-            ),
+            ((ours.ramp_start, ours.ramp), ours.teacher_input, ours.alpha),
             (window, OURS_TEACHER_INPUT, 0.5),
             "{rate}"
         );
@@ -72,14 +69,14 @@ fn ablations_differ_from_ours_in_one_setting() {
         let advnone = find(&format!("prox-advnone-r{rate}"));
         let no_adv = TrainConfig {
             adv: ours.adv,
-            teacher_input: OURS_TEACHER_INPUT.into(),
+            teacher_input: OURS_TEACHER_INPUT,
             ..advnone.clone()
         };
         assert_eq!(&no_adv, ours);
-        assert_eq!(advnone.teacher_input, "clean");
+        assert_eq!(advnone.teacher_input, TeacherInput::Clean);
         for base in ["admm", "magnitude"] {
             let c = find(&format!("{base}-r{rate}"));
-            assert_eq!((c.ramp_start, c.teacher_input.as_str()), (0.0, "clean"));
+            assert_eq!((c.ramp_start, c.teacher_input), (0.0, TeacherInput::Clean));
         }
     }
 }

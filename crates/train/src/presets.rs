@@ -1,7 +1,10 @@
-//! The presets (one row of method.md's Table 2 each) and the runs they expand to.
+//! The experiments of method.md's Table 2: a preset per row (dataset, teacher width, the
+//! narrower widths that set the rates), and the runs each expands to (the teacher, ours,
+//! our ADMM and magnitude at every rate, the ablations of ours, the dense small nets),
+//! each with its settings. `cargo xtask sweep` runs them.
 
-use crate::pipeline::Summary;
-use crate::train::{AdvTraining, TrainConfig};
+use crate::report::Summary;
+use crate::{AdvTraining, TeacherInput, TrainConfig};
 use rcc_compress::{Method, DEFAULT_RAMP};
 use rcc_data::DatasetKind;
 use rcc_nn::{Arch, Model};
@@ -20,7 +23,7 @@ pub const ADMM: &str = "admm:0.001:1";
 /// (+0.22 to +0.50 PGD-40), and the window's best start depends on the rate.
 /// `cargo xtask train`'s own defaults stay method.md's (window from the start, clean
 /// input).
-pub const OURS_TEACHER_INPUT: &str = "adv";
+pub const OURS_TEACHER_INPUT: TeacherInput = TeacherInput::Adv;
 /// Below this rate (more than an eighth of the weights kept) ours trains dense for the
 /// first [`LATE_RAMP_START`] of the pruning epochs and tightens over the next
 /// [`LATE_RAMP`]; at or above it the window starts at once and lasts method.md's
@@ -158,7 +161,7 @@ pub struct Entry {
 impl Entry {
     /// The rate the tables and the plot show for this run: the one it reached, except
     /// that a dense small net (rate 1 by itself) sits at its parameter ratio.
-    pub(super) fn shown_rate(&self, s: &Summary) -> f64 {
+    pub fn shown_rate(&self, s: &Summary) -> f64 {
         if self.role == Role::DenseSmall {
             self.rate
         } else {
@@ -224,7 +227,7 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
     let ours = |rate: f64, alpha: f32| {
         let (ramp_start, ramp) = ours_window(rate);
         TrainConfig {
-            teacher_input: OURS_TEACHER_INPUT.into(),
+            teacher_input: OURS_TEACHER_INPUT,
             ramp_start,
             ramp,
             ..compress("prox", rate, alpha)
@@ -267,7 +270,7 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
         // trainer refuses `teacher-input = adv` there).
         let mut no_adv = ours(r, 0.5);
         no_adv.adv = AdvTraining::None;
-        no_adv.teacher_input = "clean".into();
+        no_adv.teacher_input = TeacherInput::Clean;
         out.push(Entry {
             name: format!("prox-advnone-r{r}"),
             cell: String::new(),

@@ -1,0 +1,151 @@
+//! A run folder and its files: `config.txt` (the resolved settings), `metrics.jsonl`
+//! (one line per epoch), `checkpoint.safetensors` (model, optimiser and compressor state
+//! at each epoch end), `model.safetensors` (the final model), and after the evaluation
+//! `model.sparse.safetensors`, `report.md` and `summary.txt`.
+//!
+//! Every file a reader may see half-written goes through [`write_atomic`]: a temporary
+//! file in the same folder, fsynced, then renamed over the final name.
+
+use crate::metrics::EpochMetrics;
+use crate::{Error, Result, TrainConfig};
+use rcc_nn::Model;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` through `path.tmp`, fsynced and renamed, so that a reader (or
+/// a run killed mid-write) never sees a half-written file under the final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// The folder of one run.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(path: impl Into<PathBuf>) -> RunDir {
+        RunDir { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path.join("config.txt")
+    }
+
+    pub fn metrics(&self) -> PathBuf {
+        self.path.join("metrics.jsonl")
+    }
+
+    pub fn checkpoint(&self) -> PathBuf {
+        self.path.join("checkpoint.safetensors")
+    }
+
+    pub fn model(&self) -> PathBuf {
+        self.path.join("model.safetensors")
+    }
+
+    pub fn sparse_model(&self) -> PathBuf {
+        self.path.join("model.sparse.safetensors")
+    }
+
+    pub fn report(&self) -> PathBuf {
+        self.path.join("report.md")
+    }
+
+    pub fn summary(&self) -> PathBuf {
+        self.path.join("summary.txt")
+    }
+
+    pub fn create(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// Starts a fresh run: its settings into `config.txt`, an old run's metrics and
+    /// evaluation removed.
+    pub fn start(&self, cfg: &TrainConfig) -> Result<()> {
+        write_atomic(&self.config(), cfg.to_text().as_bytes())?;
+        for f in [self.metrics(), self.summary(), self.report()] {
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&f, e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings in `config.txt`, checked.
+    pub fn read_config(&self) -> Result<TrainConfig> {
+        let mut cfg = TrainConfig::default();
+        cfg.apply_file(&self.config())?;
+        cfg.check()
+            .map_err(|e| e.context(self.config().display().to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Appends one epoch's line to `metrics.jsonl`.
+    pub fn append_metrics(&self, m: &EpochMetrics) -> Result<()> {
+        let path = self.metrics();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        writeln!(f, "{}", m.to_json()).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Keeps the metrics lines of the first `epochs` epochs: a run killed between an
+    /// epoch's metrics line and its checkpoint leaves a line the resumed run writes again.
+    pub fn keep_metrics(&self, epochs: usize) -> Result<()> {
+        let path = self.metrics();
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let kept: String = text
+            .lines()
+            .filter(|l| EpochMetrics::from_json(l).is_ok_and(|m| m.epoch <= epochs))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        write_atomic(&path, kept.as_bytes())
+    }
+
+    /// Writes the final model with the run's facts in its metadata (dataset, epochs,
+    /// seed, test accuracy and the settings).
+    pub fn save_model(
+        &self,
+        cfg: &TrainConfig,
+        model: &Model,
+        epochs: usize,
+        test_acc: f64,
+    ) -> Result<()> {
+        save_model(&self.model(), cfg, model, epochs, test_acc)
+    }
+}
+
+/// `model` to `path` with the run's facts in its metadata.
+pub fn save_model(
+    path: &Path,
+    cfg: &TrainConfig,
+    model: &Model,
+    epochs: usize,
+    test_acc: f64,
+) -> Result<()> {
+    let meta = [
+        ("dataset", cfg.dataset.to_string()),
+        ("epochs", epochs.to_string()),
+        ("seed", cfg.seed.to_string()),
+        ("test_acc", format!("{test_acc:.6}")),
+        ("config", cfg.to_text()),
+    ];
+    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Ok(model.save(path, &meta)?)
+}

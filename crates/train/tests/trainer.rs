@@ -1,0 +1,312 @@
+//! The training loop through the library alone: resume after a stop is bit-identical
+//! (plain, adversarial and every compression method), bad combinations are refused, a
+//! non-finite loss stops the run, and one epoch on real MNIST learns.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rcc_compress::Method;
+use rcc_data::{Dataset, DatasetKind};
+use rcc_nn::optim::LrSchedule;
+use rcc_nn::{checkpoint, Arch, Model};
+use rcc_train::{train, AdvTraining, Quiet, RunData, RunDir, TeacherInput, TrainConfig};
+use std::path::{Path, PathBuf};
+
+/// A small synthetic MNIST-shaped dataset whose label is learnable (it is encoded in
+/// the brightness of one image row).
+fn synthetic(n: usize, seed: u64) -> Dataset {
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut images = vec![0u8; n * 784];
+    let mut labels = vec![0u8; n];
+    for i in 0..n {
+        let y = rng.gen_range(0..10u8);
+        labels[i] = y;
+        for (j, px) in images[i * 784..(i + 1) * 784].iter_mut().enumerate() {
+            *px = if j / 28 == 2 * y as usize + 4 {
+                200 + rng.gen_range(0..50)
+            } else {
+                rng.gen_range(0..60)
+            };
+        }
+    }
+    Dataset {
+        kind: DatasetKind::Mnist,
+        shape: [1, 28, 28],
+        images,
+        labels,
+        class_names: (0..10).map(|c| c.to_string()).collect(),
+    }
+}
+
+/// A run stopped after an epoch (the on-disk state of a killed run) and resumed ends
+/// bit-identical to an uninterrupted run.
+#[test]
+fn resumed_run_is_bit_identical_to_an_uninterrupted_one() {
+    let data = RunData {
+        train: synthetic(600, 1),
+        val: None,
+        test: synthetic(200, 2),
+    };
+    let cfg = small_config();
+    let (a, b) = (temp_run("whole"), temp_run("killed"));
+    let whole = run_training(&cfg, &data, &a, false, None).unwrap();
+    let first = run_training(&cfg, &data, &b, false, Some(1)).unwrap();
+    assert_eq!(first.epochs_done, 1);
+    let resumed = run_training(&cfg, &data, &b, true, None).unwrap();
+    assert_eq!(resumed.epochs_done, 3);
+    assert_eq!(bits(&whole.model), bits(&resumed.model));
+    let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    // Wall time and peak RSS are measurements of the process, not of the run (the
+    // RSS is process-wide, so a test running beside this one moves it): cut from the
+    // first of them on.
+    let strip_times = |s: String| {
+        s.lines()
+            .map(|l| {
+                let l = l.split(",\"peak_rss_bytes\"").next().unwrap();
+                l.split(",\"seconds\"").next().unwrap().to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip_times(metrics(&a)), strip_times(metrics(&b)));
+    assert!(
+        whole.test_acc > 0.5,
+        "the synthetic task is learnable: {}",
+        whole.test_acc
+    );
+}
+
+/// A killed compression run resumes bit-identical to an uninterrupted one, killed in
+/// the main phase or in the fine-tuning phase: ADMM (Z, U and rho come back from the
+/// checkpoint), ours with a teacher on adversarial inputs and a delayed schedule (its
+/// position comes from the epoch), and magnitude pruning (the mask from the zeros).
+#[test]
+fn resumed_compression_runs_are_bit_identical() {
+    let data = RunData {
+        train: synthetic(300, 3),
+        val: None,
+        test: synthetic(100, 4),
+    };
+    let teacher = temp_run("resume-teacher").with_extension("safetensors");
+    Model::new(Arch::LenetAdv(1), 7)
+        .save(&teacher, &[])
+        .unwrap();
+    for (method, alpha) in [("admm:0.001:1", 0.0), ("prox", 0.5), ("magnitude", 0.0)] {
+        let cfg = TrainConfig {
+            epochs: 4,
+            finetune: 1,
+            adv: AdvTraining::parse("pgd:0.1:2:0.05").unwrap(),
+            method: Some(Method::parse(method).unwrap()),
+            rate: 4.0,
+            teacher: teacher.display().to_string(),
+            alpha,
+            temperature: 2.0,
+            teacher_input: TeacherInput::Adv,
+            ramp_start: 0.25,
+            ramp: 0.5,
+            ..small_config()
+        };
+        let a = temp_run(&format!("cwhole-{method}"));
+        let whole = run_training(&cfg, &data, &a, false, None).unwrap();
+        let pruned = whole.model.params.iter().filter(|v| **v == 0.0).count();
+        assert!(pruned > 1000, "{method}: {pruned} zeros");
+        // The main phase is 3 epochs. After 2, ADMM has made both of its Z/U updates
+        // (it hard-prunes at the end of the third) and ours is mid-schedule (its
+        // window is epochs 0.75 to 2.25); after 3 the mask is frozen.
+        for stop in [2, 3] {
+            let b = temp_run(&format!("ckilled-{method}-{stop}"));
+            run_training(&cfg, &data, &b, false, Some(stop)).unwrap();
+            let resumed = run_training(&cfg, &data, &b, true, None).unwrap();
+            assert_eq!(resumed.epochs_done, 4);
+            assert!(
+                bits(&whole.model) == bits(&resumed.model),
+                "{method}, killed after epoch {stop}: the resumed run differs"
+            );
+        }
+    }
+}
+
+/// A teacher on adversarial inputs without adversarial examples is refused, not
+/// silently given the clean batch.
+#[test]
+fn teacher_on_adversarial_inputs_needs_adversarial_examples() {
+    let data = RunData {
+        train: synthetic(50, 3),
+        val: None,
+        test: synthetic(20, 4),
+    };
+    let teacher = temp_run("adv-input-teacher").with_extension("safetensors");
+    Model::new(Arch::LenetAdv(1), 7)
+        .save(&teacher, &[])
+        .unwrap();
+    let cfg = TrainConfig {
+        teacher: teacher.display().to_string(),
+        alpha: 0.5,
+        teacher_input: TeacherInput::Adv,
+        adv: AdvTraining::None,
+        ..small_config()
+    };
+    let Err(err) = run_training(&cfg, &data, &temp_run("adv-input"), false, None) else {
+        panic!("a teacher on adversarial inputs without adversarial examples ran");
+    };
+    assert!(
+        err.to_string()
+            .contains("teacher-input = adv needs adversarial examples"),
+        "{err}"
+    );
+}
+
+/// The same with an attack in the loop (its random starts come from the epoch's
+/// generator too), a clean/adversarial mix and an eps ramp.
+#[test]
+fn resumed_adversarial_run_is_bit_identical() {
+    let data = RunData {
+        train: synthetic(300, 5),
+        val: None,
+        test: synthetic(100, 6),
+    };
+    let cfg = TrainConfig {
+        adv: AdvTraining::parse("pgd:0.1:3:0.04").unwrap(),
+        adv_mix: 0.25,
+        adv_warmup: 2,
+        robust_every: 1,
+        robust_limit: 50,
+        ..small_config()
+    };
+    let (a, b) = (temp_run("adv-whole"), temp_run("adv-killed"));
+    let whole = run_training(&cfg, &data, &a, false, None).unwrap();
+    run_training(&cfg, &data, &b, false, Some(2)).unwrap();
+    let resumed = run_training(&cfg, &data, &b, true, None).unwrap();
+    assert_eq!(whole.model.params, resumed.model.params);
+    let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics.contains("\"train_adv\":\"pgd:0.05:3:0.02\"") && metrics.contains("test_pgd40_acc"),
+        "{metrics}"
+    );
+}
+
+/// With a validation split, the during-training PGD-40 check runs on it (so that
+/// settings chosen by it never saw the test set), on its own image count.
+#[test]
+fn the_robust_check_uses_the_validation_split_when_there_is_one() {
+    let data = RunData {
+        train: synthetic(200, 5),
+        val: Some(synthetic(30, 7)),
+        test: synthetic(100, 6),
+    };
+    let cfg = TrainConfig {
+        epochs: 1,
+        adv: AdvTraining::parse("pgd:0.1:2:0.05").unwrap(),
+        robust_every: 1,
+        robust_limit: 50,
+        ..small_config()
+    };
+    let dir = temp_run("val-robust");
+    run_training(&cfg, &data, &dir, false, None).unwrap();
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(
+        metrics.contains("\"val_pgd40_acc\":")
+            && metrics.contains("\"val_pgd40_n\":30")
+            && !metrics.contains("test_pgd40"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let data = RunData {
+        train: synthetic(300, 3),
+        val: None,
+        test: synthetic(100, 4),
+    };
+    // Epoch 1 trains normally, epoch 2's learning rate is absurd.
+    let cfg = TrainConfig {
+        schedule: LrSchedule::parse("step:1:1e12").unwrap(),
+        ..small_config()
+    };
+    let dir = temp_run("nan");
+    let err = run_training(&cfg, &data, &dir, false, None).unwrap_err();
+    assert!(
+        err.to_string().contains("epoch 2")
+            && err.to_string().contains("checkpoint.safetensors")
+            && err.to_string().contains("1 epochs done"),
+        "{err}"
+    );
+    let mut m = Model::new(cfg.arch, 0);
+    let mut opt = cfg.optimizer_for(m.params.len()).unwrap();
+    assert_eq!(
+        checkpoint::load(&dir.join("checkpoint.safetensors"), &mut m, &mut opt).unwrap(),
+        1
+    );
+    assert!(m.params.iter().all(|v| v.is_finite()));
+}
+
+/// One epoch of lenet_adv:2 on real MNIST reaches 97% (skipped without the data).
+#[test]
+fn one_epoch_of_lenet_adv2_on_mnist_reaches_97_percent() {
+    let dir = mnist_dir();
+    let cfg = TrainConfig {
+        arch: Arch::LenetAdv(2),
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let data = match RunData::load(&cfg, &dir) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("skipped: MNIST not available ({e})");
+            return;
+        }
+    };
+    let r = run_training(&cfg, &data, &temp_run("mnist"), false, None).unwrap();
+    println!(
+        "lenet_adv:2, 1 epoch: test accuracy {:.2}%",
+        100.0 * r.test_acc
+    );
+    assert!(r.test_acc >= 0.97, "{}", r.test_acc);
+}
+
+fn temp_run(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rcc-trainer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// A model's parameters as bits, for bit-identity checks.
+fn bits(m: &Model) -> Vec<u32> {
+    m.params.iter().map(|v| v.to_bits()).collect()
+}
+
+fn small_config() -> TrainConfig {
+    TrainConfig {
+        arch: Arch::LenetAdv(1),
+        epochs: 3,
+        batch: 50,
+        lr: 0.05,
+        ..TrainConfig::default()
+    }
+}
+
+/// `train` in the folder `dir`, showing nothing.
+fn run_training(
+    cfg: &TrainConfig,
+    data: &RunData,
+    dir: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> rcc_train::Result<rcc_train::RunResult> {
+    train(cfg, data, &RunDir::new(dir), resume, stop_after, &mut Quiet)
+}
+
+/// The MNIST files: `$RCC_DATA`, else the workspace's `datasets/`, else the mirror in
+/// `../shared/datasets` beside the workspace.
+fn mnist_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("RCC_DATA").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let d = root.join("datasets");
+    if d.join("mnist").exists() {
+        d
+    } else {
+        root.join("../shared/datasets")
+    }
+}
