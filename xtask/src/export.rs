@@ -10,12 +10,19 @@
 //!   arena of one inference and the file size.
 //!
 //! Files written elsewhere (a PyTorch `state_dict` saved with safetensors) need `--arch`.
+//!
+//! `--format c [--name NAME]` writes `OUT/NAME.h` and `OUT/NAME.c` instead (C99 for
+//! firmware, `rcc_sparse::c_export`; `--model` may then also be a sparse model file) and
+//! reports the Cortex-M4F flash and RAM of this export and of the dense export of the same
+//! model, compiled with `arm-none-eabi-gcc` when it is installed.
 
 use crate::cli::Cli;
-use rcc_nn::Arch;
-use rcc_sparse::export::{export, report};
-use rcc_sparse::KernelChoice;
-use std::path::Path;
+use rcc_nn::{Arch, Model};
+use rcc_sparse::c_export::{self, CModel, COptions};
+use rcc_sparse::export::{compare, export, report, CHECK_INPUTS, TOL};
+use rcc_sparse::{file, KernelChoice, ModelSpec, SparseModel};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub fn parse_kernels(s: &str) -> Result<KernelChoice, String> {
@@ -30,11 +37,15 @@ pub fn parse_kernels(s: &str) -> Result<KernelChoice, String> {
 }
 
 pub fn run(args: &[String]) -> Result<ExitCode, String> {
-    let cli = Cli::parse(args, &["model", "out", "arch", "kernels"], &[])?;
+    let cli = Cli::parse(
+        args,
+        &["model", "out", "arch", "kernels", "format", "name"],
+        &[],
+    )?;
     if let Some(extra) = cli.positional.first() {
         return Err(format!(
             "unexpected argument {extra:?}; usage: cargo xtask export --model FILE --out FILE \
-             [--arch A] [--kernels auto|csr|dense]"
+             [--arch A] [--kernels auto|csr|dense] [--format safetensors|c] [--name NAME]"
         ));
     }
     let model = cli.get("model").ok_or("--model FILE is required")?;
@@ -45,6 +56,24 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         .transpose()?;
     let choice = parse_kernels(cli.get("kernels").unwrap_or("auto"))?;
     let out = Path::new(out);
+    match cli.get("format").unwrap_or("safetensors") {
+        "safetensors" if cli.get("name").is_some() => return Err("--name is for --format c".into()),
+        "safetensors" => {}
+        "c" => {
+            let e = export_c(Path::new(model), arch, out, choice, cli.get("name"))?;
+            print!("{}", c_report(&e));
+            return Ok(if e.rel_err <= TOL {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        other => {
+            return Err(format!(
+                "--format: unknown format {other:?} (expected safetensors or c)"
+            ))
+        }
+    }
     let e = export(Path::new(model), arch, out, choice).map_err(|e| e.to_string())?;
     print!("{}", report(&e, out));
     Ok(if e.matches() {
@@ -52,6 +81,336 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn pct(part: usize, whole: usize) -> String {
+    if whole == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+/// A C export and its footprints.
+pub struct CExported {
+    pub spec: ModelSpec,
+    pub model: SparseModel,
+    pub c: CModel,
+    pub header: PathBuf,
+    pub source: PathBuf,
+    /// Against the dense model when `--model` was one, else 0 (the spec is the file's).
+    pub rel_err: f64,
+    /// This export and the dense export of the same spec on the Cortex-M4F, or why not.
+    pub footprint: Result<(Footprint, Footprint), String>,
+}
+
+/// The default C name: the architecture with every other character than `[A-Za-z0-9_]`
+/// dropped (`lenet_adv:4` -> `lenet_adv4`).
+fn default_name(arch: &str) -> String {
+    let s: String = arch
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    match s.chars().next() {
+        Some(c) if !c.is_ascii_digit() => s,
+        _ => format!("model_{s}"),
+    }
+}
+
+/// Writes `out/<name>.h` and `out/<name>.c` for a dense model file (checked against the
+/// dense model as [`export`] does) or a sparse model file, and measures the footprints.
+pub fn export_c(
+    model_path: &Path,
+    arch: Option<Arch>,
+    out: &Path,
+    choice: KernelChoice,
+    name: Option<&str>,
+) -> Result<CExported, String> {
+    // A sparse model file is taken as it is; anything else must load as a dense model.
+    let (spec, dense) = match file::load(model_path) {
+        Ok(spec) => (spec, None),
+        Err(_) => {
+            let dense = Model::load(model_path, arch).map_err(|e| e.to_string())?;
+            let spec = ModelSpec::from_model(&dense)
+                .map_err(|e| format!("{}: converting to sparse: {e}", model_path.display()))?;
+            (spec, Some(dense))
+        }
+    };
+    let name = name.map_or_else(|| default_name(&spec.arch), str::to_string);
+    let opts = COptions {
+        name,
+        choice,
+        notes: vec![format!(
+            "Made by `cargo xtask export --format c` from {}.",
+            model_path.display()
+        )],
+    };
+    let c = c_export::export(&spec, &opts).map_err(|e| e.to_string())?;
+    let model = SparseModel::build(&spec, choice).map_err(|e| e.to_string())?;
+    let rel_err = match &dense {
+        Some(d) => compare(d, &model).map_err(|e| format!("comparing logits: {e}"))?,
+        None => 0.0,
+    };
+    let (header, source) = c.write(out).map_err(|e| e.to_string())?;
+    let footprint = (|| {
+        let dense_c = c_export::export(
+            &spec,
+            &COptions {
+                choice: KernelChoice::Dense,
+                ..opts.clone()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((m4_footprint(&c)?, m4_footprint(&dense_c)?))
+    })();
+    Ok(CExported {
+        spec,
+        model,
+        c,
+        header,
+        source,
+        rel_err,
+        footprint,
+    })
+}
+
+/// The Cortex-M4F memory of one export, from `arm-none-eabi-gcc -O2` and
+/// `arm-none-eabi-size` of its object file.
+#[derive(Clone, Copy, Debug)]
+pub struct Footprint {
+    pub text: usize,
+    pub rodata: usize,
+    /// Initialised and zeroed writable data (none in a generated file, but measured).
+    pub data_bss: usize,
+    /// `infer`'s frame plus its largest callee's, from `-fstack-usage` (the C library's
+    /// memcpy and memset not counted).
+    pub stack: usize,
+    pub arena: usize,
+}
+
+impl Footprint {
+    pub fn flash(&self) -> usize {
+        self.text + self.rodata
+    }
+    pub fn ram(&self) -> usize {
+        self.arena + self.stack + self.data_bss
+    }
+}
+
+/// The flags of the M4 build (scripts/embedded-lib.sh uses the same). Contraction to
+/// `vfma` is allowed, as a firmware build would (and as the engine contracts to FMA):
+/// ISO C mode forbids it by default, which costs an instruction per multiply-add.
+pub const M4_CFLAGS: [&str; 8] = [
+    "-std=c99",
+    "-O2",
+    "-ffp-contract=fast",
+    "-mcpu=cortex-m4",
+    "-mthumb",
+    "-mfpu=fpv4-sp-d16",
+    "-mfloat-abi=hard",
+    "-ffunction-sections",
+];
+
+fn m4_footprint(c: &CModel) -> Result<Footprint, String> {
+    let gcc = "arm-none-eabi-gcc";
+    if !std::process::Command::new(gcc)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Err(format!(
+            "{gcc} not found (Debian package gcc-arm-none-eabi)"
+        ));
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "rcc-m4-footprint-{}-{}",
+        std::process::id(),
+        c.name
+    ));
+    let run = |cmd: &str, args: &[&str]| -> Result<String, String> {
+        let o = std::process::Command::new(cmd)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("{cmd}: {e}"))?;
+        if !o.status.success() {
+            return Err(format!("{cmd}: {}", String::from_utf8_lossy(&o.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    c.write(&dir).map_err(|e| e.to_string())?;
+    let src = format!("{}.c", c.name);
+    let mut args: Vec<&str> = M4_CFLAGS.to_vec();
+    args.extend(["-fdata-sections", "-fstack-usage", "-c", &src, "-o", "m.o"]);
+    run(gcc, &args)?;
+    let sizes = run("arm-none-eabi-size", &["-A", "m.o"])?;
+    let mut f = Footprint {
+        text: 0,
+        rodata: 0,
+        data_bss: 0,
+        stack: 0,
+        arena: 4 * c.arena_floats,
+    };
+    for line in sizes.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(sec), Some(size)) = (it.next(), it.next().and_then(|s| s.parse::<usize>().ok()))
+        else {
+            continue;
+        };
+        if sec.starts_with(".text") {
+            f.text += size;
+        } else if sec.starts_with(".rodata") {
+            f.rodata += size;
+        } else if sec.starts_with(".data") || sec.starts_with(".bss") {
+            f.data_bss += size;
+        }
+    }
+    // One line per function: `file:line:col:name<TAB>bytes<TAB>static`.
+    let su = std::fs::read_to_string(dir.join("m.su")).map_err(|e| format!("m.su: {e}"))?;
+    let frames: Vec<(String, usize)> = su
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split('\t');
+            let func = it.next()?.rsplit(':').next()?.to_string();
+            Some((func, it.next()?.parse().ok()?))
+        })
+        .collect();
+    let infer = format!("{}_infer", c.name);
+    let top = frames.iter().find(|f| f.0 == infer).map_or(0, |f| f.1);
+    let callee = frames
+        .iter()
+        .filter(|f| f.0 != infer)
+        .map(|f| f.1)
+        .max()
+        .unwrap_or(0);
+    f.stack = top + callee;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(f)
+}
+
+/// The MCU class the issue targets: 256 KB flash, 64 KB RAM.
+const MCU_FLASH: usize = 256 * 1024;
+const MCU_RAM: usize = 64 * 1024;
+
+pub fn c_report(e: &CExported) -> String {
+    let mut s = String::new();
+    let c = &e.c;
+    let (total, nnz) = e.spec.weight_counts();
+    let _ = writeln!(
+        s,
+        "{} -> {} and {} (C99, kernels {})",
+        e.spec.arch,
+        e.header.display(),
+        e.source.display(),
+        if !c.kernels.contains(&"dense") {
+            "all CSR"
+        } else if !c.kernels.contains(&"csr") {
+            "all dense"
+        } else {
+            "CSR and dense by layer"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "{:>5}  {:<9} {:<7} {:<14} {:>10} {:>10}",
+        "layer", "kind", "kernel", "out shape", "weights", "nnz"
+    );
+    for (i, l) in e.model.layers().iter().enumerate() {
+        let num = |v: usize| {
+            if l.weights > 0 {
+                v.to_string()
+            } else {
+                String::new()
+            }
+        };
+        let _ = writeln!(
+            s,
+            "{i:>5}  {:<9} {:<7} {:<14} {:>10} {:>10}",
+            l.kind,
+            c.kernels[i],
+            format!("{:?}", l.out_shape),
+            num(l.weights),
+            num(l.nnz)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "weights: {nnz} of {total} non-zero ({}), rate {:.2}x",
+        pct(nnz, total),
+        total as f64 / nnz.max(1) as f64
+    );
+    let _ = writeln!(
+        s,
+        "static const data: {} bytes; arena: {} floats ({} bytes; the engine's: {} bytes)",
+        c.const_bytes,
+        c.arena_floats,
+        4 * c.arena_floats,
+        e.model.arena_bytes()
+    );
+    match &e.footprint {
+        Ok((this, dense)) => {
+            let _ = writeln!(
+                s,
+                "Cortex-M4F footprint (arm-none-eabi-gcc {}; flash = text + rodata, RAM = \
+                 arena + stack + data/bss):",
+                M4_CFLAGS[1..].join(" ")
+            );
+            let _ = writeln!(
+                s,
+                "  {:<8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7} {:>9}",
+                "export", "flash", "text", "rodata", "RAM", "arena", "stack", "data/bss"
+            );
+            for (what, f) in [("this", this), ("dense", dense)] {
+                let _ = writeln!(
+                    s,
+                    "  {what:<8} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7} {:>9}",
+                    f.flash(),
+                    f.text,
+                    f.rodata,
+                    f.ram(),
+                    f.arena,
+                    f.stack,
+                    f.data_bss
+                );
+            }
+            for (what, f) in [("this export", this), ("the dense export", dense)] {
+                let (flash, ram) = (f.flash() as i64, f.ram() as i64);
+                let (left_flash, left_ram) = (MCU_FLASH as i64 - flash, MCU_RAM as i64 - ram);
+                let _ = if left_flash >= 0 && left_ram >= 0 {
+                    writeln!(
+                        s,
+                        "  {what} fits a 256 KB flash / 64 KB RAM MCU with {left_flash} bytes \
+                         of flash and {left_ram} of RAM to spare (before the firmware's own \
+                         code and the C library's memcpy/memset)"
+                    )
+                } else {
+                    writeln!(
+                        s,
+                        "  {what} does NOT fit a 256 KB flash / 64 KB RAM MCU: it needs \
+                         {flash} bytes of flash and {ram} of RAM"
+                    )
+                };
+            }
+        }
+        Err(why) => {
+            let _ = writeln!(s, "Cortex-M4F footprint: not measured: {why}");
+        }
+    }
+    if e.rel_err > 0.0 || e.rel_err.is_nan() {
+        let verdict = if e.rel_err <= TOL {
+            "match"
+        } else {
+            "DO NOT match"
+        };
+        let _ = writeln!(
+            s,
+            "engine logits {verdict} the dense model: relative error {:.2e} (tolerance \
+             {TOL:.0e}) on {CHECK_INPUTS} seeded random inputs",
+            e.rel_err
+        );
+    }
+    s
 }
 
 #[cfg(test)]
@@ -87,6 +446,78 @@ mod tests {
             file::load(&out).unwrap(),
             ModelSpec::from_model(&model).unwrap()
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--format c` from a dense and from a sparse model file: the files, the report, and
+    /// the C identical either way (the sparse file holds the same spec).
+    #[test]
+    fn exports_c_from_dense_and_sparse_files() {
+        let dir = temp_dir("c");
+        let dense_path = dir.join("model.safetensors");
+        let mut model = Model::new(Arch::LenetAdv(1), 5);
+        rcc_compress::prune_by_magnitude(&mut model, 0.9);
+        model.save(&dense_path, &[]).unwrap();
+        let sparse_path = dir.join("model.sparse.safetensors");
+        file::save(&ModelSpec::from_model(&model).unwrap(), &sparse_path).unwrap();
+        let from_dense =
+            export_c(&dense_path, None, &dir.join("a"), KernelChoice::Auto, None).unwrap();
+        assert!(from_dense.rel_err <= TOL);
+        assert_eq!(from_dense.c.name, "lenet_adv1");
+        assert!(dir.join("a/lenet_adv1.h").is_file() && dir.join("a/lenet_adv1.c").is_file());
+        let from_sparse =
+            export_c(&sparse_path, None, &dir.join("b"), KernelChoice::Auto, None).unwrap();
+        let code = |c: &CModel| {
+            c.source
+                .lines()
+                .filter(|l| !l.contains("Made by"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(code(&from_sparse.c), code(&from_dense.c));
+        let text = c_report(&from_sparse);
+        for needle in ["lenet_adv1.h", "lenet_adv1.c", "rate 10.0", "arena: "] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+        // Through the command line.
+        let (m, o) = (dense_path.to_str().unwrap(), dir.join("c"));
+        let code = run(&args(&[
+            "--model",
+            m,
+            "--out",
+            o.to_str().unwrap(),
+            "--format",
+            "c",
+            "--name",
+            "m2",
+        ]))
+        .unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(o.join("m2.c").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn c_format_errors_are_clear() {
+        let dir = temp_dir("c-errors");
+        let dense_path = dir.join("model.safetensors");
+        Model::new(Arch::LenetAdv(1), 0)
+            .save(&dense_path, &[])
+            .unwrap();
+        let (m, o) = (dense_path.to_str().unwrap(), dir.to_str().unwrap());
+        let err = |a: &[&str]| run(&args(a)).unwrap_err();
+        let e = err(&["--model", m, "--out", o, "--format", "c", "--name", "3net"]);
+        assert!(
+            e.contains("C export: name") && e.contains("C identifier") && e.contains("\"3net\""),
+            "{e}"
+        );
+        let e = err(&["--model", m, "--out", o, "--format", "c", "--name", "int"]);
+        assert!(e.contains("not a C keyword"), "{e}");
+        let e = err(&["--model", m, "--out", o, "--format", "onnx"]);
+        assert!(e.contains("safetensors or c"), "{e}");
+        let e = err(&["--model", m, "--out", o, "--name", "x"]);
+        assert!(e.contains("--name is for --format c"), "{e}");
+        assert!(!dir.join("3net.c").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

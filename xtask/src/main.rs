@@ -78,9 +78,12 @@ commands:
                                       points with this one: a black-box check for
                                       gradient masking
   export --model FILE --out FILE [--arch A] [--kernels auto|csr|dense]
+         [--format safetensors|c] [--name NAME]
                                       write a (pruned) model as a sparse CSR file, read it
                                       back, check its logits against the dense model (1e-4)
-                                      and print per-layer nnz, kernels and memory
+                                      and print per-layer nnz, kernels and memory;
+                                      --format c: OUT/NAME.h and OUT/NAME.c (C99 for
+                                      firmware) and their Cortex-M4F flash and RAM
 ";
 
 /// Counts heap bytes, for the training-memory figures of compression runs (heap.rs).

@@ -53,6 +53,13 @@ pub enum Error {
     Io { path: PathBuf, message: String },
     /// Any other error of the dense crate (`rcc_nn`), as its message.
     Nn(String),
+    /// A request the C export cannot honour (see [`crate::c_export`]): the field at fault,
+    /// what was expected and what was given.
+    CExport {
+        field: String,
+        expected: String,
+        got: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -108,6 +115,11 @@ impl fmt::Display for Error {
             } => write!(f, "{}: {field}: {problem}", path.display()),
             Error::Io { path, message } => write!(f, "{}: {message}", path.display()),
             Error::Nn(msg) => f.write_str(msg),
+            Error::CExport {
+                field,
+                expected,
+                got,
+            } => write!(f, "C export: {field}: expected {expected}, got {got}"),
         }
     }
 }

@@ -77,7 +77,7 @@ pub fn export(
 
 /// `max|sparse - dense| / max|dense|` of the logits on [`CHECK_INPUTS`] seeded uniform
 /// [0, 1) inputs; infinite if either side is not finite, so NaN fails the check.
-fn compare(dense: &Model, sparse: &SparseModel) -> Result<f64> {
+pub fn compare(dense: &Model, sparse: &SparseModel) -> Result<f64> {
     let shape = dense.arch().input_shape();
     let len: usize = shape.iter().product();
     if sparse.in_len() != len {

@@ -12,8 +12,10 @@
 //!   attacks run on the deployed artifact.
 //! - [`export`](mod@export): a dense model file to a sparse one, read back and checked
 //!   against the dense logits.
+//! - [`c_export`]: the same network as self-contained C99 for microcontroller firmware.
 
 pub mod bench_matrix;
+pub mod c_export;
 pub mod classifier;
 pub mod conv;
 pub mod csr;
