@@ -8,6 +8,7 @@ mod bench_report;
 mod check_reference;
 mod cli;
 mod console;
+mod embedded;
 mod eval;
 mod export;
 mod fetch_data;

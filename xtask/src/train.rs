@@ -154,6 +154,12 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let s = pool.install(|| finish_run(&cfg, &run, &data.test, &mut console))?;
+    if let Some(section) = crate::embedded::report_section(&run.model(), cfg.arch, run.path()) {
+        let mut report = std::fs::read_to_string(run.report())
+            .map_err(|e| format!("{}: {e}", run.report().display()))?;
+        report.push_str(&section);
+        crate::cli::write_atomic(&run.report(), report.as_bytes())?;
+    }
     // An unpruned model's export is checked clean only: its attack figures are NaN,
     // printed as "-" as in the report.
     println!(
