@@ -21,10 +21,10 @@
 //!   nearly evenly spaced).
 
 use crate::cli::{workspace_root, Cli};
-use crate::svg::{Svg, PALETTE};
 use rcc_nn::json::{parse_json, Json};
 use rcc_nn::{Arch, Model};
 use rcc_sparse::{ModelSpec, SparseModel};
+use rcc_train::svg::{Svg, PALETTE};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

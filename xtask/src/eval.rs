@@ -36,13 +36,13 @@
 
 use crate::cli::{data_dir, Cli};
 use crate::console::print_progress;
-use crate::svg::{nice_step, Svg, PALETTE};
 use rcc_attack::{AttackSpec, Norm, Progress};
 use rcc_data::{Dataset, DatasetKind, Split};
 use rcc_nn::json::Json;
 use rcc_nn::{Arch, Model};
 use rcc_sparse::SparseModel;
 use rcc_train::protocol::{parse_attacks, DatasetExamples, Protocol, Settings};
+use rcc_train::svg::{nice_step, Svg, PALETTE};
 use rcc_train::tables::{fmt_short, report_json, report_table, sweep_table, worst_case_groups};
 use std::path::Path;
 use std::process::ExitCode;

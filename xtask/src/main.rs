@@ -13,7 +13,6 @@ mod eval;
 mod export;
 mod fetch_data;
 mod heap;
-mod svg;
 mod sweep;
 mod train;
 

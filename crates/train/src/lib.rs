@@ -11,7 +11,8 @@
 //!   eps sweep and the gradient-masking verdicts; [`report`]: `summary.txt` and
 //!   `report.md`; [`tables`]: an evaluation's JSON and tables.
 //! - [`presets`]: the experiments of Table 2 (`cargo xtask sweep` runs them);
-//!   [`verdict`]: ours against ADMM over seeds.
+//!   [`verdict`]: ours against ADMM over seeds; [`results`]: a sweep's results.md, .csv,
+//!   .json and .svg ([`svg`]: the plots).
 //!
 //! `cargo xtask train` and `cargo xtask sweep` are the command line over it;
 //! `examples/robust_compress.rs` runs the framework through this crate alone.
@@ -25,9 +26,11 @@ pub mod metrics;
 pub mod presets;
 pub mod protocol;
 pub mod report;
+pub mod results;
 pub mod rng;
 pub mod run_dir;
 pub mod step;
+pub mod svg;
 pub mod tables;
 pub mod teacher;
 pub mod trainer;

@@ -36,15 +36,14 @@
 
 //!
 //! Files: this one runs a sweep (the runs as child processes, resume, `--plan`);
-//! `rcc_train::presets` has the presets and the runs they expand to, `report.rs` the
-//! results tables, verdicts and plot, `tests.rs` the tests.
+//! `rcc_train::presets` has the presets and the runs they expand to, `rcc_train::results`
+//! the results tables and plot, `tests.rs` the tests.
 
-mod report;
 #[cfg(test)]
 mod tests;
 
 pub use rcc_train::presets::*;
-pub use report::*;
+pub use rcc_train::results::*;
 
 use crate::cli::{workspace_root, write_atomic, Cli};
 use rcc_train::report::Summary;
@@ -215,7 +214,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         all.retain(|e| e.role != Role::Teacher);
     }
     let results = collect(&all, &dir)?;
-    let md = results_md(preset, &dir, &results);
+    let shown = dir.strip_prefix(workspace_root()).unwrap_or(&dir);
+    let md = results_md(preset, shown, &results);
     write_atomic(&dir.join("results.md"), md.as_bytes())?;
     write_atomic(&dir.join("results.csv"), results_csv(&results).as_bytes())?;
     write_atomic(

@@ -1,15 +1,14 @@
 //! The sweep's results: per-cell statistics over seeds, the ours-vs-ADMM verdicts, and
 //! `results.md`, `.csv`, `.json` and `.svg`.
 
-use crate::cli::workspace_root;
+use crate::presets::*;
+use crate::protocol::Protocol;
+use crate::report::{pct, Summary};
 use crate::svg::{nice_step, Svg};
+use crate::verdict::{cell_stat, verdict, Stat};
+use crate::{AdvTraining, TrainConfig};
 use rcc_compress::DEFAULT_RAMP;
 use rcc_nn::json::Json;
-use rcc_train::presets::*;
-use rcc_train::protocol::Protocol;
-use rcc_train::report::{pct, Summary};
-use rcc_train::verdict::{cell_stat, verdict, Stat};
-use rcc_train::{AdvTraining, TrainConfig};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -31,7 +30,7 @@ fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let _ = writeln!(
         r,
         "| cell | method | seeds | natural | PGD-40 | APGD-CE | AutoAttack, first {aa} | Square, first {aa} | worst case with both, first {aa} |",
-        aa = rcc_train::evaluate::AA_IMAGES
+        aa = crate::evaluate::AA_IMAGES
     );
     let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|");
     let picks: [fn(&Summary) -> f64; 6] = [
@@ -82,7 +81,7 @@ fn mib(b: f64) -> String {
     }
 }
 
-pub(super) const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,pgd40_from_teacher,worst,autoattack_1000,square_1000,worst_1000_with_autoattack,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
+pub const CSV_HEADER: &str = "name,role,target_rate,rate,nnz,prunable,params,natural,fgsm,pgd40,apgd_ce,pgd40_from_teacher,worst,autoattack_1000,square_1000,worst_1000_with_autoattack,sparse_natural,sparse_fgsm,sparse_pgd40,sparse_apgd_ce,dense_bytes,sparse_bytes,latency_us,epochs,train_seconds,extra_state_bytes,compressor_heap_peak_bytes,peak_rss_bytes";
 
 fn csv_fields(e: &Entry, s: &Summary) -> Vec<String> {
     let d = &s.dense;
@@ -184,17 +183,17 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         protocol.eps,
         protocol.steps,
         protocol.step_size,
-        rcc_train::evaluate::RESTARTS,
+        crate::evaluate::RESTARTS,
         protocol.apgd_steps,
         // Relative to the workspace when inside it, so the file reads the same anywhere.
-        dir.strip_prefix(workspace_root()).unwrap_or(dir).display(),
+        dir.display(),
         p.name
     );
     let _ = writeln!(
         r,
         "## All runs (%; dense masked model, then the exported sparse model)\n"
     );
-    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = rcc_train::evaluate::AA_IMAGES);
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = crate::evaluate::AA_IMAGES);
     let _ = writeln!(
         r,
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -231,18 +230,18 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             mib(s.facts.peak_rss)
         );
     }
-    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", rcc_train::evaluate::AA_IMAGES);
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", crate::evaluate::AA_IMAGES);
     let masked: Vec<String> = results
         .iter()
         .filter(|(_, s)| {
             s.as_ref()
-                .and_then(|s| rcc_train::evaluate::masking_suspected(&s.dense))
+                .and_then(|s| crate::evaluate::masking_suspected(&s.dense))
                 .unwrap_or(false)
         })
         .map(|(e, _)| e.name.clone())
         .collect();
     if !masked.is_empty() {
-        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", rcc_train::evaluate::MASKING_PTS, rcc_train::evaluate::SQUARE_MASKING_PTS, rcc_train::evaluate::AA_IMAGES, masked.join(", "));
+        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", crate::evaluate::MASKING_PTS, crate::evaluate::SQUARE_MASKING_PTS, crate::evaluate::AA_IMAGES, masked.join(", "));
     }
     if !missing.is_empty() {
         let _ = writeln!(r, "\nNot (yet) run or failed: {}.", missing.join(", "));
@@ -351,7 +350,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "\n## Eps sweep (PGD-{}, first {} test images; gradient-masking check)\n",
         protocol.steps,
-        rcc_train::evaluate::SWEEP_IMAGES
+        crate::evaluate::SWEEP_IMAGES
     );
     if let Some((_, Some(s0))) = results.iter().find(|(_, s)| s.is_some()) {
         let _ = writeln!(
