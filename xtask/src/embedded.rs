@@ -148,8 +148,12 @@ fn m4_footprint(c: &CModel) -> Result<Footprint, String> {
             "{gcc} not found (Debian package gcc-arm-none-eabi)"
         ));
     }
+    // A folder of its own per call: two exports of the same name may be measured at
+    // once (tests run in parallel), and each removes its folder when done.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!(
-        "rcc-m4-footprint-{}-{}",
+        "rcc-m4-footprint-{}-{call}-{}",
         std::process::id(),
         c.name
     ));
@@ -380,7 +384,11 @@ mod tests {
                 assert!(dir.join("c").join("lenet_adv1.c").exists());
             }
             None if !gcc => println!("skipped: arm-none-eabi-gcc not installed"),
-            other => panic!("gcc installed: {gcc}, section: {other:?}"),
+            other => panic!(
+                "gcc installed: {gcc}, section: {other:?}, footprint: {:?}",
+                export_c(&path, None, &dir.join("again"), KernelChoice::Auto, None)
+                    .map(|e| e.footprint)
+            ),
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
