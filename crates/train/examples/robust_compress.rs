@@ -4,9 +4,9 @@
 //! exported sparse model under the full protocol and write the report.
 //!
 //! ```text
-//! cargo run --release --example robust_compress                # the pipeline's recipe
-//! cargo run --release --example robust_compress -- --quick     # a one-minute version
-//! cargo run --release --example robust_compress -- --data DIR --out DIR
+//! cargo run --release -p rcc-train --example robust_compress             # the pipeline's recipe
+//! cargo run --release -p rcc-train --example robust_compress -- --quick  # a quick version
+//! cargo run --release -p rcc-train --example robust_compress -- --data DIR --out DIR
 //! ```
 //!
 //! The data directory defaults to `$RCC_DATA`, else `datasets/` in the workspace (run
