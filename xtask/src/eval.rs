@@ -217,22 +217,15 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         (None, Some(_)) => vec!["pgd"],
         (None, None) => vec![],
     };
-    let positive = |name: &str, v: Option<f32>| -> Result<Option<f32>, String> {
-        match v {
-            Some(x) if !(x >= 0.0 && x.is_finite()) => {
-                Err(format!("--{name}: expected a number >= 0, got {x}"))
-            }
-            _ => Ok(v),
-        }
-    };
+    // Settings::check refuses what no attack can run with, naming the flag.
     let settings = Settings {
         protocol,
         names,
-        eps: positive("eps", cli.num("eps")?)?.unwrap_or(protocol.eps),
-        eps_l2: positive("eps-l2", cli.num("eps-l2")?)?.unwrap_or(protocol.eps_l2),
+        eps: cli.num("eps")?.unwrap_or(protocol.eps),
+        eps_l2: cli.num("eps-l2")?.unwrap_or(protocol.eps_l2),
         steps: cli.num("steps")?,
-        step_size: positive("step-size", cli.num("step-size")?)?,
-        step_size_l2: positive("step-size-l2", cli.num("step-size-l2")?)?,
+        step_size: cli.num("step-size")?,
+        step_size_l2: cli.num("step-size-l2")?,
         restarts: cli.num("restarts")?.unwrap_or(1),
         queries: cli.num("queries")?,
     };

@@ -133,25 +133,14 @@ impl RunDir {
         epochs: usize,
         test_acc: f64,
     ) -> Result<()> {
-        save_model(&self.model(), cfg, model, epochs, test_acc)
+        let meta = [
+            ("dataset", cfg.dataset.to_string()),
+            ("epochs", epochs.to_string()),
+            ("seed", cfg.seed.to_string()),
+            ("test_acc", format!("{test_acc:.6}")),
+            ("config", cfg.to_text()),
+        ];
+        let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Ok(model.save(&self.model(), &meta)?)
     }
-}
-
-/// `model` to `path` with the run's facts in its metadata.
-pub fn save_model(
-    path: &Path,
-    cfg: &TrainConfig,
-    model: &Model,
-    epochs: usize,
-    test_acc: f64,
-) -> Result<()> {
-    let meta = [
-        ("dataset", cfg.dataset.to_string()),
-        ("epochs", epochs.to_string()),
-        ("seed", cfg.seed.to_string()),
-        ("test_acc", format!("{test_acc:.6}")),
-        ("config", cfg.to_text()),
-    ];
-    let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Ok(model.save(path, &meta)?)
 }

@@ -154,22 +154,23 @@ impl Position {
         if !meta.contains_key("step") {
             return Ok(None);
         }
-        let mut v = [0f64; 5];
-        for (slot, key) in v.iter_mut().zip(Position::KEYS) {
-            let text = meta.get(key).map(String::as_str).unwrap_or("");
-            *slot = text.parse().map_err(|_| Error::File {
+        fn field<T: std::str::FromStr>(
+            meta: &std::collections::BTreeMap<String, String>,
+            path: &Path,
+            key: &str,
+        ) -> Result<T> {
+            let text = meta.get(key).map_or("", String::as_str);
+            text.parse().map_err(|_| Error::File {
                 path: path.to_path_buf(),
                 problem: format!("__metadata__.{key}: expected a number, found {text:?}"),
-            })?;
+            })
         }
-        // The integers again from their text, so that none loses precision through f64.
-        let int = |key: &str| meta[key].parse::<u64>().unwrap_or(0);
         Ok(Some(Position {
-            step: int("step") as usize,
-            rng_words: int("rng_words"),
-            loss_sum: v[2],
-            correct: int("correct") as usize,
-            seen: int("seen") as usize,
+            step: field(meta, path, "step")?,
+            rng_words: field(meta, path, "rng_words")?,
+            loss_sum: field(meta, path, "loss_sum")?,
+            correct: field(meta, path, "correct")?,
+            seen: field(meta, path, "seen")?,
         }))
     }
 }
