@@ -503,42 +503,64 @@ fn load_idx(kind: DatasetKind, split: Split, dir: &Path) -> Result<Dataset> {
         Split::Train => "train",
         Split::Test => "t10k",
     };
-    let (images_path, image_bytes) =
-        read_idx_file(kind, dir, &format!("{stem}-images-idx3-ubyte"))?;
-    let (n, rows, cols, images) = idx::read_images_owned(image_bytes, &images_path)?;
-    let shape = kind.image_shape();
-    if [rows, cols] != [shape[1], shape[2]] {
-        return format_err(
-            &images_path,
-            "dimensions",
-            format!(
-                "{kind} images are {}x{}, the header says {rows}x{cols}",
-                shape[1], shape[2]
-            ),
-        );
+    let images = read_idx_file(kind, dir, &format!("{stem}-images-idx3-ubyte"))?;
+    let labels = read_idx_file(kind, dir, &format!("{stem}-labels-idx1-ubyte"))?;
+    Dataset::from_idx(kind, images, labels)
+}
+
+impl Dataset {
+    /// The dataset held by an IDX image file and its IDX label file, both already
+    /// decompressed, each with the path that names it in errors. Checks what
+    /// [`Dataset::load`] documents: magic numbers, the image size of `kind`, equal
+    /// counts, labels below the number of classes.
+    pub fn from_idx(
+        kind: DatasetKind,
+        (images_path, image_bytes): (PathBuf, Vec<u8>),
+        (labels_path, label_bytes): (PathBuf, Vec<u8>),
+    ) -> Result<Dataset> {
+        let (n, rows, cols, images) = idx::read_images_owned(image_bytes, &images_path)?;
+        let shape = kind.image_shape();
+        if shape[0] != 1 {
+            return format_err(
+                &images_path,
+                "dimensions",
+                format!(
+                    "{kind} images have {} channels; IDX files hold one",
+                    shape[0]
+                ),
+            );
+        }
+        if [rows, cols] != [shape[1], shape[2]] {
+            return format_err(
+                &images_path,
+                "dimensions",
+                format!(
+                    "{kind} images are {}x{}, the header says {rows}x{cols}",
+                    shape[1], shape[2]
+                ),
+            );
+        }
+        let labels = idx::read_labels_owned(label_bytes, &labels_path)?;
+        if labels.len() != n {
+            return format_err(
+                &images_path,
+                "count",
+                format!(
+                    "it holds {n} images, but the label file {} holds {} labels; the two files must match",
+                    labels_path.display(),
+                    labels.len()
+                ),
+            );
+        }
+        check_labels(&labels, kind.num_classes(), &labels_path)?;
+        Ok(Dataset {
+            kind,
+            shape,
+            images,
+            labels,
+            class_names: kind.default_class_names(),
+        })
     }
-    let (labels_path, label_bytes) =
-        read_idx_file(kind, dir, &format!("{stem}-labels-idx1-ubyte"))?;
-    let labels = idx::read_labels_owned(label_bytes, &labels_path)?;
-    if labels.len() != n {
-        return format_err(
-            &images_path,
-            "count",
-            format!(
-                "it holds {n} images, but the label file {} holds {} labels; the two files must match",
-                labels_path.display(),
-                labels.len()
-            ),
-        );
-    }
-    check_labels(&labels, kind.num_classes(), &labels_path)?;
-    Ok(Dataset {
-        kind,
-        shape,
-        images,
-        labels,
-        class_names: kind.default_class_names(),
-    })
 }
 
 fn load_cifar(split: Split, dir: &Path) -> Result<Dataset> {

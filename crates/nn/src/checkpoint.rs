@@ -56,7 +56,18 @@ pub fn save_with(
 /// Restores `model` and `opt` (already built with the run's arch and optimiser kind)
 /// from a checkpoint; returns the number of finished epochs.
 pub fn load(path: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<usize> {
-    let st = SafeTensors::read(path)?;
+    restore(&SafeTensors::read(path)?, path, model, opt)
+}
+
+/// [`load`] of a checkpoint already parsed (`path` only names it in errors). Every
+/// field is checked before anything is written, so on error `model` and `opt` are
+/// unchanged.
+pub fn restore(
+    st: &SafeTensors,
+    path: &Path,
+    model: &mut Model,
+    opt: &mut Optimizer,
+) -> Result<usize> {
     if st.metadata.get("format").map(String::as_str) != Some("rcc-checkpoint-v1") {
         return file_err(
             path,
@@ -64,18 +75,26 @@ pub fn load(path: &Path, model: &mut Model, opt: &mut Optimizer) -> Result<usize
             "expected an rcc checkpoint (rcc-checkpoint-v1)",
         );
     }
-    let loaded = Model::from_safetensors(&st, path, model.arch(), false)?;
+    let loaded = Model::from_safetensors(st, path, model.arch(), false)?;
     let n = model.params.len();
-    for (name, state) in opt.state_mut() {
-        let key = format!("optimizer.{name}");
-        let data = st.expect_f32(&key, &[n], path)?;
-        state.copy_from_slice(data);
+    let mut states = vec![];
+    for (name, _) in opt.state() {
+        states.push(st.expect_f32(&format!("optimizer.{name}"), &[n], path)?);
     }
-    if let Optimizer::Adam(a) = opt {
-        a.t = meta_num(&st, path, "adam_t")?;
+    let adam_t = match opt {
+        Optimizer::Adam(_) => Some(meta_num(st, path, "adam_t")?),
+        Optimizer::Sgd(_) => None,
+    };
+    let epochs_done = meta_num(st, path, "epochs_done")?;
+    for ((_, state), data) in opt.state_mut().into_iter().zip(states) {
+        state.clear();
+        state.extend_from_slice(data);
+    }
+    if let (Optimizer::Adam(a), Some(t)) = (opt, adam_t) {
+        a.t = t;
     }
     *model = loaded;
-    meta_num(&st, path, "epochs_done")
+    Ok(epochs_done)
 }
 
 /// The metadata of a checkpoint (the caller's entries of [`save_with`] and the format's).
@@ -111,6 +130,39 @@ mod tests {
     use super::*;
     use crate::optim::{Adam, Sgd};
     use crate::Arch;
+
+    /// A checkpoint whose last field is bad (here `epochs_done`) is refused before
+    /// anything is written: the trainer then falls back to the previous checkpoint with
+    /// a model and optimiser that hold no part of the bad one.
+    #[test]
+    fn failed_restore_changes_nothing() {
+        let m = Model::new(Arch::LenetAdv(1), 3);
+        let n = m.params.len();
+        let mut opt = Optimizer::Adam(Adam::new(n, 0.9, 0.999, 1e-8, 0.0).unwrap());
+        opt.step(&mut m.params.clone(), &vec![0.5; n], 0.1);
+        let mut st = m.to_safetensors(&[]).unwrap();
+        for (name, state) in opt.state() {
+            st.push_f32(&format!("optimizer.{name}"), &[n], state.to_vec())
+                .unwrap();
+        }
+        st.metadata
+            .insert("format".into(), "rcc-checkpoint-v1".into());
+        st.metadata.insert("adam_t".into(), "1".into());
+        st.metadata.insert("epochs_done".into(), "x".into());
+        let mut m2 = Model::new(Arch::LenetAdv(1), 4);
+        let mut opt2 = Optimizer::Adam(Adam::new(n, 0.9, 0.999, 1e-8, 0.0).unwrap());
+        let err = restore(&st, Path::new("c"), &mut m2, &mut opt2).unwrap_err();
+        assert!(err.to_string().contains("epochs_done"), "{err}");
+        assert_eq!(m2.params, Model::new(Arch::LenetAdv(1), 4).params);
+        assert!(opt2
+            .state()
+            .iter()
+            .all(|(_, s)| s.iter().all(|&v| v == 0.0)));
+        let Optimizer::Adam(a) = &opt2 else {
+            unreachable!()
+        };
+        assert_eq!(a.t, 0);
+    }
 
     #[test]
     fn round_trip_restores_model_and_optimiser() {

@@ -393,7 +393,15 @@ impl Model {
     /// Reads a model file. The arch comes from the file's metadata, or from `arch` for
     /// files written elsewhere (a PyTorch `state_dict` saved with safetensors).
     pub fn load(path: &Path, arch: Option<Arch>) -> Result<Model> {
-        let st = SafeTensors::read(path)?;
+        Model::from_file_safetensors(&SafeTensors::read(path)?, path, arch)
+    }
+
+    /// [`Model::load`] of a file already in memory (`path` only names it in errors).
+    pub fn parse(bytes: &[u8], path: &Path, arch: Option<Arch>) -> Result<Model> {
+        Model::from_file_safetensors(&SafeTensors::parse(bytes, path)?, path, arch)
+    }
+
+    fn from_file_safetensors(st: &SafeTensors, path: &Path, arch: Option<Arch>) -> Result<Model> {
         let arch =
             match (arch, st.metadata.get("arch")) {
                 (Some(a), _) => a,
@@ -408,7 +416,7 @@ impl Model {
                     "no architecture in the file's metadata; name one (e.g. --arch lenet_adv:4)",
                 ),
             };
-        Model::from_safetensors(&st, path, arch, true)
+        Model::from_safetensors(st, path, arch, true)
     }
 
     /// The model of `arch` with every parameter (and buffer) taken from `st` by name,
@@ -421,15 +429,11 @@ impl Model {
         strict: bool,
     ) -> Result<Model> {
         let net = Network::new(arch);
-        let mut model = Model {
-            params: vec![0.0; net.params.len()],
-            buffers: vec![0.0; net.buffers.len()],
-            net,
-        };
-        for (layout, values) in [
-            (&model.net.params, &mut model.params),
-            (&model.net.buffers, &mut model.buffers),
-        ] {
+        // Every tensor is found and shape-checked before the parameter buffer is
+        // allocated: the arch comes from the file's metadata, so a 4-byte "vgg16:64"
+        // must not cost a 60 MB allocation before the file is found to hold nothing.
+        let mut found = [vec![], vec![]];
+        for (layout, found) in [&net.params, &net.buffers].into_iter().zip(&mut found) {
             for v in layout.views() {
                 let (shape, data) = st.f32_any(&v.name, path)?;
                 if shape != v.shape {
@@ -439,8 +443,20 @@ impl Model {
                         format!("{arch} expects shape {:?}, the file has {shape:?}", v.shape),
                     );
                 }
-                values[v.range()].copy_from_slice(&data);
+                found.push((v.range(), data));
             }
+        }
+        let mut model = Model {
+            params: vec![0.0; net.params.len()],
+            buffers: vec![0.0; net.buffers.len()],
+            net,
+        };
+        let [params, buffers] = found;
+        for (range, data) in params {
+            model.params[range].copy_from_slice(&data);
+        }
+        for (range, data) in buffers {
+            model.buffers[range].copy_from_slice(&data);
         }
         if strict {
             let known = |n: &str| {
@@ -459,6 +475,22 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The arch in a file's metadata names the model's size: a file that names the
+    /// largest arch but holds no tensor is refused by name, before the parameter buffer
+    /// of that arch (60 MB for vgg16:64) is allocated.
+    #[test]
+    fn an_arch_without_its_tensors_is_refused_by_name() {
+        let mut st = SafeTensors::new();
+        st.metadata.insert("arch".into(), "vgg16:64".into());
+        let bytes = st.to_bytes().unwrap();
+        let err = Model::parse(&bytes, Path::new("tiny.safetensors"), None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("tiny.safetensors") && text.contains("missing tensor"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn parameter_counts_match_method_md() {

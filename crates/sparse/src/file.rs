@@ -173,6 +173,22 @@ pub fn load(path: &Path) -> Result<ModelSpec> {
     from_safetensors(&st, path)
 }
 
+/// [`load`] of a file already in memory (`path` only names it in errors), with the
+/// same size limit.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<ModelSpec> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return file_err(
+            path,
+            "file",
+            format!(
+                "{} bytes, more than the {MAX_FILE_BYTES}-byte limit for sparse models",
+                bytes.len()
+            ),
+        );
+    }
+    from_safetensors(&SafeTensors::parse(bytes, path)?, path)
+}
+
 /// The spec stored in `st` (read from `path`, which only names the file in errors),
 /// validated completely.
 pub fn from_safetensors(st: &SafeTensors, path: &Path) -> Result<ModelSpec> {

@@ -290,11 +290,20 @@ impl Default for TrainConfig {
 /// The `key = value` lines of a config file (`#` starts a comment), with their line
 /// numbers; syntax only, the keys are checked by [`TrainConfig::set`].
 pub fn read_pairs(path: &Path) -> Result<Vec<(usize, String, String)>> {
-    read_pairs_text(path).map_err(Error::Config)
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    parse_pairs(&text, path)
 }
 
-fn read_pairs_text(path: &Path) -> std::result::Result<Vec<(usize, String, String)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// [`read_pairs`] of a file's text (`path` only names it in errors).
+pub fn parse_pairs(text: &str, path: &Path) -> Result<Vec<(usize, String, String)>> {
+    parse_pairs_text(text, path).map_err(Error::Config)
+}
+
+fn parse_pairs_text(
+    text: &str,
+    path: &Path,
+) -> std::result::Result<Vec<(usize, String, String)>, String> {
     let mut pairs = vec![];
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -559,7 +568,14 @@ impl TrainConfig {
 
     /// Applies a `key = value` file (`#` starts a comment).
     pub fn apply_file(&mut self, path: &Path) -> Result<()> {
-        for (line, k, v) in read_pairs(path)? {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        self.apply_text(&text, path)
+    }
+
+    /// [`TrainConfig::apply_file`] of a file's text (`path` only names it in errors).
+    pub fn apply_text(&mut self, text: &str, path: &Path) -> Result<()> {
+        for (line, k, v) in parse_pairs(text, path)? {
             self.set(&k, &v)
                 .map_err(|e| format!("{}:{line}: {e}", path.display()))?;
         }
