@@ -1,6 +1,7 @@
 //! A run folder and its files: `config.txt` (the resolved settings), `metrics.jsonl`
 //! (one line per epoch), `checkpoint.safetensors` (model, optimiser and compressor state
-//! at each epoch end), `model.safetensors` (the final model), and after the evaluation
+//! at each epoch end and every `checkpoint-every` steps; `checkpoint.prev.safetensors` is
+//! the one before, kept until the next is complete), `model.safetensors` (the final model), and after the evaluation
 //! `model.sparse.safetensors`, `report.md` and `summary.txt`.
 //!
 //! Every file a reader may see half-written goes through [`write_atomic`]: a temporary
@@ -12,15 +13,29 @@ use rcc_nn::Model;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` through `path.tmp`, fsynced and renamed, so that a reader (or
-/// a run killed mid-write) never sees a half-written file under the final name.
+/// Writes `bytes` to `path` through `path.tmp`, fsynced and renamed, then fsyncs the
+/// folder (so the rename itself survives a power cut), so that a reader (or a run killed
+/// mid-write) never sees a half-written file under the final name. A failed write (a
+/// full disk, say) removes its temporary file and leaves `path` as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .map_err(|e| Error::io(&tmp, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return written;
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Best effort: some filesystems cannot fsync a directory; the data itself is synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// The folder of one run.
@@ -142,5 +157,32 @@ impl RunDir {
         ];
         let meta: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Ok(model.save(&self.model(), &meta)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that fails leaves the old file and no temporary file: here the rename
+    /// fails (the final name is a non-empty folder), and the temporary file cannot be
+    /// created (its name is taken by a folder).
+    #[test]
+    fn a_failed_atomic_write_leaves_no_trace() {
+        let dir = std::env::temp_dir().join(format!("rcc-write-atomic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("taken.txt/inside")).unwrap();
+        let err = write_atomic(&dir.join("taken.txt"), b"new").unwrap_err();
+        assert!(err.to_string().contains("taken.txt"), "{err}");
+        assert!(!dir.join("taken.tmp").exists());
+        let kept = dir.join("kept.txt");
+        std::fs::write(&kept, b"old").unwrap();
+        std::fs::create_dir(dir.join("kept.tmp")).unwrap();
+        let err = write_atomic(&kept, b"new").unwrap_err();
+        assert!(err.to_string().contains("kept.tmp"), "{err}");
+        assert_eq!(std::fs::read(&kept).unwrap(), b"old");
+        write_atomic(&dir.join("fresh.txt"), b"ok").unwrap();
+        assert_eq!(std::fs::read(dir.join("fresh.txt")).unwrap(), b"ok");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
