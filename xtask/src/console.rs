@@ -43,6 +43,15 @@ pub fn print_progress(p: &Progress<'_>, label: &str) {
 pub struct Console {
     tty: bool,
     last_print: Instant,
+    sweep: Option<u32>,
+}
+
+/// Set by `sweep` in its children's environment: the sweep's process id.
+pub const SWEEP_PID_ENV: &str = "RCC_SWEEP_PID";
+
+/// The process id of the sweep that started this process, if one did.
+pub fn sweep_parent() -> Option<u32> {
+    std::env::var(SWEEP_PID_ENV).ok()?.parse().ok()
 }
 
 impl Console {
@@ -50,12 +59,30 @@ impl Console {
         Console {
             tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             last_print: Instant::now(),
+            sweep: sweep_parent(),
+        }
+    }
+
+    /// A sweep's child whose sweep was killed (SIGKILL reaches only the sweep itself)
+    /// stops at its next step or attack batch, as if killed with it: otherwise it
+    /// would train on, unwatched, beside the rerun sweep's child for the same run.
+    /// Stopping here is safe for the same reason a kill is: every file is written
+    /// atomically, and the rerun resumes from the last checkpoint.
+    fn stop_if_orphaned(&self) {
+        if let Some(pid) = self.sweep {
+            if std::os::unix::process::parent_id() != pid {
+                eprintln!(
+                    "the sweep that started this run (process {pid}) is gone: stopping; rerun the sweep to resume"
+                );
+                std::process::exit(3);
+            }
         }
     }
 }
 
 impl Observer for Console {
     fn step(&mut self, p: &StepProgress) {
+        self.stop_if_orphaned();
         let every = if self.tty { 1.0 } else { 10.0 };
         let last = p.step + 1 == p.steps;
         if self.last_print.elapsed().as_secs_f64() <= every && !(self.tty && last) {
@@ -135,6 +162,7 @@ impl Observer for Console {
     }
 
     fn attack(&mut self, label: &str, p: &Progress<'_>) {
+        self.stop_if_orphaned();
         match p {
             Progress::Done(a) => eprintln!(
                 "  {label}: {}: {:.2}% ({:.1} s)",

@@ -109,6 +109,26 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     };
     let threads = cli.num::<usize>("threads")?.unwrap_or(0);
     let pool = rcc_tensor::threads::pool(threads).map_err(|e| e.to_string())?;
+    // One process per run folder, until this one ends (taken once every setting is
+    // checked: a bad one writes nothing).
+    let _lock = match run.try_lock()? {
+        Some(lock) => lock,
+        None if crate::console::sweep_parent().is_some() => {
+            // A killed sweep's child, still stopping (it stops at its next step).
+            eprintln!(
+                "waiting for the process that holds {}",
+                run.lock_file().display()
+            );
+            run.lock()?
+        }
+        None => {
+            return Err(format!(
+                "{}: another process is training or evaluating in this folder (it holds {}); wait for it to end or stop it",
+                run.path().display(),
+                run.lock_file().display()
+            ))
+        }
+    };
     let data_dir = data_dir(cli.get("data"));
     let data = RunData::load(&cfg, &data_dir)?;
     let t0 = Instant::now();

@@ -133,3 +133,148 @@ fn killed_training_runs_resume_bit_identical() {
     assert!(total_kills >= 20, "only {total_kills} kills");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// results.csv without the measured columns (times, memory), which differ run to run.
+fn results_without_measurements(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("results.csv")).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let measured = [
+        "latency_us",
+        "train_seconds",
+        "compressor_heap_peak_bytes",
+        "peak_rss_bytes",
+    ];
+    let keep: Vec<usize> = (0..header.len())
+        .filter(|&i| !measured.contains(&header[i]))
+        .collect();
+    assert_eq!(keep.len() + measured.len(), header.len(), "{header:?}");
+    text.lines()
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            keep.iter().map(|&i| cells[i]).collect::<Vec<_>>().join(",") + "\n"
+        })
+        .collect()
+}
+
+/// `sweep --preset smoke` (a teacher, ours, ADMM, magnitude and a dense small net, each
+/// a child `train` process, shrunk to seconds) killed with SIGKILL at random moments,
+/// rerun until it finishes: every run's model files and the results (but their measured
+/// times and memory) equal an uninterrupted sweep's. Half the kills hit the whole process
+/// group (a machine's crash, Ctrl-C), half only the sweep (`kill -9 PID`, the OOM
+/// killer), whose child must then stop by itself rather than train on beside the rerun.
+#[test]
+fn killed_sweeps_rerun_to_the_same_results() {
+    let Some(data) = mnist_dir() else {
+        println!("skipped: MNIST not available");
+        return;
+    };
+    let root = std::env::temp_dir().join(format!("rcc-kill-sweep-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let sweep = |out: &Path| -> Vec<String> {
+        format!(
+            "sweep --preset smoke --threads 1 --data {} --out {}",
+            data.display(),
+            out.display()
+        )
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+    };
+    let whole = root.join("whole");
+    let t0 = Instant::now();
+    assert!(xtask(&sweep(&whole)).status().unwrap().success());
+    let span = t0.elapsed();
+    let killed = root.join("killed");
+    let mut rng = StdRng::seed_from_u64(2121);
+    let (mut group_kills, mut parent_kills) = (0, 0);
+    loop {
+        let mut cmd = xtask(&sweep(&killed));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().unwrap();
+        let ms = span.as_millis() as u64;
+        let delay = Duration::from_millis(rng.gen_range(ms / 20..ms / 3));
+        let t = Instant::now();
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "the sweep failed: {status}");
+                break true;
+            }
+            if t.elapsed() >= delay {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if finished {
+            break;
+        }
+        if rng.gen_bool(0.5) {
+            let pgid = child.id();
+            let ok = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            group_kills += 1;
+        } else {
+            child.kill().unwrap();
+            parent_kills += 1;
+        }
+        child.wait().unwrap();
+        // Nothing of the killed sweep runs on: its orphaned child stops by itself at its
+        // next step or attack batch (a smoke run lasts 5 to 10 s).
+        let pgid = child.id();
+        let t = Instant::now();
+        while Command::new("kill")
+            .args(["-0", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "a process of the killed sweep still runs 3 s later"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            group_kills + parent_kills < 200,
+            "no progress after 200 kills"
+        );
+    }
+    println!(
+        "sweep: {group_kills} process-group kills and {parent_kills} sweep-only kills over a {:.1} s sweep",
+        span.as_secs_f64()
+    );
+    assert!(
+        group_kills + parent_kills >= 6,
+        "only {group_kills} + {parent_kills} kills"
+    );
+    assert_eq!(
+        results_without_measurements(&killed),
+        results_without_measurements(&whole)
+    );
+    // A file's bytes once the sweep folder's own path (in the teacher setting of each
+    // run's config, stored in the model's metadata) is replaced by a placeholder.
+    let normalized = |dir: &Path, file: &Path| {
+        let mut st = rcc_nn::safetensors::SafeTensors::read(file).unwrap();
+        for v in st.metadata.values_mut() {
+            *v = v.replace(&dir.display().to_string(), "SWEEP");
+        }
+        st.to_bytes().unwrap()
+    };
+    for run in [
+        "teacher",
+        "prox-r3.89",
+        "admm-r3.89",
+        "magnitude-r3.89",
+        "dense-w1",
+    ] {
+        for file in ["model.safetensors", "model.sparse.safetensors"] {
+            let a = normalized(&whole, &whole.join(run).join(file));
+            let b = normalized(&killed, &killed.join(run).join(file));
+            assert!(a == b, "{run}/{file} differs after the kills");
+        }
+    }
+    std::fs::remove_dir_all(&root).unwrap();
+}

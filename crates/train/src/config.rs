@@ -61,6 +61,9 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Train on the first this many training images only (0: all); for smoke tests.
     pub train_limit: usize,
+    /// Test (each epoch, and the final evaluation) on the first this many test images
+    /// only (0: all); for smoke tests. The report states the number.
+    pub test_limit: usize,
     /// Compression (issue 6): `None` trains plainly; otherwise the method's hooks run
     /// around each optimiser step (rcc_compress::Compressor).
     pub method: Option<Method>,
@@ -272,6 +275,7 @@ impl Default for TrainConfig {
             robust_limit: 1000,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             train_limit: 0,
+            test_limit: 0,
             method: None,
             rate: 16.0,
             budget: Budget::PerLayer,
@@ -400,7 +404,7 @@ impl TrainConfig {
 }
 
 /// Config keys, which are also the `--flags` of `cargo xtask train`.
-pub const KEYS: [&str; 31] = [
+pub const KEYS: [&str; 32] = [
     "dataset",
     "arch",
     "epochs",
@@ -421,6 +425,7 @@ pub const KEYS: [&str; 31] = [
     "robust-limit",
     "checkpoint-every",
     "train-limit",
+    "test-limit",
     "method",
     "rate",
     "budget",
@@ -475,6 +480,7 @@ impl TrainConfig {
             "robust-limit" => self.robust_limit = parse_value(key, v)?,
             "checkpoint-every" => self.checkpoint_every = parse_value(key, v)?,
             "train-limit" => self.train_limit = parse_value(key, v)?,
+            "test-limit" => self.test_limit = parse_value(key, v)?,
             "method" => {
                 self.method = match v {
                     "none" => None,
@@ -606,6 +612,7 @@ impl TrainConfig {
             "robust-limit" => self.robust_limit.to_string(),
             "checkpoint-every" => self.checkpoint_every.to_string(),
             "train-limit" => self.train_limit.to_string(),
+            "test-limit" => self.test_limit.to_string(),
             "method" => self.method.map_or("none".into(), |m| m.to_string()),
             "rate" => self.rate.to_string(),
             "budget" => match self.budget {

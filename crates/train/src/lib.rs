@@ -41,6 +41,6 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use evaluate::finish_run;
-pub use run_dir::RunDir;
+pub use run_dir::{RunDir, RunLock};
 pub use step::HeapCounter;
 pub use trainer::{train, Observer, Quiet, RunData, RunResult, StepProgress, Stop};

@@ -75,9 +75,12 @@ pub struct Preset {
     /// training and evaluation), and the w4 and Fashion-MNIST rows already show what
     /// distillation and the adversarial examples add.
     pub ablations: bool,
+    /// A smoke sweep: every run shrunk by [`shrink_for_smoke`] to seconds, to check a
+    /// setup end to end (and for the sweep's kill test); its figures mean nothing.
+    pub smoke: bool,
 }
 
-pub const PRESETS: [Preset; 3] = [
+pub const PRESETS: [Preset; 4] = [
     Preset {
         name: "table2-w4",
         dataset: DatasetKind::Mnist,
@@ -88,6 +91,7 @@ pub const PRESETS: [Preset; 3] = [
             columns: &[(96.22, 89.41), (97.68, 91.77)],
         }),
         ablations: true,
+        smoke: false,
     },
     Preset {
         name: "table2-w8",
@@ -99,6 +103,7 @@ pub const PRESETS: [Preset; 3] = [
             columns: &[(97.31, 92.16), (98.31, 93.93), (98.87, 94.27)],
         }),
         ablations: false,
+        smoke: false,
     },
     Preset {
         name: "fashion-w4",
@@ -107,6 +112,16 @@ pub const PRESETS: [Preset; 3] = [
         smaller: &[1, 2],
         published: None,
         ablations: true,
+        smoke: false,
+    },
+    Preset {
+        name: "smoke",
+        dataset: DatasetKind::Mnist,
+        width: 2,
+        smaller: &[1],
+        published: None,
+        ablations: false,
+        smoke: true,
     },
 ];
 
@@ -292,6 +307,23 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
     }
     for e in out.iter_mut() {
         e.cell = e.name.clone();
+        if p.smoke {
+            shrink_for_smoke(&mut e.cfg);
+        }
     }
     out
+}
+
+/// A run of the smoke preset: 1,000 training and 200 test images, one epoch (three for
+/// the compression methods: two to prune, as ADMM needs two for an update, then one to
+/// fine-tune), a checkpoint every 3 steps.
+pub fn shrink_for_smoke(cfg: &mut TrainConfig) {
+    let compresses = cfg.method.is_some_and(|m| m.prunes());
+    cfg.epochs = if compresses { 3 } else { 1 };
+    cfg.finetune = cfg.finetune.min(1);
+    cfg.adv_warmup = 0;
+    cfg.train_limit = 1000;
+    cfg.test_limit = 200;
+    cfg.checkpoint_every = 3;
+    cfg.robust_every = 0;
 }

@@ -192,7 +192,15 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
         s.rate()
     );
     let _ = writeln!(r, "Run folder: `{}`.\n", run.display());
-    let _ = writeln!(r, "## Accuracy (%, full test set, eps {})\n", protocol.eps);
+    let test_set = match cfg.test_limit {
+        0 => "full test set".to_string(),
+        n => format!("first {n} test images (test-limit)"),
+    };
+    let aa_images = match cfg.test_limit {
+        0 => AA_IMAGES,
+        n => n.min(AA_IMAGES),
+    };
+    let _ = writeln!(r, "## Accuracy (%, {test_set}, eps {})\n", protocol.eps);
     let _ = writeln!(
         r,
         "| model | natural | FGSM | PGD-{} x{RESTARTS} restarts | APGD-CE-{} | PGD-{} crafted on the teacher | worst case | eval s |",
@@ -217,7 +225,7 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     }
     let _ = writeln!(
         r,
-        "\n### AutoAttack and the gradient-free check (%, first {AA_IMAGES} test images)\n"
+        "\n### AutoAttack and the gradient-free check (%, first {aa_images} test images)\n"
     );
     let _ = writeln!(
         r,
@@ -252,8 +260,12 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     );
     let _ = writeln!(
         r,
-        "## Eps sweep (PGD-{}, first {SWEEP_IMAGES} test images, dense masked model)\n",
-        protocol.steps
+        "## Eps sweep (PGD-{}, first {} test images, dense masked model)\n",
+        protocol.steps,
+        match cfg.test_limit {
+            0 => SWEEP_IMAGES,
+            n => n.min(SWEEP_IMAGES),
+        }
     );
     let _ = writeln!(
         r,

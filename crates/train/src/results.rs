@@ -169,6 +169,12 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         "# Sweep {}: lenet_adv:{} on {}\n",
         p.name, p.width, p.dataset
     );
+    if p.smoke {
+        let _ = writeln!(
+            r,
+            "**A smoke sweep**: every run below is shrunk to seconds (`shrink_for_smoke`: the first 1,000 training and 200 test images, one epoch, three for the compression methods), whatever the recipe says; the figures check that the setup works end to end and mean nothing.\n"
+        );
+    }
     let pipe = TrainConfig::pipeline();
     let _ = writeln!(
         r,

@@ -38,6 +38,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A run folder's lock, held until dropped (or the process ends).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
 /// The folder of one run.
 #[derive(Clone, Debug)]
 pub struct RunDir {
@@ -89,6 +95,43 @@ impl RunDir {
 
     pub fn create(&self) -> Result<()> {
         std::fs::create_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// The file whose lock marks the folder as in use.
+    pub fn lock_file(&self) -> PathBuf {
+        self.path.join("lock")
+    }
+
+    /// Takes the folder's lock (an advisory lock on [`RunDir::lock_file`], which the
+    /// OS drops when the process ends, however it ends), creating the folder if need be;
+    /// `None` if another process holds it. Two processes training in one folder would
+    /// overwrite each other's checkpoints.
+    pub fn try_lock(&self) -> Result<Option<RunLock>> {
+        let f = self.open_lock()?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(RunLock { _file: f })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&self.lock_file(), e)),
+        }
+    }
+
+    /// [`RunDir::try_lock`] that waits for the holder to end.
+    pub fn lock(&self) -> Result<RunLock> {
+        let f = self.open_lock()?;
+        f.lock().map_err(|e| Error::io(&self.lock_file(), e))?;
+        Ok(RunLock { _file: f })
+    }
+
+    fn open_lock(&self) -> Result<std::fs::File> {
+        self.create()?;
+        let path = self.lock_file();
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))
     }
 
     /// Starts a fresh run: its settings into `config.txt`, an old run's metrics and
@@ -163,6 +206,19 @@ impl RunDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One holder at a time: a second lock is refused while the first is held, and
+    /// granted once it is dropped (as when its process ends).
+    #[test]
+    fn a_run_folder_has_one_holder() {
+        let dir = std::env::temp_dir().join(format!("rcc-run-lock-{}", std::process::id()));
+        let run = RunDir::new(&dir);
+        let first = run.try_lock().unwrap().expect("a free folder locks");
+        assert!(run.try_lock().unwrap().is_none());
+        drop(first);
+        assert!(run.try_lock().unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     /// A write that fails leaves the old file and no temporary file: here the rename
     /// fails (the final name is a non-empty folder), and the temporary file cannot be

@@ -71,14 +71,17 @@ pub struct RunData {
 
 impl RunData {
     /// The run's dataset from the data directory `dir`: the first `train-limit` training
-    /// images if set, with its validation split held out of them if `cfg.val > 0`; an
+    /// images and `test-limit` test images if set, with its validation split held out of them if `cfg.val > 0`; an
     /// arch that does not take the dataset's images is refused.
     pub fn load(cfg: &TrainConfig, dir: &Path) -> Result<RunData> {
         let mut full = Dataset::load(cfg.dataset, Split::Train, dir)?;
         if cfg.train_limit > 0 && cfg.train_limit < full.len() {
             full = full.subset(&(0..cfg.train_limit).collect::<Vec<_>>());
         }
-        let test = Dataset::load(cfg.dataset, Split::Test, dir)?;
+        let mut test = Dataset::load(cfg.dataset, Split::Test, dir)?;
+        if cfg.test_limit > 0 && cfg.test_limit < test.len() {
+            test = test.subset(&(0..cfg.test_limit).collect::<Vec<_>>());
+        }
         let (train, val) = if cfg.val > 0 {
             let (t, v) = full.split_validation(cfg.val, cfg.seed)?;
             (t, Some(v))

@@ -1,4 +1,4 @@
-//! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4 [--out DIR]
+//! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4|smoke [--out DIR]
 //! [--teacher FILE] [--only NAME,...] [--seeds 1,2,3] [--threads T] [--data DIR] [--plan]
 //! [--report]`:
 //! one row of method.md's Table 2, every method side by side with the same budget.
@@ -100,6 +100,12 @@ fn run_entry(e: &Entry, dir: &Path, forward: &[String], configs: &Path) -> Resul
         cmd.arg("--config").arg(&conf).arg("--out").arg(&run);
     }
     cmd.args(forward);
+    // The child stops by itself if this sweep is killed (see `crate::console`), and
+    // waits for the folder's lock if a killed sweep's child is still stopping.
+    cmd.env(
+        crate::console::SWEEP_PID_ENV,
+        std::process::id().to_string(),
+    );
     let status = cmd
         .status()
         .map_err(|err| format!("{}: cannot start the training: {err}", e.name))?;
