@@ -35,8 +35,14 @@ case "${1:-}" in
     tmp=target/afl/cmin-$target
     rm -rf "$tmp"
     # The seeds stay (they say where the corpus came from); the queue is minimised to the
-    # inputs that each add coverage.
-    AFL_SKIP_BIN_CHECK=1 cargo afl cmin -i "$queue" -o "$tmp" -- "$bin" "$target"
+    # inputs that each add coverage. (AFL++'s shell afl-cmin: its Python one, which
+    # `cargo afl cmin` runs, records no coverage from afl.rs's persistent-mode targets.)
+    cmin=$(find "${XDG_DATA_HOME:-$HOME/.local/share}/afl.rs" -name afl-cmin.bash | head -1)
+    [ -n "$cmin" ] || { echo "fuzz.sh: afl-cmin.bash not found (cargo afl config --build)" >&2; exit 1; }
+    AFL_SKIP_BIN_CHECK=1 "$cmin" -i "$queue" -o "$tmp" -- "$bin" "$target" >"$tmp.log" 2>&1 || {
+        tail -5 "$tmp.log" >&2
+        exit 1
+    }
     find "fuzz/corpus/$target" -type f ! -name 'seed-*' -delete
     for f in "$tmp"/*; do
         cp "$f" "fuzz/corpus/$target/$(sha256sum "$f" | cut -c1-16)"
