@@ -4,6 +4,7 @@
 #   scripts/fuzz.sh TARGET SECONDS   fuzz TARGET for SECONDS (resumes earlier findings)
 #   scripts/fuzz.sh --save TARGET    minimise the findings' queue into fuzz/corpus/TARGET
 #   scripts/fuzz.sh --list           the targets
+#   scripts/fuzz.sh --stats          every target's totals so far, as a markdown table
 #
 # Targets and what each runs: fuzz/src/lib.rs. Findings go to target/afl/findings/TARGET
 # (crashes/ and hangs/ hold the inputs to pin as regression tests). Needs cargo-afl:
@@ -22,7 +23,22 @@ build() {
     cargo afl build --release -q -p rcc-fuzz --features afl --bin rcc-fuzz
 }
 
+stat() { grep "^$1 " "$2" | cut -d: -f2 | tr -d ' '; }
+
 case "${1:-}" in
+--stats)
+    echo "| target | executions | fuzzing time | exec/s (last run) | corpus | crashes | hangs |"
+    echo "|---|---|---|---|---|---|---|"
+    for target in $("$0" --list); do
+        f=target/afl/findings/$target/default/fuzzer_stats
+        [ -f "$f" ] || { echo "| $target | not fuzzed yet | | | | | |"; continue; }
+        secs=$(stat run_time "$f")
+        printf '| %s | %s | %d h %02d min | %s | %s | %s | %s |\n' "$target" "$(stat execs_done "$f")" \
+            $((secs / 3600)) $((secs % 3600 / 60)) "$(stat execs_per_sec "$f")" \
+            "$(stat corpus_count "$f")" "$(stat saved_crashes "$f")" "$(stat saved_hangs "$f")"
+    done
+    exit 0
+    ;;
 --list)
     grep -o '("[a-z]*", [a-z]*)' fuzz/src/lib.rs | cut -d'"' -f2
     exit 0
@@ -68,7 +84,7 @@ AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
 }
 stats=$out/default/fuzzer_stats
 for key in execs_done run_time execs_per_sec corpus_count saved_crashes saved_hangs; do
-    printf '%-14s %s\n' "$key" "$(grep "^$key " "$stats" | cut -d: -f2 | tr -d ' ')"
+    printf '%-14s %s\n' "$key" "$(stat "$key" "$stats")"
 done
 crashes=$(find "$out/default/crashes" "$out/default/hangs" -type f ! -name README.txt | wc -l)
 if [ "$crashes" -gt 0 ]; then

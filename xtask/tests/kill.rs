@@ -159,9 +159,10 @@ fn results_without_measurements(dir: &Path) -> String {
 /// `sweep --preset smoke` (a teacher, ours, ADMM, magnitude and a dense small net, each
 /// a child `train` process, shrunk to seconds) killed with SIGKILL at random moments,
 /// rerun until it finishes: every run's model files and the results (but their measured
-/// times and memory) equal an uninterrupted sweep's. Half the kills hit the whole process
-/// group (a machine's crash, Ctrl-C), half only the sweep (`kill -9 PID`, the OOM
-/// killer), whose child must then stop by itself rather than train on beside the rerun.
+/// times and memory) equal an uninterrupted sweep's. The kills alternate between the
+/// whole process group (a machine's crash, Ctrl-C) and the sweep alone (`kill -9 PID`,
+/// the OOM killer), whose child must then stop by itself rather than train on beside
+/// the rerun.
 #[test]
 fn killed_sweeps_rerun_to_the_same_results() {
     let Some(data) = mnist_dir() else {
@@ -207,7 +208,8 @@ fn killed_sweeps_rerun_to_the_same_results() {
         if finished {
             break;
         }
-        if rng.gen_bool(0.5) {
+        // Alternately the whole group and the sweep alone.
+        if (group_kills + parent_kills) % 2 == 0 {
             let pgid = child.id();
             let ok = Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pgid}")])
@@ -247,7 +249,7 @@ fn killed_sweeps_rerun_to_the_same_results() {
         span.as_secs_f64()
     );
     assert!(
-        group_kills + parent_kills >= 6,
+        parent_kills >= 3,
         "only {group_kills} + {parent_kills} kills"
     );
     assert_eq!(

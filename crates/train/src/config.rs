@@ -324,9 +324,10 @@ fn parse_pairs_text(
     Ok(pairs)
 }
 
-/// Steps between mid-epoch checkpoints by default: every 100 steps, about 13 s of
-/// lenet_adv:4 PGD training on 2 cores, against about 20 ms to write and fsync its
-/// checkpoint (0.2% of the time); a kill loses at most those 100 steps.
+/// Steps between mid-epoch checkpoints by default: 100 steps are about 9 s of
+/// lenet_adv:4 PGD-10 training on 2 cores (about 26 s at lenet_adv:8), against 7.8 ms
+/// (56 ms) to write and fsync the checkpoint (`cargo bench --bench checkpoint`): 0.1%
+/// (0.2%) of the time; a kill loses at most those 100 steps. See docs/reliability.md.
 pub const DEFAULT_CHECKPOINT_EVERY: usize = 100;
 
 /// Epochs of a robust teacher trained on demand by `cargo xtask train` (the sweeps train
