@@ -426,6 +426,11 @@ pub fn finish_run(
         latency_us: latency,
         facts: TrainingFacts::read(run.path())?,
         eval_seconds: t0.elapsed().as_secs_f64(),
+        layers: p
+            .report(&model.params)
+            .into_iter()
+            .map(|g| (g.name, g.nnz, g.len))
+            .collect(),
     };
     let layers = rcc_sparse::export::report(&exported, &sparse_path);
     let report = report_md(cfg, run.path(), &summary, &layers);

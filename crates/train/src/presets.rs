@@ -70,6 +70,11 @@ pub struct Preset {
     /// Ye et al.'s published natural / PGD-40 (%) for the dense teacher and each smaller
     /// width, if the row is in their table.
     pub published: Option<Published>,
+    /// Rates beyond the narrower widths' (the trade-off curve's extreme end), run with
+    /// ours, ADMM and magnitude like the others.
+    pub extra_rates: &'static [f64],
+    /// Whether the narrower widths are also trained dense from scratch.
+    pub dense_small: bool,
     /// Whether the row also runs the ablations of ours. The w8 row does not: each of its
     /// runs costs about twice a w4 run (measured: 13 to 14 min against 6 to 7 on 2 cores,
     /// training and evaluation), and the w4 and Fashion-MNIST rows already show what
@@ -80,7 +85,7 @@ pub struct Preset {
     pub smoke: bool,
 }
 
-pub const PRESETS: [Preset; 4] = [
+pub const PRESETS: [Preset; 5] = [
     Preset {
         name: "table2-w4",
         dataset: DatasetKind::Mnist,
@@ -90,6 +95,8 @@ pub const PRESETS: [Preset; 4] = [
             teacher: (98.15, 91.38),
             columns: &[(96.22, 89.41), (97.68, 91.77)],
         }),
+        extra_rates: &[],
+        dense_small: true,
         ablations: true,
         smoke: false,
     },
@@ -102,6 +109,26 @@ pub const PRESETS: [Preset; 4] = [
             teacher: (98.85, 93.51),
             columns: &[(97.31, 92.16), (98.31, 93.93), (98.87, 94.27)],
         }),
+        extra_rates: &[],
+        dense_small: true,
+        ablations: false,
+        smoke: false,
+    },
+    // Issue 24's robustness / compression trade-off curve: the w8 row's teacher and
+    // rates (3.97x, 15.65x, 60.8x) and two extreme ones, ours, ADMM and magnitude only.
+    // Its teacher has table2-w8's settings: `--teacher runs/sweep-table2-w8/teacher/
+    // model.safetensors` reuses that one.
+    Preset {
+        name: "tradeoff-w8",
+        dataset: DatasetKind::Mnist,
+        width: 8,
+        smaller: &[1, 2, 4],
+        published: Some(Published {
+            teacher: (98.85, 93.51),
+            columns: &[(97.31, 92.16), (98.31, 93.93), (98.87, 94.27)],
+        }),
+        extra_rates: &[100.0, 200.0],
+        dense_small: false,
         ablations: false,
         smoke: false,
     },
@@ -111,6 +138,8 @@ pub const PRESETS: [Preset; 4] = [
         width: 4,
         smaller: &[1, 2],
         published: None,
+        extra_rates: &[],
+        dense_small: true,
         ablations: true,
         smoke: false,
     },
@@ -120,6 +149,8 @@ pub const PRESETS: [Preset; 4] = [
         width: 2,
         smaller: &[1],
         published: None,
+        extra_rates: &[],
+        dense_small: true,
         ablations: false,
         smoke: true,
     },
@@ -130,6 +161,17 @@ fn params(width: usize) -> usize {
 }
 
 impl Preset {
+    /// The columns of the row's table: each narrower width (`->w`) with its rate, then
+    /// each extra rate.
+    pub fn columns(&self) -> Vec<(String, f64)> {
+        let widths = self
+            .smaller
+            .iter()
+            .map(|&w| (format!("->{w}"), self.rate_to(w)));
+        let extra = self.extra_rates.iter().map(|&r| (format!("{r}x"), r));
+        widths.chain(extra).collect()
+    }
+
     /// The rate that brings lenet_adv(width) to lenet_adv(w)'s parameter count, to two
     /// decimals.
     pub fn rate_to(&self, w: usize) -> f64 {
@@ -249,7 +291,8 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
         }
     };
     let rates: Vec<f64> = p.smaller.iter().map(|&w| p.rate_to(w)).collect();
-    for &rate in &rates {
+    let all_rates: Vec<f64> = rates.iter().chain(p.extra_rates).copied().collect();
+    for &rate in &all_rates {
         out.push(Entry {
             name: format!("prox-r{rate}"),
             cell: String::new(),
@@ -294,7 +337,7 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
             cfg: no_adv,
         });
     }
-    for (&w, &rate) in p.smaller.iter().zip(&rates) {
+    for (&w, &rate) in p.smaller.iter().zip(&rates).filter(|_| p.dense_small) {
         let mut cfg = TrainConfig::teacher_recipe(p.dataset, Arch::LenetAdv(w), TEACHER_EPOCHS, 1);
         cfg.method = Some(Method::Dense);
         out.push(Entry {

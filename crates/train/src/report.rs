@@ -25,6 +25,9 @@ pub struct Summary {
     pub latency_us: f64,
     pub facts: TrainingFacts,
     pub eval_seconds: f64,
+    /// Per prunable tensor, in layer order: its name, non-zero weights and weights
+    /// (empty in summaries written before it was recorded).
+    pub layers: Vec<(String, usize, usize)>,
 }
 
 impl Summary {
@@ -68,6 +71,12 @@ impl Summary {
         }
         let sweep: Vec<String> = self.sweep.iter().map(|(e, a)| format!("{e}:{a}")).collect();
         let _ = writeln!(s, "sweep = {}", sweep.join(","));
+        let layers: Vec<String> = self
+            .layers
+            .iter()
+            .map(|(n, nnz, len)| format!("{n}:{nnz}/{len}"))
+            .collect();
+        let _ = writeln!(s, "layers = {}", layers.join(","));
         for (k, v) in [
             ("prunable", self.prunable as f64),
             ("nnz", self.nnz as f64),
@@ -110,6 +119,22 @@ impl Summary {
                     let e = e.parse().map_err(|_| format!("summary: sweep eps {e:?}"))?;
                     let a = a.parse().map_err(|_| format!("summary: sweep acc {a:?}"))?;
                     s.sweep.push((e, a));
+                }
+                continue;
+            }
+            if k == "layers" {
+                for item in v.split(',').filter(|i| !i.is_empty()) {
+                    let bad = || format!("summary: layers item {item:?} (expected NAME:NNZ/LEN)");
+                    let (name, counts) = item.rsplit_once(':').ok_or_else(bad)?;
+                    let (nnz, len) = counts.split_once('/').ok_or_else(bad)?;
+                    let (nnz, len) = (
+                        nnz.parse().map_err(|_| bad())?,
+                        len.parse().map_err(|_| bad())?,
+                    );
+                    if nnz > len {
+                        return Err(bad());
+                    }
+                    s.layers.push((name.to_string(), nnz, len));
                 }
                 continue;
             }

@@ -13,6 +13,62 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 /// The table of every cell over its seeds: mean ± sd of each figure and the count.
+/// Which layers each method prunes hardest: each pruned cell's share of weights kept per
+/// tensor (mean over the seeds whose summaries record it). Under a global budget ours,
+/// ADMM and magnitude each choose their own per-layer split.
+fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
+    let pruned = |e: &Entry| matches!(e.role, Role::Ours | Role::Admm | Role::Magnitude);
+    let Some(names) = results
+        .iter()
+        .filter(|(e, _)| pruned(e))
+        .find_map(|(_, s)| s.as_ref().filter(|s| !s.layers.is_empty()))
+        .map(|s| s.layers.iter().map(|l| l.0.clone()).collect::<Vec<_>>())
+    else {
+        return;
+    };
+    let _ = writeln!(
+        r,
+        "\n## Per-layer density (% of each tensor's weights kept, mean over seeds)\n"
+    );
+    let _ = writeln!(r, "| cell | method | seeds | {} |", names.join(" | "));
+    let _ = writeln!(r, "|---|---|---|{}", "---|".repeat(names.len()));
+    let mut done: Vec<&str> = vec![];
+    for (e, _) in results.iter().filter(|(e, _)| pruned(e)) {
+        if done.contains(&e.cell.as_str()) {
+            continue;
+        }
+        done.push(&e.cell);
+        let runs: Vec<&Summary> = results
+            .iter()
+            .filter(|(o, s)| {
+                o.cell == e.cell && s.as_ref().is_some_and(|s| s.layers.len() == names.len())
+            })
+            .filter_map(|(_, s)| s.as_ref())
+            .collect();
+        if runs.is_empty() {
+            continue;
+        }
+        let cols: Vec<String> = (0..names.len())
+            .map(|i| {
+                let mean = runs
+                    .iter()
+                    .map(|s| s.layers[i].1 as f64 / s.layers[i].2.max(1) as f64)
+                    .sum::<f64>()
+                    / runs.len() as f64;
+                format!("{:.2}", 100.0 * mean)
+            })
+            .collect();
+        let _ = writeln!(
+            r,
+            "| {} | {} | {} | {} |",
+            e.cell,
+            e.role.label(),
+            runs.len(),
+            cols.join(" | ")
+        );
+    }
+}
+
 fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let mut cells: Vec<(&str, Role)> = vec![];
     for (e, s) in results {
@@ -284,8 +340,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         );
     }
     let mut verdicts = vec![];
-    for (i, &w) in p.smaller.iter().enumerate() {
-        let rate = p.rate_to(w);
+    for (i, (column, rate)) in p.columns().into_iter().enumerate() {
         let publ = p
             .published
             .as_ref()
@@ -293,14 +348,14 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             .map_or("-".into(), |(n, a)| format!("{n:.2} / {a:.2}"));
         let diff = match verdict(results, rate, protocol.steps) {
             Some((line, diff)) => {
-                verdicts.push(format!("- ->{w} ({rate}x): {line}"));
+                verdicts.push(format!("- {column} ({rate}x): {line}"));
                 diff
             }
             None => "-".into(),
         };
         let _ = writeln!(
             r,
-            "| ->{w} | {rate}x | {publ} | {} | **{}** | {} | {} | {diff} |",
+            "| {column} | {rate}x | {publ} | {} | **{}** | {} | {} | {diff} |",
             np(Role::Admm, rate),
             np(Role::Ours, rate),
             np(Role::Magnitude, rate),
@@ -311,6 +366,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         let _ = writeln!(r, "\n{}", verdicts.join("\n"));
     }
     cells_table(&mut r, results);
+    layer_density_table(&mut r, results);
     // Memory.
     let _ = writeln!(r, "\n## Training memory (per run, measured)\n");
     let _ = writeln!(r, "| run | compressor state counted (B) | compressor heap at most, measured (B) | all training state (B) | peak RSS (MiB) |");

@@ -1,4 +1,4 @@
-//! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4|smoke [--out DIR]
+//! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4|tradeoff-w8|smoke [--out DIR]
 //! [--teacher FILE] [--only NAME,...] [--seeds 1,2,3] [--threads T] [--data DIR] [--plan]
 //! [--report]`:
 //! one row of method.md's Table 2, every method side by side with the same budget.

@@ -346,3 +346,41 @@ fn report_writes_results_and_trains_nothing() {
     assert!(!dir.join("teacher").exists() && !dir.join("prox-r15.31").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 24's trade-off preset: the w8 rates and the extreme ones, ours, ADMM and
+/// magnitude only, one table row per rate; each cell's per-layer density comes from
+/// the summaries (which round-trip it) and reads as a percentage.
+#[test]
+fn the_tradeoff_preset_adds_extreme_rates_and_layer_densities() {
+    let p = PRESETS.iter().find(|p| p.name == "tradeoff-w8").unwrap();
+    let all = entries(p, Path::new("t"));
+    let rates: Vec<f64> = p.columns().iter().map(|c| c.1).collect();
+    assert_eq!(rates, vec![60.8, 15.65, 3.97, 100.0, 200.0]);
+    assert_eq!(all.len(), 1 + 3 * rates.len());
+    assert!(all.iter().all(|e| matches!(
+        e.role,
+        Role::Teacher | Role::Ours | Role::Admm | Role::Magnitude
+    )));
+    let admm200 = all.iter().find(|e| e.name == "admm-r200").unwrap();
+    assert_eq!(admm200.cfg.rate, 200.0);
+    let s = Summary {
+        prunable: 100,
+        nnz: 30,
+        layers: vec![
+            ("conv1.weight".into(), 20, 40),
+            ("fc1.weight".into(), 10, 60),
+        ],
+        ..Summary::default()
+    };
+    let back = Summary::parse(&s.to_text()).unwrap();
+    assert_eq!(back.layers, s.layers);
+    assert!(Summary::parse("layers = conv1.weight:50/40").is_err());
+    let results = vec![(admm200, Some(back))];
+    let md = results_md(p, Path::new("d"), &results);
+    assert!(
+        md.contains("| 200x | 200x |")
+            && md.contains("| conv1.weight | fc1.weight |")
+            && md.contains("| admm-r200 | ADMM (Ye et al.) | 1 | 50.00 | 16.67 |"),
+        "{md}"
+    );
+}
