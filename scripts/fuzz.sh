@@ -15,11 +15,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=target/afl
 bin=target/afl/release/rcc-fuzz
 
-if ! command -v cargo-afl >/dev/null 2>&1; then
-    echo "fuzz.sh: cargo-afl is missing; install it with: cargo install cargo-afl && cargo afl config --build" >&2
-    exit 1
-fi
 build() {
+    if ! command -v cargo-afl >/dev/null 2>&1; then
+        echo "fuzz.sh: cargo-afl is missing; install it with: cargo install cargo-afl && cargo afl config --build" >&2
+        exit 1
+    fi
     cargo afl build --release -q -p rcc-fuzz --features afl --bin rcc-fuzz
 }
 

@@ -189,6 +189,11 @@ pub fn idx(data: &[u8]) {
             let Ok(labels) = idx::read_labels(&bytes, path()) else {
                 return;
             };
+            // The matching image file is 784 times the labels' size: past MNIST's
+            // 70,000 images the dataset stage would only test the fuzzer's memory.
+            if labels.len() > 70_000 {
+                return;
+            }
             (idx_images(labels.len()), bytes)
         }
         _ => {
@@ -198,18 +203,23 @@ pub fn idx(data: &[u8]) {
             return;
         }
     };
-    for kind in [DatasetKind::Mnist, DatasetKind::Cifar10] {
-        let Ok(ds) = Dataset::from_idx(
-            kind,
-            (path().into(), images.clone()),
-            (path().into(), labels.clone()),
-        ) else {
-            continue;
-        };
-        let first: Vec<usize> = (0..ds.len().min(4)).collect();
-        let (x, y) = ds.batch(&first, None);
-        assert_eq!(x.shape()[0], y.len());
-    }
+    // CIFAR-10 is refused before any copy (IDX holds one channel); MNIST is built.
+    assert!(Dataset::from_idx(
+        DatasetKind::Cifar10,
+        (path().into(), vec![]),
+        (path().into(), vec![])
+    )
+    .is_err());
+    let Ok(ds) = Dataset::from_idx(
+        DatasetKind::Mnist,
+        (path().into(), images),
+        (path().into(), labels),
+    ) else {
+        return;
+    };
+    let first: Vec<usize> = (0..ds.len().min(4)).collect();
+    let (x, y) = ds.batch(&first, None);
+    assert_eq!(x.shape()[0], y.len());
 }
 
 fn idx_labels(n: usize) -> Vec<u8> {

@@ -64,11 +64,12 @@ impl Console {
     }
 
     /// A sweep's child whose sweep was killed (SIGKILL reaches only the sweep itself)
-    /// stops at its next step or attack batch, as if killed with it: otherwise it
+    /// stops at its next step, attack batch or phase of the evaluation, as if killed
+    /// with it: otherwise it
     /// would train on, unwatched, beside the rerun sweep's child for the same run.
     /// Stopping here is safe for the same reason a kill is: every file is written
     /// atomically, and the rerun resumes from the last checkpoint.
-    fn stop_if_orphaned(&self) {
+    pub fn stop_if_orphaned(&self) {
         if let Some(pid) = self.sweep {
             if std::os::unix::process::parent_id() != pid {
                 eprintln!(
@@ -158,6 +159,7 @@ impl Observer for Console {
     }
 
     fn note(&mut self, msg: &str) {
+        self.stop_if_orphaned();
         eprintln!("{msg}");
     }
 

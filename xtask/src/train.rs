@@ -174,6 +174,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let s = pool.install(|| finish_run(&cfg, &run, &data.test, &mut console))?;
+    console.stop_if_orphaned();
     if let Some(section) = crate::embedded::report_section(&run.model(), cfg.arch, run.path()) {
         let mut report = std::fs::read_to_string(run.report())
             .map_err(|e| format!("{}: {e}", run.report().display()))?;

@@ -431,7 +431,7 @@ impl Model {
         let net = Network::new(arch);
         // Every tensor is found and shape-checked before the parameter buffer is
         // allocated: the arch comes from the file's metadata, so a 4-byte "vgg16:64"
-        // must not cost a 60 MB allocation before the file is found to hold nothing.
+        // must not cost a 941 MB allocation before the file is found to hold nothing.
         let mut found = [vec![], vec![]];
         for (layout, found) in [&net.params, &net.buffers].into_iter().zip(&mut found) {
             for v in layout.views() {
@@ -478,7 +478,7 @@ mod tests {
 
     /// The arch in a file's metadata names the model's size: a file that names the
     /// largest arch but holds no tensor is refused by name, before the parameter buffer
-    /// of that arch (60 MB for vgg16:64) is allocated.
+    /// of that arch (941 MB for vgg16:64; `tests/alloc_bound.rs` measures it) is allocated.
     #[test]
     fn an_arch_without_its_tensors_is_refused_by_name() {
         let mut st = SafeTensors::new();

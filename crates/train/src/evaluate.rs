@@ -54,6 +54,22 @@ const EVAL_BATCH: usize = 500;
 /// Test images (the first ones) that AutoAttack and the stand-alone Square Attack run on:
 /// 5,000 queries per robust image are too many for the whole set in a pipeline run.
 pub const AA_IMAGES: usize = 1000;
+
+/// The number of AutoAttack images of a run with `test_limit` (0: the whole test set).
+pub fn aa_images(test_limit: usize) -> usize {
+    match test_limit {
+        0 => AA_IMAGES,
+        n => n.min(AA_IMAGES),
+    }
+}
+
+/// The number of eps-sweep images of a run with `test_limit` (0: the whole test set).
+pub fn sweep_images(test_limit: usize) -> usize {
+    match test_limit {
+        0 => SWEEP_IMAGES,
+        n => n.min(SWEEP_IMAGES),
+    }
+}
 /// Points by which Square may beat the best white-box gradient attack (PGD-40, APGD-CE)
 /// on the same images before the report flags gradient masking.
 pub const SQUARE_MASKING_PTS: f64 = 0.5;
@@ -300,14 +316,21 @@ pub fn eps_sweep(
     model: &impl Classifier,
     test: &Dataset,
     protocol: Protocol,
+    obs: &mut dyn Observer,
 ) -> Result<Vec<(f32, f64)>> {
     let sub = test.subset(&(0..SWEEP_IMAGES.min(test.len())).collect::<Vec<_>>());
     let radii = sweep_radii(protocol.eps);
     let mut s = settings(protocol, vec!["pgd"]);
     s.restarts = 1;
     let specs = s.sweep_specs(&radii)?;
-    let report =
-        rcc_attack::evaluate(model, &DatasetExamples(&sub), &specs, EVAL_BATCH, EVAL_SEED)?;
+    let report = rcc_attack::evaluate_with_progress(
+        model,
+        &DatasetExamples(&sub),
+        &specs,
+        EVAL_BATCH,
+        EVAL_SEED,
+        |p| obs.attack("eps sweep", &p),
+    )?;
     Ok(radii
         .iter()
         .zip(&report.attacks)
@@ -408,9 +431,10 @@ pub fn finish_run(
         }
     };
     obs.note(&format!(
-        "eps sweep: PGD-40 on the first {SWEEP_IMAGES} test images"
+        "eps sweep: PGD-40 on the first {} test images",
+        SWEEP_IMAGES.min(test.len())
     ));
-    let sweep = eps_sweep(&model, test, protocol)?;
+    let sweep = eps_sweep(&model, test, protocol, obs)?;
     let latency = latency_us(&exported.model, test)?;
     let sm = &exported.model;
     let summary = Summary {
@@ -494,13 +518,13 @@ pub fn masking_verdict(a: &Accuracies) -> Option<String> {
         let lead = 100.0 * (white - a.square);
         lines.push(if flag {
             format!(
-                "**Gradient masking suspected (gradient-free check):** the Square Attack, which reads only logits, leaves {} on the first {AA_IMAGES} images against {} under the best white-box gradient attack, {lead:.2} points lower: the gradients are misleading the white-box attacks. Trust the worst case that includes Square.",
+                "**Gradient masking suspected (gradient-free check):** the Square Attack, which reads only logits, leaves {} on the AutoAttack images against {} under the best white-box gradient attack, {lead:.2} points lower: the gradients are misleading the white-box attacks. Trust the worst case that includes Square.",
                 pct(a.square),
                 pct(white)
             )
         } else {
             format!(
-                "Gradient-free check: Square ({}) does not beat the best white-box gradient attack ({}) by more than {SQUARE_MASKING_PTS} points on the first {AA_IMAGES} images.",
+                "Gradient-free check: Square ({}) does not beat the best white-box gradient attack ({}) by more than {SQUARE_MASKING_PTS} points on the AutoAttack images.",
                 pct(a.square),
                 pct(white)
             )

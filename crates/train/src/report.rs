@@ -1,9 +1,7 @@
 //! A run's `summary.txt` (its figures as `key = value` lines, read back by the sweeps)
 //! and `report.md` (the figures in words and tables).
 
-use crate::evaluate::{
-    masking_verdict, Accuracies, AA_IMAGES, AGREEMENT_PTS, EVAL_SEED, RESTARTS, SWEEP_IMAGES,
-};
+use crate::evaluate::{masking_verdict, Accuracies, AGREEMENT_PTS, EVAL_SEED, RESTARTS};
 use crate::metrics::TrainingFacts;
 use crate::protocol::Protocol;
 use crate::{Error, Result, TrainConfig};
@@ -221,10 +219,7 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
         0 => "full test set".to_string(),
         n => format!("first {n} test images (test-limit)"),
     };
-    let aa_images = match cfg.test_limit {
-        0 => AA_IMAGES,
-        n => n.min(AA_IMAGES),
-    };
+    let aa_images = crate::evaluate::aa_images(cfg.test_limit);
     let _ = writeln!(r, "## Accuracy (%, {test_set}, eps {})\n", protocol.eps);
     let _ = writeln!(
         r,
@@ -287,10 +282,7 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
         r,
         "## Eps sweep (PGD-{}, first {} test images, dense masked model)\n",
         protocol.steps,
-        match cfg.test_limit {
-            0 => SWEEP_IMAGES,
-            n => n.min(SWEEP_IMAGES),
-        }
+        crate::evaluate::sweep_images(cfg.test_limit)
     );
     let _ = writeln!(
         r,

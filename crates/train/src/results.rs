@@ -12,7 +12,15 @@ use rcc_nn::json::Json;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The table of every cell over its seeds: mean ± sd of each figure and the count.
+/// The AutoAttack images of a sweep's runs (they share their test limit).
+fn aa_images(results: &[(&Entry, Option<Summary>)]) -> usize {
+    results
+        .first()
+        .map_or(crate::evaluate::AA_IMAGES, |(e, _)| {
+            crate::evaluate::aa_images(e.cfg.test_limit)
+        })
+}
+
 /// Which layers each method prunes hardest: each pruned cell's share of weights kept per
 /// tensor (mean over the seeds whose summaries record it). Under a global budget ours,
 /// ADMM and magnitude each choose their own per-layer split.
@@ -69,6 +77,7 @@ fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     }
 }
 
+/// The table of every cell over its seeds: mean ± sd of each figure and the count.
 fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let mut cells: Vec<(&str, Role)> = vec![];
     for (e, s) in results {
@@ -86,7 +95,7 @@ fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let _ = writeln!(
         r,
         "| cell | method | seeds | natural | PGD-40 | APGD-CE | AutoAttack, first {aa} | Square, first {aa} | worst case with both, first {aa} |",
-        aa = crate::evaluate::AA_IMAGES
+        aa = aa_images(results)
     );
     let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|");
     let picks: [fn(&Summary) -> f64; 6] = [
@@ -255,7 +264,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "## All runs (%; dense masked model, then the exported sparse model)\n"
     );
-    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = crate::evaluate::AA_IMAGES);
+    let _ = writeln!(r, "| run | method | rate | natural | FGSM | PGD-{} | APGD-CE | PGD-{0} from the teacher | worst case | AutoAttack, first {aa} | Square-5000, first {aa} | worst case with both, first {aa} | sparse: natural / PGD / APGD | sparse bytes | batch-1 µs | train min | compressor state B (counted / measured peak) | peak RSS MiB |", protocol.steps, aa = aa_images(results));
     let _ = writeln!(
         r,
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -292,7 +301,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             mib(s.facts.peak_rss)
         );
     }
-    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", crate::evaluate::AA_IMAGES);
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", aa_images(results));
     let masked: Vec<String> = results
         .iter()
         .filter(|(_, s)| {
@@ -303,7 +312,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         .map(|(e, _)| e.name.clone())
         .collect();
     if !masked.is_empty() {
-        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", crate::evaluate::MASKING_PTS, crate::evaluate::SQUARE_MASKING_PTS, crate::evaluate::AA_IMAGES, masked.join(", "));
+        let _ = writeln!(r, "\n**Gradient masking suspected** (the attack crafted on the teacher beats every white-box one by more than {} points, or Square beats them by more than {} on the first {} images): {}.", crate::evaluate::MASKING_PTS, crate::evaluate::SQUARE_MASKING_PTS, aa_images(results), masked.join(", "));
     }
     if !missing.is_empty() {
         let _ = writeln!(r, "\nNot (yet) run or failed: {}.", missing.join(", "));
@@ -412,7 +421,11 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         r,
         "\n## Eps sweep (PGD-{}, first {} test images; gradient-masking check)\n",
         protocol.steps,
-        crate::evaluate::SWEEP_IMAGES
+        results
+            .first()
+            .map_or(crate::evaluate::SWEEP_IMAGES, |(e, _)| {
+                crate::evaluate::sweep_images(e.cfg.test_limit)
+            })
     );
     if let Some((_, Some(s0))) = results.iter().find(|(_, s)| s.is_some()) {
         let _ = writeln!(

@@ -41,8 +41,23 @@ pub fn cached_teacher(
         obs.note(&format!("teacher: reusing {}", model.display()));
         return Ok(model);
     }
+    // Two runs that need the same teacher: the second waits for the first to train it
+    // (one process per run folder), then reuses it.
+    if run.try_lock()?.is_none() {
+        obs.note(&format!(
+            "teacher: waiting for the process that holds {}",
+            run.lock_file().display()
+        ));
+    }
+    let _lock = run.lock()?;
+    if model.exists() && same_recipe() {
+        obs.note(&format!("teacher: reusing {}", model.display()));
+        return Ok(model);
+    }
     let own;
-    let data = if (cfg.val, cfg.train_limit) == (tcfg.val, tcfg.train_limit) {
+    let data = if (cfg.val, cfg.train_limit, cfg.test_limit)
+        == (tcfg.val, tcfg.train_limit, tcfg.test_limit)
+    {
         data
     } else {
         own = RunData::load(&tcfg, data_dir)?;

@@ -1,5 +1,5 @@
 //! The AFL++ harness: `rcc-fuzz TARGET` runs one target of [`rcc_fuzz::TARGETS`] in
-//! AFL's persistent mode. Built and run by `scripts/fuzz.sh`; see `docs/fuzzing.md`.
+//! AFL's persistent mode. Built and run by `scripts/fuzz.sh`; see `docs/reliability.md`.
 
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_default();

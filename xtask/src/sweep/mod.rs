@@ -86,6 +86,16 @@ fn write_config(e: &Entry, configs: &Path) -> Result<PathBuf, String> {
 
 /// Runs (or resumes) one entry as a child `train` process.
 fn run_entry(e: &Entry, dir: &Path, forward: &[String], configs: &Path) -> Result<(), String> {
+    // The child of a killed sweep may still be stopping in this folder: wait until it
+    // lets go, so that what the folder holds is final before deciding how to go on.
+    let folder = rcc_train::RunDir::new(dir.join(&e.name));
+    if folder.try_lock()?.is_none() {
+        println!(
+            "waiting for the process that holds {}",
+            folder.lock_file().display()
+        );
+        drop(folder.lock()?);
+    }
     if status(e, dir)? == "done" {
         return Ok(());
     }
