@@ -122,6 +122,21 @@ fn setup(tag: &str) -> Option<Dirs> {
     })
 }
 
+/// Once the fault is gone, `--resume` finishes the run with the uninterrupted run's model.
+fn resume_to_the_end(d: &Dirs, run: &Path) {
+    let out = xtask(&resume_args(run));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        model(run) == d.whole,
+        "the resumed run differs from the uninterrupted one"
+    );
+    std::fs::remove_dir_all(&d.root).unwrap();
+}
+
 #[test]
 fn a_full_disk_stops_the_run_and_keeps_the_last_checkpoint() {
     let Some(d) = setup("full") else {
@@ -162,17 +177,7 @@ fn a_full_disk_stops_the_run_and_keeps_the_last_checkpoint() {
         !names.iter().any(|n| n.ends_with(".tmp")),
         "a temporary file was left: {names:?}"
     );
-    let out = xtask(&resume_args(&run));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        model(&run) == d.whole,
-        "the resumed run differs from the uninterrupted one"
-    );
-    std::fs::remove_dir_all(&d.root).unwrap();
+    resume_to_the_end(&d, &run);
 }
 
 /// Makes `dir` and its files read-only: permissions for an ordinary user; for root, whom
@@ -243,15 +248,5 @@ fn a_read_only_run_folder_is_refused_and_left_intact() {
         snapshot(&run) == before,
         "a file of the read-only folder changed"
     );
-    let out = xtask(&resume_args(&run));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        model(&run) == d.whole,
-        "the resumed run differs from the uninterrupted one"
-    );
-    std::fs::remove_dir_all(&d.root).unwrap();
+    resume_to_the_end(&d, &run);
 }
