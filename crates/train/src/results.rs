@@ -459,8 +459,55 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
 /// Which accuracy a panel shows.
 type Pick = fn(&Summary) -> f64;
 
-/// Two panels (PGD accuracy, natural accuracy) against compression rate (log axis), one
-/// line per method, the teacher and the dense small nets as separate markers.
+/// A cell's point on a panel: its rate, then the mean and standard deviation (NaN for one
+/// seed) of the panel's accuracy over its seeds, in %.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct CellPoint {
+    rate: f64,
+    mean: f64,
+    sd: f64,
+}
+
+/// The points of `role`'s line on a panel, by rate: one per cell (its seeds' mean ± sd),
+/// the teacher's at 1x leading the compression methods' lines. Runs without the figure
+/// (NaN, e.g. evaluated before AutoAttack) are left out of their cell.
+fn cell_points(results: &[(&Entry, Option<Summary>)], role: Role, pick: Pick) -> Vec<CellPoint> {
+    let starts_at_teacher = matches!(role, Role::Ours | Role::Admm | Role::Magnitude);
+    let mut cells: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![];
+    for (e, s) in results {
+        let Some(s) = s else { continue };
+        if !(e.role == role || (starts_at_teacher && e.role == Role::Teacher)) {
+            continue;
+        }
+        match cells.iter_mut().find(|c| c.0 == e.cell) {
+            Some(c) => {
+                c.1.push(e.shown_rate(s));
+                c.2.push(100.0 * pick(s));
+            }
+            None => cells.push((&e.cell, vec![e.shown_rate(s)], vec![100.0 * pick(s)])),
+        }
+    }
+    let mut v: Vec<CellPoint> = cells
+        .iter()
+        .filter_map(|(_, rates, accs)| {
+            let st = Stat::of(accs)?;
+            let rate = rates.iter().sum::<f64>() / rates.len() as f64;
+            Some(CellPoint {
+                rate,
+                mean: st.mean,
+                sd: st.sd,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    v
+}
+
+/// Three panels against compression rate (log axis): PGD-40, the worst case per image
+/// over every attack with AutoAttack and Square (on the first-N images they ran on; the
+/// figure the verdicts are taken on) and natural accuracy. One line per method through
+/// its cells' means over seeds, with a bar of ± one standard deviation where a cell has
+/// several seeds; the dense small nets as markers.
 pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
     // Drawn in this order: ours last, on top.
     const SERIES: [(Role, &str); 6] = [
@@ -471,49 +518,24 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         (Role::Admm, "#1f77b4"),
         (Role::Ours, "#d62728"),
     ];
-    let pts = |role: Role, pick: fn(&Summary) -> f64| -> Vec<(f64, f64)> {
-        let v: Vec<(&&Entry, f64, f64)> = results
-            .iter()
-            .filter(|(e, _)| {
-                e.role == role
-                    || (e.role == Role::Teacher
-                        && role != Role::DenseSmall
-                        && role != Role::NoAdv
-                        && role != Role::NoDistill)
-            })
-            .filter_map(|(e, s)| s.as_ref().map(|s| (e, e.shown_rate(s), 100.0 * pick(s))))
-            .collect();
-        // One point per cell: the mean over its seeds.
-        let mut cells: Vec<(&str, Vec<(f64, f64)>)> = vec![];
-        for (e, x, y) in v {
-            match cells.iter_mut().find(|c| c.0 == e.cell) {
-                Some(c) => c.1.push((x, y)),
-                None => cells.push((&e.cell, vec![(x, y)])),
-            }
-        }
-        let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| {
-            v.iter().map(f).sum::<f64>() / v.len() as f64
-        };
-        let mut v: Vec<(f64, f64)> = cells
-            .iter()
-            .map(|(_, p)| (mean(p, |q| q.0), mean(p, |q| q.1)))
-            .collect();
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        v
-    };
     let pgd = format!(
         "PGD-{} accuracy (%)",
         Protocol::for_dataset(p.dataset).steps
     );
-    let panels: [(&str, Pick); 2] = [
+    let worst = format!(
+        "worst case with AutoAttack + Square, first {} (%)",
+        aa_images(results)
+    );
+    let panels: [(&str, Pick); 3] = [
         (&pgd, |s| s.dense.pgd),
+        (&worst, |s| s.dense.worst_aa),
         ("natural accuracy (%)", |s| s.dense.clean),
     ];
-    let (pw, ph, left, top, gap) = (380.0, 300.0, 60.0, 50.0, 70.0);
-    let (w, h) = (left + 2.0 * pw + gap + 30.0, top + ph + 140.0);
+    let (pw, ph, left, top, gap) = (300.0, 300.0, 50.0, 50.0, 55.0);
+    let (w, h) = (left + 3.0 * pw + 2.0 * gap + 30.0, top + ph + 150.0);
     let mut s = Svg::new(w, h);
     let title = format!(
-        "{}: lenet_adv:{} on {}, accuracy against compression rate",
+        "{}: lenet_adv:{} on {}, accuracy against compression rate (mean ± sd over seeds)",
         p.name, p.width, p.dataset
     );
     s.title(w / 2.0, 22.0, &title);
@@ -521,21 +543,27 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
     let x_hi = max_rate.log2().ceil().max(1.0);
     for (k, (name, pick)) in panels.iter().enumerate() {
         let x0 = left + k as f64 * (pw + gap);
-        // The scale fits the adversarially trained runs; the no-adversarial ablation may
-        // fall below it and is then drawn on the axis with its value written beside.
-        let all: Vec<f64> = SERIES
+        let lines: Vec<(Role, &str, Vec<CellPoint>)> = SERIES
             .iter()
-            .filter(|(role, _)| *role != Role::NoAdv)
-            .flat_map(|(role, _)| pts(*role, *pick))
-            .map(|q| q.1)
+            .map(|&(role, color)| (role, color, cell_points(results, role, *pick)))
             .collect();
+        // The scale fits the adversarially trained runs (their bars included); the
+        // no-adversarial ablation may fall below it and is then drawn on the axis with
+        // its value written beside.
+        let span = |c: &CellPoint| {
+            let sd = if c.sd.is_finite() { c.sd } else { 0.0 };
+            (c.mean - sd, c.mean + sd)
+        };
+        let lo = lines
+            .iter()
+            .filter(|(role, ..)| *role != Role::NoAdv)
+            .flat_map(|(_, _, v)| v.iter().map(|c| span(c).0))
+            .fold(100.0, f64::min);
         // Fashion-MNIST's accuracies sit far below 100, so the top follows the data too
         // (every run's, so that none is drawn above the panel).
-        let lo = all.iter().copied().fold(100.0, f64::min);
-        let hi = SERIES
+        let hi = lines
             .iter()
-            .flat_map(|(role, _)| pts(*role, *pick))
-            .map(|q| q.1)
+            .flat_map(|(_, _, v)| v.iter().map(|c| span(c).1))
             .fold(lo, f64::max);
         let step = nice_step((hi - lo).max(1.0), 5.0);
         let y_lo = ((lo / step).floor() * step).max(0.0);
@@ -557,22 +585,26 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
             x0 + pw / 2.0,
             top + ph + 34.0,
             "middle",
-            "compression rate (prunable weights / non-zero; log scale)",
+            "compression rate (log scale)",
         );
-        for (role, color) in SERIES {
-            let v = pts(role, *pick);
+        for (role, color, v) in &lines {
             if v.is_empty() {
                 continue;
             }
-            if role != Role::DenseSmall {
-                s.polyline(v.iter().map(|&(x, y)| (px(x), py(y))), color, "");
+            if *role != Role::DenseSmall {
+                s.polyline(v.iter().map(|c| (px(c.rate), py(c.mean))), color, "");
             }
-            for &(x, y) in &v {
-                s.dot(px(x), py(y), 3.5, color);
-                if y < y_lo {
+            for c in v {
+                let x = px(c.rate);
+                if c.sd.is_finite() && c.sd > 0.0 {
+                    let (a, b) = span(c);
+                    s.v_bar(x, py(a), py(b), 3.0, color);
+                }
+                s.dot(x, py(c.mean), 3.5, color);
+                if c.mean < y_lo {
                     let attrs = format!(r#"fill="{color}""#);
-                    let label = format!("{y:.1} (off scale)");
-                    s.text_with(px(x) - 6.0, py(y) - 6.0, "end", &attrs, &label);
+                    let label = format!("{:.1} (off scale)", c.mean);
+                    s.text_with(x - 6.0, py(c.mean) - 6.0, "end", &attrs, &label);
                 }
             }
         }
@@ -583,8 +615,8 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         .filter(|(role, _)| results.iter().any(|(e, s)| e.role == *role && s.is_some()));
     for (i, (role, color)) in shown.enumerate() {
         let (lx, ly) = (
-            left + (i % 2) as f64 * 400.0,
-            top + ph + 58.0 + (i / 2) as f64 * 18.0,
+            left + (i % 3) as f64 * 330.0,
+            top + ph + 58.0 + (i / 3) as f64 * 18.0,
         );
         s.rect(lx, ly - 4.0, 14.0, 4.0, color);
         s.text(lx + 20.0, ly, "start", role.label());
@@ -594,7 +626,60 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
         h - 8.0,
         "start",
         r#"font-size="11""#,
-        "Lines start at the dense teacher (1x). Dense small nets sit at the rate of their parameter count.",
+        "Lines start at the dense teacher (1x); each point is a cell's mean over its seeds, its bar ± one standard deviation. Dense small nets sit at the rate of their parameter count.",
     );
     s.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each cell is one point at its seeds' mean with its sd; a run without the figure
+    /// (NaN) is left out of its cell; the lines of the compression methods start at the
+    /// teacher; the SVG draws a bar for a cell with several seeds and none for one.
+    #[test]
+    fn the_curve_has_one_point_per_cell_with_its_spread() {
+        let all = entries_for_seeds(&PRESETS[0], Path::new("t"), &[1, 2, 3]);
+        let summary = |prunable: usize, nnz: usize, worst: f64| {
+            let mut s = Summary {
+                prunable,
+                nnz,
+                ..Summary::default()
+            };
+            (s.dense.clean, s.dense.pgd, s.dense.worst_aa) = (0.98, 0.9, worst);
+            Some(s)
+        };
+        let mut results = vec![];
+        for e in &all {
+            match e.role {
+                Role::Teacher => results.push((e, summary(1000, 1000, 0.85))),
+                Role::Ours if (e.rate - 15.31).abs() < 1e-9 => {
+                    let w = [0.78, 0.79, 0.80][e.cfg.seed as usize - 1];
+                    results.push((e, summary(1531, 100, w)));
+                }
+                // One ADMM run without the worst case: left out of its cell.
+                Role::Admm if (e.rate - 15.31).abs() < 1e-9 => {
+                    let w = if e.cfg.seed == 3 { f64::NAN } else { 0.72 };
+                    results.push((e, summary(1531, 100, w)));
+                }
+                _ => results.push((e, None)),
+            }
+        }
+        let ours = cell_points(&results, Role::Ours, |s| s.dense.worst_aa);
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        assert_eq!((ours[0].rate, ours[0].mean), (1.0, 85.0));
+        assert!(ours[0].sd.is_nan());
+        assert!((ours[1].rate - 15.31).abs() < 1e-9 && (ours[1].mean - 79.0).abs() < 1e-9);
+        assert!((ours[1].sd - 1.0).abs() < 1e-9, "{:?}", ours[1]);
+        let admm = cell_points(&results, Role::Admm, |s| s.dense.worst_aa);
+        assert_eq!((admm[1].mean, admm[1].sd), (72.0, 0.0));
+        assert!(cell_points(&results, Role::DenseSmall, |s| s.dense.pgd).is_empty());
+        let svg = results_svg(&PRESETS[0], &results);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert!(svg.contains("worst case with AutoAttack + Square"), "{svg}");
+        // One bar: ours at 15.31x on the worst-case panel (ADMM's two equal seeds have
+        // sd 0, the PGD and natural figures are equal over seeds).
+        assert_eq!(svg.matches("<path ").count(), 1, "{svg}");
+    }
 }

@@ -176,6 +176,18 @@ impl Svg {
         );
     }
 
+    /// A vertical error bar at x from y0 to y1 (pixels), with caps `cap` px to each side.
+    pub fn v_bar(&mut self, x: f64, y0: f64, y1: f64, cap: f64, color: &str) {
+        let _ = writeln!(
+            self.0,
+            r#"<path fill="none" stroke="{color}" stroke-width="1.5" d="M{x:.1},{y0:.1}V{y1:.1}M{:.1},{y0:.1}H{:.1}M{:.1},{y1:.1}H{:.1}"/>"#,
+            x - cap,
+            x + cap,
+            x - cap,
+            x + cap
+        );
+    }
+
     /// A filled rectangle, e.g. a legend swatch.
     pub fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, color: &str) {
         let _ = writeln!(
