@@ -37,7 +37,7 @@ commands:
         [--rate R] [--budget layer|global] [--teacher FILE] [--alpha A] [--temperature T]
         [--teacher-input clean|adv] [--finetune N] [--ramp F] [--ramp-start F] [--init FILE]
         [--dataset D]
-        [--arch A] [--adv none|pgd:EPS:STEPS:STEP|fgsm-rs:EPS:ALPHA] [--adv-mix M]
+        [--arch A] [--adv none|pgd:EPS:STEPS:STEP|fgsm-rs:EPS:ALPHA|trades:EPS:STEPS:STEP:BETA] [--adv-mix M]
         [--adv-warmup N] [--epochs N] [--batch B] [--optimizer sgd|adam] [--lr LR]
         [--momentum M] [--nesterov true|false] [--weight-decay WD]
         [--schedule constant|step:EVERY:GAMMA|cosine[:MIN]] [--seed S] [--val N]

@@ -70,6 +70,7 @@ pub(crate) enum Op {
     LogSoftmax(ops::log_softmax::Saved),
     CrossEntropy(ops::cross_entropy::Saved),
     Distill(ops::distill::Saved),
+    Trades(ops::trades::Saved),
     Dropout(ops::dropout::Saved),
 }
 
@@ -421,6 +422,7 @@ impl<'p> Tape<'p> {
                 Op::LogSoftmax(s) => ops::log_softmax::backward(s, out, &dy, vals, &mut store),
                 Op::CrossEntropy(s) => ops::cross_entropy::backward(s, out, &dy, vals, &mut store),
                 Op::Distill(s) => ops::distill::backward(s, out, &dy, vals, &mut store),
+                Op::Trades(s) => ops::trades::backward(s, out, &dy, vals, &mut store),
                 Op::Dropout(s) => ops::dropout::backward(s, out, &dy, vals, &mut store),
             }
             crate::scratch::give(dy);

@@ -140,6 +140,16 @@ pub enum AdvTraining {
         eps: f32,
         alpha: f32,
     },
+    /// TRADES (Zhang et al. 2019): the attack ascends the KL from the clean prediction
+    /// (`rcc_attack::trades_pgd`) and the loss is `CE(clean) + BETA KL(clean || adv)`
+    /// in place of the adversarial batch's cross-entropy: `trades:EPS:STEPS:STEP:BETA`
+    /// (their MNIST setting: `trades:0.3:40:0.01:6`).
+    Trades {
+        eps: f32,
+        steps: usize,
+        step: f32,
+        beta: f32,
+    },
 }
 
 impl AdvTraining {
@@ -148,7 +158,11 @@ impl AdvTraining {
     }
 
     fn parse_text(s: &str) -> std::result::Result<AdvTraining, String> {
-        let bad = || format!("adv: {s:?}: expected none, pgd:EPS:STEPS:STEP or fgsm-rs:EPS:ALPHA");
+        let bad = || {
+            format!(
+                "adv: {s:?}: expected none, pgd:EPS:STEPS:STEP, fgsm-rs:EPS:ALPHA or trades:EPS:STEPS:STEP:BETA"
+            )
+        };
         let parts: Vec<&str> = s.split(':').collect();
         let f = |v: &str| {
             v.parse::<f32>()
@@ -166,6 +180,12 @@ impl AdvTraining {
             ["fgsm-rs", e, a] => AdvTraining::FgsmRs {
                 eps: f(e)?,
                 alpha: f(a)?,
+            },
+            ["trades", e, n, a, b] => AdvTraining::Trades {
+                eps: f(e)?,
+                steps: n.parse().map_err(|_| bad())?,
+                step: f(a)?,
+                beta: f(b)?,
             },
             _ => return Err(bad()),
         })
@@ -191,7 +211,9 @@ impl AdvTraining {
     pub fn eps(&self) -> f32 {
         match *self {
             AdvTraining::None => 0.0,
-            AdvTraining::Pgd { eps, .. } | AdvTraining::FgsmRs { eps, .. } => eps,
+            AdvTraining::Pgd { eps, .. }
+            | AdvTraining::FgsmRs { eps, .. }
+            | AdvTraining::Trades { eps, .. } => eps,
         }
     }
 
@@ -208,6 +230,25 @@ impl AdvTraining {
                 eps: eps * f,
                 alpha: alpha * f,
             },
+            AdvTraining::Trades {
+                eps,
+                steps,
+                step,
+                beta,
+            } => AdvTraining::Trades {
+                eps: eps * f,
+                steps,
+                step: step * f,
+                beta,
+            },
+        }
+    }
+
+    /// TRADES's KL weight, if this is TRADES (its loss replaces the cross-entropy).
+    pub fn trades_beta(&self) -> Option<f32> {
+        match *self {
+            AdvTraining::Trades { beta, .. } => Some(beta),
+            _ => None,
         }
     }
 
@@ -235,6 +276,9 @@ impl AdvTraining {
             AdvTraining::FgsmRs { eps, alpha } => {
                 rcc_attack::fgsm_rs(model, x, labels, eps, alpha, rng)
             }
+            AdvTraining::Trades {
+                eps, steps, step, ..
+            } => rcc_attack::trades_pgd(model, x, eps, steps, step, rng),
         };
         Ok(Some(r?))
     }
@@ -246,6 +290,12 @@ impl std::fmt::Display for AdvTraining {
             AdvTraining::None => write!(f, "none"),
             AdvTraining::Pgd { eps, steps, step } => write!(f, "pgd:{eps}:{steps}:{step}"),
             AdvTraining::FgsmRs { eps, alpha } => write!(f, "fgsm-rs:{eps}:{alpha}"),
+            AdvTraining::Trades {
+                eps,
+                steps,
+                step,
+                beta,
+            } => write!(f, "trades:{eps}:{steps}:{step}:{beta}"),
         }
     }
 }
@@ -551,6 +601,12 @@ impl TrainConfig {
     }
 
     fn check_text(&self) -> std::result::Result<(), String> {
+        if self.adv.trades_beta().is_some() && self.adv_mix > 0.0 {
+            return Err(format!(
+                "adv-mix {} with adv = {}: TRADES's loss already has the clean batch's term; set adv-mix = 0",
+                self.adv_mix, self.adv
+            ));
+        }
         if let Some(Method::Admm { every, .. }) = self.method {
             let main = self.epochs.saturating_sub(self.finetune);
             if every >= main && main > 0 {
@@ -728,7 +784,30 @@ mod tests {
                 alpha: 0.375
             }
         );
-        for bad in ["pgd:0.3:10", "pgd:-1:10:0.1", "fgsm:0.3", "pgd:0.3:x:0.1"] {
+        assert_eq!(
+            AdvTraining::parse("trades:0.3:40:0.01:6").unwrap(),
+            AdvTraining::Trades {
+                eps: 0.3,
+                steps: 40,
+                step: 0.01,
+                beta: 6.0
+            }
+        );
+        let t = AdvTraining::parse("trades:0.3:40:0.01:6").unwrap();
+        assert_eq!(t.to_string(), "trades:0.3:40:0.01:6");
+        assert_eq!(
+            (t.trades_beta(), t.scaled(0.5).trades_beta()),
+            (Some(6.0), Some(6.0))
+        );
+        assert_eq!(t.scaled(0.5).eps(), 0.15);
+        for bad in [
+            "pgd:0.3:10",
+            "pgd:-1:10:0.1",
+            "fgsm:0.3",
+            "pgd:0.3:x:0.1",
+            "trades:0.3:40:0.01",
+            "trades:0.3:40:0.01:-6",
+        ] {
             assert!(AdvTraining::parse(bad).is_err(), "{bad}");
         }
         let mut cfg = TrainConfig::default();

@@ -3,7 +3,9 @@
 //! 1. craft the adversarial batch on the student (PGD, section 1: the inner maximisation);
 //! 2. the frozen teacher's logits on the clean or the adversarial batch (distillation);
 //! 3. the loss `(1 - a) CE(student, y) + a t^2 KL(teacher_t || student_t)` and its
-//!    gradient (optionally mixed with the clean batch's);
+//!    gradient (optionally mixed with the clean batch's), or with TRADES (`adv =
+//!    trades:..`) `(1 - a) TRADES + a t^2 KL(teacher_t || student_t)`, TRADES's
+//!    `CE(clean) + beta KL(clean || adv)` in place of the cross-entropy;
 //! 4. the compressor's hooks around the optimiser step: the gradient mask before it, the
 //!    proximal operator (or ADMM's projection bookkeeping) after it (section 2).
 
@@ -137,10 +139,24 @@ impl Step<'_> {
             None => Loss::CrossEntropy,
         };
         let grads = &mut *self.grads;
-        let out = match &x_adv {
-            None => model.train_grad(x, labels, &loss, grads, rng)?,
-            Some(xa) if cfg.adv_mix == 0.0 => model.train_grad(xa, labels, &loss, grads, rng)?,
-            Some(xa) => {
+        let out = match (&x_adv, self.adv.trades_beta()) {
+            // TRADES: its loss on the clean and the adversarial batch together, with the
+            // distillation term on the adversarial one (Model::train_grad_trades).
+            (Some(xa), Some(beta)) => {
+                let distill = match loss {
+                    Loss::Distill {
+                        teacher_logits,
+                        cfg,
+                    } => Some((teacher_logits, cfg)),
+                    Loss::CrossEntropy => None,
+                };
+                model.train_grad_trades(x, xa, labels, beta, distill, grads, rng)?
+            }
+            (None, _) => model.train_grad(x, labels, &loss, grads, rng)?,
+            (Some(xa), None) if cfg.adv_mix == 0.0 => {
+                model.train_grad(xa, labels, &loss, grads, rng)?
+            }
+            (Some(xa), None) => {
                 // (1 - mix) * L(adv) + mix * L(clean): the clean pass's gradient is
                 // scaled so that one final scaling by (1 - mix) weights both right.
                 model.train_grad(x, labels, &loss, grads, rng)?;

@@ -16,3 +16,4 @@ pub mod max_pool2d;
 pub mod reduce;
 pub mod relu;
 pub mod reshape;
+pub mod trades;
