@@ -77,6 +77,68 @@ fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     }
 }
 
+/// Each compression method at the row's mildest rate against the teacher fine-tuned
+/// dense with the same budget, on the worst case with AutoAttack and Square: a method
+/// within the larger sd of it (or [`TIE_PTS`] with one seed) has reached what the budget
+/// gives without pruning, and no pruning method can then beat another there by more
+/// than the spread.
+fn ceiling_lines(r: &mut String, p: &Preset, results: &[(&Entry, Option<Summary>)]) {
+    let pick: fn(&Summary) -> f64 = |s| s.dense.worst_aa;
+    let Some(ceiling) = cell_stat(results, Role::DenseFinetune, 1.0, pick) else {
+        return;
+    };
+    let Some(rate) = p
+        .columns()
+        .into_iter()
+        .map(|(_, r)| r)
+        .min_by(|a, b| a.total_cmp(b))
+    else {
+        return;
+    };
+    let mut lines = vec![];
+    for role in [Role::Ours, Role::Admm, Role::Magnitude] {
+        let Some(st) = cell_stat(results, role, rate, pick) else {
+            continue;
+        };
+        let d = 100.0 * (st.mean - ceiling.mean);
+        let band = 100.0 * spread(&st, &ceiling);
+        let word = if d.abs() <= band {
+            "reaches it (within"
+        } else if d > 0.0 {
+            "is above it (beyond"
+        } else {
+            "is below it (beyond"
+        };
+        lines.push(format!(
+            "- {} at {rate}x: {} ({} seeds), {d:+.2} points: {word} {band:.2})",
+            role.label(),
+            st.pct(),
+            st.n
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        r,
+        "\nThe ceiling at the mildest rate: the teacher fine-tuned dense with the same budget (no pruning, no distillation) keeps {} ({} seeds) on the worst case with AutoAttack and Square, first {} images.\n\n{}",
+        ceiling.pct(),
+        ceiling.n,
+        aa_images(results),
+        lines.join("\n")
+    );
+}
+
+/// The band within which two cells' means are a tie: the larger sd, or [`TIE_PTS`]
+/// (as a fraction) when a cell has one seed.
+fn spread(a: &Stat, b: &Stat) -> f64 {
+    if a.n > 1 && b.n > 1 {
+        a.sd.max(b.sd)
+    } else {
+        TIE_PTS / 100.0
+    }
+}
+
 /// The table of every cell over its seeds: mean ± sd of each figure and the count.
 fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let mut cells: Vec<(&str, Role)> = vec![];
@@ -94,10 +156,10 @@ fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     );
     let _ = writeln!(
         r,
-        "| cell | method | seeds | natural | PGD-40 | APGD-CE | AutoAttack, first {aa} | Square, first {aa} | worst case with both, first {aa} |",
+        "| cell | method | seeds | natural | PGD-40 | APGD-CE | AutoAttack, first {aa} | Square, first {aa} | worst case with both, first {aa} | train min | compressor state B | peak RSS MiB |",
         aa = aa_images(results)
     );
-    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let picks: [fn(&Summary) -> f64; 6] = [
         |s| s.dense.clean,
         |s| s.dense.pgd,
@@ -112,13 +174,39 @@ fn cells_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
             .filter(|(e, _)| e.cell == cell)
             .filter_map(|(_, s)| s.as_ref())
             .collect();
-        let figs: Vec<String> = picks
+        let mut figs: Vec<String> = picks
             .iter()
             .map(|pick| {
                 let v: Vec<f64> = in_cell.iter().map(|s| pick(s)).collect();
                 Stat::of(&v).map_or("-".into(), |st| st.pct())
             })
             .collect();
+        // The training cost: wall time (mean ± sd: the machine's load moves it), the
+        // compressor's own state (the same for every seed) and the process's peak RSS.
+        let of =
+            |f: fn(&Summary) -> f64| Stat::of(&in_cell.iter().map(|s| f(s)).collect::<Vec<_>>());
+        let plain = |st: Option<Stat>, scale: f64, digits: usize| {
+            st.map_or("-".into(), |st| {
+                if st.n > 1 {
+                    format!("{:.digits$} ± {:.digits$}", st.mean * scale, st.sd * scale)
+                } else {
+                    format!("{:.digits$}", st.mean * scale)
+                }
+            })
+        };
+        figs.push(plain(of(|s| s.facts.train_seconds), 1.0 / 60.0, 1));
+        figs.push(
+            of(|s| s.facts.extra_state_bytes).map_or("-".into(), |st| format!("{:.0}", st.mean)),
+        );
+        // Runs from before the RSS was measured have 0: left out.
+        let rss = of(|s| {
+            if s.facts.peak_rss > 0.0 {
+                s.facts.peak_rss
+            } else {
+                f64::NAN
+            }
+        });
+        figs.push(plain(rss, 1.0 / (1024.0 * 1024.0), 0));
         let _ = writeln!(
             r,
             "| {cell} | {} | {} | {} |",
@@ -348,6 +436,16 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             np(Role::Teacher, 1.0)
         );
     }
+    if results
+        .iter()
+        .any(|(e, s)| e.role == Role::DenseFinetune && s.is_some())
+    {
+        let _ = writeln!(
+            r,
+            "| teacher fine-tuned dense, same budget | 1x | - | | {} | | | |",
+            np(Role::DenseFinetune, 1.0)
+        );
+    }
     let mut verdicts = vec![];
     for (i, (column, rate)) in p.columns().into_iter().enumerate() {
         let publ = p
@@ -374,6 +472,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
     if !verdicts.is_empty() {
         let _ = writeln!(r, "\n{}", verdicts.join("\n"));
     }
+    ceiling_lines(&mut r, p, results);
     cells_table(&mut r, results);
     layer_density_table(&mut r, results);
     // Memory.
@@ -510,10 +609,11 @@ fn cell_points(results: &[(&Entry, Option<Summary>)], role: Role, pick: Pick) ->
 /// several seeds; the dense small nets as markers.
 pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String {
     // Drawn in this order: ours last, on top.
-    const SERIES: [(Role, &str); 6] = [
+    const SERIES: [(Role, &str); 7] = [
         (Role::NoAdv, "#8c564b"),
         (Role::NoDistill, "#ff7f0e"),
         (Role::DenseSmall, "#9467bd"),
+        (Role::DenseFinetune, "#e377c2"),
         (Role::Magnitude, "#2ca02c"),
         (Role::Admm, "#1f77b4"),
         (Role::Ours, "#d62728"),
@@ -591,7 +691,7 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
             if v.is_empty() {
                 continue;
             }
-            if *role != Role::DenseSmall {
+            if !matches!(role, Role::DenseSmall | Role::DenseFinetune) {
                 s.polyline(v.iter().map(|c| (px(c.rate), py(c.mean))), color, "");
             }
             for c in v {

@@ -30,8 +30,38 @@ fn preset_rates_are_the_parameter_ratios_of_table_2() {
             "prox-alpha0-r3.94",
             "prox-advnone-r3.94",
             "dense-w1",
-            "dense-w2"
+            "dense-w2",
+            "finetune-dense"
         ]
+    );
+    // The ceiling run: ours' budget (epochs, attack, optimiser, schedule) from the
+    // teacher's weights, with nothing pruned and nothing distilled.
+    let all = entries(w4, Path::new("t.safetensors"));
+    let ft = &all.iter().find(|e| e.name == "finetune-dense").unwrap().cfg;
+    let ours = &all.iter().find(|e| e.name == "prox-r3.94").unwrap().cfg;
+    assert_eq!(
+        (ft.method, ft.init.as_str(), ft.teacher.as_str(), ft.alpha),
+        (None, "t.safetensors", "", 0.0)
+    );
+    assert_eq!(
+        (
+            ft.epochs,
+            ft.adv,
+            ft.optimizer,
+            ft.lr,
+            ft.schedule,
+            ft.batch,
+            ft.adv_warmup
+        ),
+        (
+            ours.epochs,
+            ours.adv,
+            ours.optimizer,
+            ours.lr,
+            ours.schedule,
+            ours.batch,
+            ours.adv_warmup
+        )
     );
     // The w8 row runs the methods at three rates but not the ablations.
     let names: Vec<String> = entries(w8, Path::new("t.safetensors"))
@@ -356,10 +386,10 @@ fn the_tradeoff_preset_adds_extreme_rates_and_layer_densities() {
     let all = entries(p, Path::new("t"));
     let rates: Vec<f64> = p.columns().iter().map(|c| c.1).collect();
     assert_eq!(rates, vec![60.8, 15.65, 3.97, 100.0, 200.0]);
-    assert_eq!(all.len(), 1 + 3 * rates.len());
+    assert_eq!(all.len(), 1 + 3 * rates.len() + 1);
     assert!(all.iter().all(|e| matches!(
         e.role,
-        Role::Teacher | Role::Ours | Role::Admm | Role::Magnitude
+        Role::Teacher | Role::Ours | Role::Admm | Role::Magnitude | Role::DenseFinetune
     )));
     let admm200 = all.iter().find(|e| e.name == "admm-r200").unwrap();
     assert_eq!(admm200.cfg.rate, 200.0);
@@ -381,6 +411,47 @@ fn the_tradeoff_preset_adds_extreme_rates_and_layer_densities() {
         md.contains("| 200x | 200x |")
             && md.contains("| conv1.weight | fc1.weight |")
             && md.contains("| admm-r200 | ADMM (Ye et al.) | 1 | 50.00 | 16.67 |"),
+        "{md}"
+    );
+}
+
+/// The ceiling lines: each method at the mildest rate against the teacher fine-tuned
+/// dense with the same budget, on the worst case, a tie within the larger sd.
+#[test]
+fn the_mildest_rate_is_compared_with_the_dense_fine_tune() {
+    let p = &PRESETS[0];
+    let all = entries_for_seeds(p, Path::new("t"), &[1, 2, 3]);
+    let mut results = vec![];
+    for e in &all {
+        let w = match (e.role, e.cfg.seed) {
+            (Role::DenseFinetune, s) => [0.850, 0.852, 0.848][s as usize - 1],
+            (Role::Ours, s) if (e.rate - 3.94).abs() < 1e-9 => {
+                [0.849, 0.851, 0.853][s as usize - 1]
+            }
+            (Role::Admm, s) if (e.rate - 3.94).abs() < 1e-9 => {
+                [0.830, 0.832, 0.834][s as usize - 1]
+            }
+            _ => {
+                results.push((e, None));
+                continue;
+            }
+        };
+        let mut s = Summary::default();
+        (s.dense.clean, s.dense.pgd, s.dense.worst_aa) = (0.98, 0.92, w);
+        results.push((e, Some(s)));
+    }
+    let md = results_md(p, Path::new("d"), &results);
+    assert!(md.contains("keeps 85.00 ± 0.20 (3 seeds)"), "{md}");
+    assert!(
+        md.contains("- ours: prox + distillation at 3.94x: 85.10 ± 0.20 (3 seeds), +0.10 points: reaches it (within 0.20)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- ADMM (Ye et al.) at 3.94x: 83.20 ± 0.20 (3 seeds), -1.80 points: is below it (beyond 0.20)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| teacher fine-tuned dense, same budget | 1x |"),
         "{md}"
     );
 }
