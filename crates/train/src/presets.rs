@@ -73,6 +73,9 @@ pub struct Preset {
     /// Rates beyond the narrower widths' (the trade-off curve's extreme end), run with
     /// ours, ADMM and magnitude like the others.
     pub extra_rates: &'static [f64],
+    /// Published cells of other rows shown beside this row's for orientation only
+    /// (another teacher width): (label, rate, natural, PGD-40 in %).
+    pub orientation: &'static [(&'static str, f64, f64, f64)],
     /// Whether the narrower widths are also trained dense from scratch.
     pub dense_small: bool,
     /// Whether the teacher is also fine-tuned dense with the compression runs' budget
@@ -106,6 +109,7 @@ pub const PRESETS: [Preset; 5] = [
             columns: &[(96.22, 89.41), (97.68, 91.77)],
         }),
         extra_rates: &[],
+        orientation: &[],
         dense_small: true,
         dense_finetune: true,
         ablations: true,
@@ -118,6 +122,7 @@ pub const PRESETS: [Preset; 5] = [
         smaller: &[1, 2, 4],
         published: Some(YE_W8),
         extra_rates: &[],
+        orientation: &[],
         dense_small: true,
         dense_finetune: false,
         ablations: false,
@@ -134,6 +139,12 @@ pub const PRESETS: [Preset; 5] = [
         smaller: &[1, 2, 4],
         published: Some(YE_W8),
         extra_rates: &[100.0, 200.0],
+        orientation: &[(
+            "Ye et al.'s w16->1 (a w16 teacher, lenet_adv:16 pruned to lenet_adv:1's count: orientation only)",
+            242.0,
+            96.19,
+            87.79,
+        )],
         dense_small: false,
         dense_finetune: true,
         ablations: false,
@@ -146,6 +157,7 @@ pub const PRESETS: [Preset; 5] = [
         smaller: &[1, 2],
         published: None,
         extra_rates: &[],
+        orientation: &[],
         dense_small: true,
         dense_finetune: false,
         ablations: true,
@@ -158,6 +170,7 @@ pub const PRESETS: [Preset; 5] = [
         smaller: &[1],
         published: None,
         extra_rates: &[],
+        orientation: &[],
         dense_small: true,
         dense_finetune: false,
         ablations: false,

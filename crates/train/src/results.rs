@@ -469,6 +469,9 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             np(Role::DenseSmall, rate),
         );
     }
+    for (label, rate, nat, pgd) in p.orientation {
+        let _ = writeln!(r, "| {label} | {rate}x | {nat:.2} / {pgd:.2} | | | | | |");
+    }
     if !verdicts.is_empty() {
         let _ = writeln!(r, "\n{}", verdicts.join("\n"));
     }

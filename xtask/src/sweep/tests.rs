@@ -410,7 +410,8 @@ fn the_tradeoff_preset_adds_extreme_rates_and_layer_densities() {
     assert!(
         md.contains("| 200x | 200x |")
             && md.contains("| conv1.weight | fc1.weight |")
-            && md.contains("| admm-r200 | ADMM (Ye et al.) | 1 | 50.00 | 16.67 |"),
+            && md.contains("| admm-r200 | ADMM (Ye et al.) | 1 | 50.00 | 16.67 |")
+            && md.contains("| 242x | 96.19 / 87.79 |"),
         "{md}"
     );
 }
