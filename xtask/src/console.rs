@@ -54,6 +54,64 @@ pub fn sweep_parent() -> Option<u32> {
     std::env::var(SWEEP_PID_ENV).ok()?.parse().ok()
 }
 
+/// Whether this process is a sweep's child whose sweep is gone (see
+/// [`Console::stop_if_orphaned`]).
+fn orphaned() -> bool {
+    sweep_parent().is_some_and(|pid| std::os::unix::process::parent_id() != pid)
+}
+
+/// `cmd.output()`, except that a sweep's child whose sweep is killed meanwhile kills
+/// `cmd` and stops (exit status 3) within 20 ms, rather than at the end of a compiler
+/// run that may take seconds (the C export's footprint in every run's report).
+pub fn output_unless_orphaned(
+    cmd: &mut std::process::Command,
+) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    // Read both pipes beside the wait, so that a chatty tool cannot fill one and block.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = vec![];
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if orphaned() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!(
+                "the sweep that started this run is gone: stopping; rerun the sweep to resume"
+            );
+            std::process::exit(3);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
 impl Console {
     pub fn new() -> Console {
         Console {

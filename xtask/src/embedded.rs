@@ -158,11 +158,10 @@ fn m4_footprint(c: &CModel) -> Result<Footprint, String> {
         c.name
     ));
     let run = |cmd: &str, args: &[&str]| -> Result<String, String> {
-        let o = std::process::Command::new(cmd)
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| format!("{cmd}: {e}"))?;
+        let o = crate::console::output_unless_orphaned(
+            std::process::Command::new(cmd).args(args).current_dir(&dir),
+        )
+        .map_err(|e| format!("{cmd}: {e}"))?;
         if !o.status.success() {
             return Err(format!("{cmd}: {}", String::from_utf8_lossy(&o.stderr)));
         }
