@@ -26,9 +26,9 @@
 //! - `--jobs J` runs J children at a time once the teacher is done (each with `--threads
 //!   T`; their output goes to `DIR/logs/<name>.log` and the sweep prints a line as each
 //!   starts and ends). The lenet_adv nets are too small for two threads to pay: one
-//!   thread trains w4 at 964 samples/s, two at about 1,000 to 1,100, so `--jobs 2
-//!   --threads 1` nearly doubles a sweep's throughput on two cores. A run's results do
-//!   not depend on J.
+//!   thread trained w4 at 964 samples/s with a two-thread run beside it, two threads at
+//!   1,040 to 1,110 with the machine to themselves, so `--jobs 2 --threads 1` nearly
+//!   doubles a sweep's throughput on two cores. A run's results do not depend on J.
 //! - Resume: run the same command again. Finished runs (a `summary.txt`) are kept, a
 //!   killed run continues from its last checkpoint, and a folder whose `config.txt`
 //!   differs from the preset's is an error rather than silently mixed in (the teacher's
