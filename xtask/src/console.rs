@@ -54,10 +54,26 @@ pub fn sweep_parent() -> Option<u32> {
     std::env::var(SWEEP_PID_ENV).ok()?.parse().ok()
 }
 
-/// Whether this process is a sweep's child whose sweep is gone (see
-/// [`Console::stop_if_orphaned`]).
-fn orphaned() -> bool {
-    sweep_parent().is_some_and(|pid| std::os::unix::process::parent_id() != pid)
+/// Stops this process (exit status 3) if it is a sweep's child (`sweep`: the sweep's
+/// process id) whose sweep is gone; see [`Console::stop_if_orphaned`].
+fn exit_if_orphaned(sweep: Option<u32>) {
+    if let Some(pid) = sweep.filter(|&pid| std::os::unix::process::parent_id() != pid) {
+        eprintln!(
+            "the sweep that started this run (process {pid}) is gone: stopping; rerun the sweep to resume"
+        );
+        std::process::exit(3);
+    }
+}
+
+/// Reads a child's pipe to its end on a thread of its own.
+fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = vec![];
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        buf
+    })
 }
 
 /// `cmd.output()`, except that a sweep's child whose sweep is killed meanwhile kills
@@ -66,42 +82,20 @@ fn orphaned() -> bool {
 pub fn output_unless_orphaned(
     cmd: &mut std::process::Command,
 ) -> std::io::Result<std::process::Output> {
-    use std::io::Read;
     use std::process::Stdio;
+    let sweep = sweep_parent();
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     // Read both pipes beside the wait, so that a chatty tool cannot fill one and block.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = vec![];
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if orphaned() {
+        if sweep.is_some_and(|pid| std::os::unix::process::parent_id() != pid) {
+            // Take the tool down first: it would otherwise outlive this process.
             let _ = child.kill();
             let _ = child.wait();
-            eprintln!(
-                "the sweep that started this run is gone: stopping; rerun the sweep to resume"
-            );
-            std::process::exit(3);
+            exit_if_orphaned(sweep);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
@@ -128,14 +122,7 @@ impl Console {
     /// Stopping here is safe for the same reason a kill is: every file is written
     /// atomically, and the rerun resumes from the last checkpoint.
     pub fn stop_if_orphaned(&self) {
-        if let Some(pid) = self.sweep {
-            if std::os::unix::process::parent_id() != pid {
-                eprintln!(
-                    "the sweep that started this run (process {pid}) is gone: stopping; rerun the sweep to resume"
-                );
-                std::process::exit(3);
-            }
-        }
+        exit_if_orphaned(self.sweep);
     }
 }
 

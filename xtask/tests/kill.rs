@@ -29,6 +29,20 @@ fn model_bytes(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("model.safetensors")).unwrap()
 }
 
+/// Waits for `child` until it exits (which must be a success; `what` names it in the
+/// failure) or `delay` has passed; whether it exited.
+fn finishes_within(child: &mut std::process::Child, delay: Duration, what: &str) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < delay {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{what} failed: {status}");
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
 /// Kills per method in [`killed_training_runs_resume_bit_identical`].
 const KILLS_PER_METHOD: usize = 6;
 
@@ -67,22 +81,7 @@ fn runs_with_kills(
             } else {
                 Duration::MAX
             };
-            let t0 = Instant::now();
-            let done = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    assert!(status.success(), "{a:?} failed: {status}");
-                    break true;
-                }
-                if t0.elapsed() >= delay {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    kills += 1;
-                    resumable += dir.join("checkpoint.safetensors").exists() as usize;
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            };
-            if done {
+            if finishes_within(&mut child, delay, &format!("{a:?}")) {
                 assert!(
                     model_bytes(&dir) == expected,
                     "{}: the run killed {kills} times in all differs from the uninterrupted one",
@@ -91,6 +90,10 @@ fn runs_with_kills(
                 finished += 1;
                 break;
             }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            kills += 1;
+            resumable += dir.join("checkpoint.safetensors").exists() as usize;
         }
     }
     (kills, resumable, finished)
@@ -273,18 +276,7 @@ fn killed_sweeps_rerun_to_the_same_results() {
             } else {
                 Duration::MAX
             };
-            let t = Instant::now();
-            let done = loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    assert!(status.success(), "the sweep failed: {status}");
-                    break true;
-                }
-                if t.elapsed() >= delay {
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            };
-            if done {
+            if finishes_within(&mut child, delay, "the sweep") {
                 same_as_whole(&killed);
                 finished += 1;
                 break;

@@ -17,31 +17,22 @@ use rand_distr::{Distribution, StandardNormal};
 use rcc_nn::Model;
 use rcc_tensor::Tensor;
 
-/// The softmax of each row of `[N, K]` logits, in f64 for the subtraction that follows.
+/// The softmax of each row of `[N, K]` logits, in f64 for the subtraction that follows
+/// (one buffer, filled row by row in place).
 fn softmax_rows(z: &[f32], k: usize) -> Vec<f64> {
-    let mut out = Vec::with_capacity(z.len());
-    for row in z.chunks(k) {
-        let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-        let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
-        let s: f64 = e.iter().sum();
-        out.extend(e.iter().map(|v| v / s));
+    let mut out: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+    for row in out.chunks_mut(k) {
+        let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        row.iter_mut().for_each(|v| *v = (*v - m).exp());
+        let s: f64 = row.iter().sum();
+        row.iter_mut().for_each(|v| *v /= s);
     }
     out
 }
 
-/// `sum_i KL(p_i || q_i)` for rows of probabilities `p` and logits `z'` (q = softmax(z')).
-pub fn kl_sum(p: &[f64], z_adv: &[f32], k: usize) -> f64 {
-    let q = softmax_rows(z_adv, k);
-    p.iter()
-        .zip(&q)
-        .filter(|(&a, _)| a > 0.0)
-        .map(|(&a, &b)| a * (a.ln() - b.max(f64::MIN_POSITIVE).ln()))
-        .sum()
-}
-
-/// TRADES's adversarial batch for `x` (see the module docs): `eps`, `steps` and
-/// `step_size` of `cfg` (its random start and restarts are not used: the start is
-/// TRADES's Gaussian one). Deterministic for a given `rng` state.
+/// TRADES's adversarial batch for `x` (see the module docs): `steps` signed steps of
+/// `step_size` in the l_inf ball of radius `eps`, from TRADES's Gaussian start.
+/// Deterministic for a given `rng` state.
 pub fn trades_pgd(
     model: &Model,
     x: &Tensor,
@@ -98,6 +89,16 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rcc_nn::Arch;
+
+    /// `sum_i KL(p_i || q_i)` for rows of probabilities `p` and logits `z'`.
+    fn kl_sum(p: &[f64], z_adv: &[f32], k: usize) -> f64 {
+        let q = softmax_rows(z_adv, k);
+        p.iter()
+            .zip(&q)
+            .filter(|(&a, _)| a > 0.0)
+            .map(|(&a, &b)| a * (a.ln() - b.max(f64::MIN_POSITIVE).ln()))
+            .sum()
+    }
 
     fn batch() -> Tensor {
         Tensor::from_fn(&[4, 1, 28, 28], |i| ((i * 37) % 101) as f32 / 101.0)

@@ -5,7 +5,7 @@ use crate::presets::*;
 use crate::protocol::Protocol;
 use crate::report::{pct, Summary};
 use crate::svg::{nice_step, Svg};
-use crate::verdict::{cell_stat, verdict, Stat};
+use crate::verdict::{cell_stat, tie_band, verdict, Stat};
 use crate::{AdvTraining, TrainConfig};
 use rcc_compress::DEFAULT_RAMP;
 use rcc_nn::json::Json;
@@ -101,8 +101,9 @@ fn ceiling_lines(r: &mut String, p: &Preset, results: &[(&Entry, Option<Summary>
             continue;
         };
         let d = 100.0 * (st.mean - ceiling.mean);
-        let band = 100.0 * spread(&st, &ceiling);
-        let word = if d.abs() <= band {
+        let band = tie_band(&st, &ceiling);
+        // (The 1e-9 keeps a difference of exactly the band, as printed, a tie.)
+        let word = if d.abs() <= band + 1e-9 {
             "reaches it (within"
         } else if d > 0.0 {
             "is above it (beyond"
@@ -127,16 +128,6 @@ fn ceiling_lines(r: &mut String, p: &Preset, results: &[(&Entry, Option<Summary>
         aa_images(results),
         lines.join("\n")
     );
-}
-
-/// The band within which two cells' means are a tie: the larger sd, or [`TIE_PTS`]
-/// (as a fraction) when a cell has one seed.
-fn spread(a: &Stat, b: &Stat) -> f64 {
-    if a.n > 1 && b.n > 1 {
-        a.sd.max(b.sd)
-    } else {
-        TIE_PTS / 100.0
-    }
 }
 
 /// The table of every cell over its seeds: mean ± sd of each figure and the count.

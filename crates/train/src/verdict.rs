@@ -41,6 +41,16 @@ impl Stat {
     }
 }
 
+/// The band (in points) within which two cells' means are a tie: the larger of their
+/// seed sds, or [`TIE_PTS`] when a cell has one seed.
+pub fn tie_band(a: &Stat, b: &Stat) -> f64 {
+    if a.n > 1 && b.n > 1 {
+        100.0 * a.sd.max(b.sd)
+    } else {
+        TIE_PTS
+    }
+}
+
 /// A figure of the cell `role` at `rate` over its seeds.
 pub fn cell_stat(
     results: &[(&Entry, Option<Summary>)],
@@ -83,11 +93,11 @@ pub fn verdict(
         cell_stat(results, Role::Admm, rate, pick)?,
     );
     let (dn, dp) = (100.0 * (on.mean - oa.mean), 100.0 * (ro.mean - ra.mean));
-    let (band, why) = if ro.n > 1 && ra.n > 1 {
-        let band = 100.0 * ro.sd.max(ra.sd);
-        (band, format!("{band:.2} points, the larger seed sd"))
+    let band = tie_band(&ro, &ra);
+    let why = if ro.n > 1 && ra.n > 1 {
+        format!("{band:.2} points, the larger seed sd")
     } else {
-        (TIE_PTS, format!("{TIE_PTS} points, one run's noise"))
+        format!("{TIE_PTS} points, one run's noise")
     };
     let on_what = if with_aa {
         format!(

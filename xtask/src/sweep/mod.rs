@@ -256,18 +256,13 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             next = to_run.len();
         }
     }
-    if jobs == 1 {
-        for (i, e) in to_run.iter().enumerate().skip(next) {
-            banner(i, e);
-            if let Err(err) = run_entry(e, &dir, &forward, &configs, None) {
-                eprintln!("sweep: {err}");
-                failed.push(err);
-            }
+    if next < to_run.len() {
+        // J workers take the runs in order. With one, a run's output goes to this
+        // terminal as it comes; with several, each run's to its own log.
+        let logs = (jobs > 1).then(|| dir.join("logs"));
+        if let Some(logs) = &logs {
+            std::fs::create_dir_all(logs).map_err(|e| format!("{}: {e}", logs.display()))?;
         }
-    } else if next < to_run.len() {
-        let logs = dir.join("logs");
-        std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-        // J workers take the runs in order; each run's output goes to its log.
         let queue = std::sync::Mutex::new(next..to_run.len());
         let errors = std::sync::Mutex::new(vec![]);
         std::thread::scope(|scope| {
@@ -276,18 +271,21 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
                     let take = || queue.lock().map_or(None, |mut q| q.next());
                     while let Some(i) = take() {
                         let e = &to_run[i];
-                        let log = logs.join(format!("{}.log", e.name));
+                        let log = logs.as_ref().map(|l| l.join(format!("{}.log", e.name)));
                         banner(i, e);
-                        println!("    log: {}", log.display());
+                        if let Some(log) = &log {
+                            println!("    log: {}", log.display());
+                        }
                         let started = Instant::now();
-                        match run_entry(e, &dir, &forward, &configs, Some(&log)) {
-                            Ok(()) => println!(
+                        match run_entry(e, &dir, &forward, &configs, log.as_deref()) {
+                            Ok(()) if log.is_some() => println!(
                                 "    {} finished after {:.1} min",
                                 e.name,
                                 started.elapsed().as_secs_f64() / 60.0
                             ),
+                            Ok(()) => {}
                             Err(err) => {
-                                eprintln!("sweep: {err} (see {})", log.display());
+                                eprintln!("sweep: {err}");
                                 if let Ok(mut v) = errors.lock() {
                                     v.push(err);
                                 }
