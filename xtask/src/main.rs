@@ -55,15 +55,18 @@ commands:
                                       of the pruning epochs over which the prox tightens,
                                       default 0.6, after --ramp-start of them dense,
                                       default 0; with --val N the during-training PGD-40
-                                      check runs on the N held-out images, not the test set)
-  sweep [--preset table2-w4|table2-w8|fashion-w4] [--out DIR] [--teacher FILE]
-        [--only NAME,...] [--threads T] [--data DIR] [--plan]
+                                      check and the final evaluation run on the N held-out
+                                      images, not the test set)
+  sweep [--preset table2-w4|table2-w8|fashion-w4|tradeoff-w8] [--out DIR] [--teacher FILE]
+        [--only NAME,...] [--seeds 1,2,3] [--threads T] [--jobs J] [--data DIR] [--val N]
+        [--plan] [--report]
                                       one row of method.md's Table 2: a teacher, then every
                                       method at every rate with the same budget, ablations
                                       and dense small nets; results.{md,csv,json,svg} in DIR
                                       (default runs/sweep-PRESET); rerun to resume;
                                       --plan lists the runs and where each stands, writes
-                                      their configs to DIR/configs/ and trains nothing
+                                      their configs to DIR/configs/ and trains nothing; --val N runs the sweep on a validation split
+                                      (default DIR runs/sweep-PRESET-valN)
   eval --model FILE [--dataset D] [--arch A]
        [--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all] [--eps E] [--eps-l2 E]
        [--steps N] [--step-size S] [--step-size-l2 S] [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]

@@ -173,7 +173,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         println!("already evaluated: {}", run.report().display());
         return Ok(ExitCode::SUCCESS);
     }
-    let s = pool.install(|| finish_run(&cfg, &run, &data.test, &mut console))?;
+    let s = pool.install(|| finish_run(&cfg, &run, &data, &mut console))?;
     console.stop_if_orphaned();
     if let Some(section) = crate::embedded::report_section(&run.model(), cfg.arch, run.path()) {
         let mut report = std::fs::read_to_string(run.report())
@@ -403,13 +403,25 @@ mod tests {
                 assert!(heap_peak >= 8.0 * p.total() as f64, "{heap_peak}");
             }
             if method == "prox" {
-                // The pipeline's end on 300 test images: export, attacks on the dense and
-                // the sparse model, report.
+                // The pipeline's end on 300 images: export, attacks on the dense and the
+                // sparse model, report. The run holds out a validation split, so every
+                // figure must come from it and none from the test set, whose labels are
+                // made wrong here: a figure read on it would be near 0.
+                let cfg = TrainConfig { val: 300, ..cfg };
                 let run = RunDir::new(&dir);
                 run.save_model(&cfg, &r.model, r.epochs_done, r.test_acc)
                     .unwrap();
-                let test = data.test.subset(&(0..300).collect::<Vec<_>>());
-                let s = finish_run(&cfg, &run, &test, &mut rcc_train::Quiet).unwrap();
+                let head: Vec<usize> = (0..300).collect();
+                let mut wrong = data.test.subset(&head);
+                for l in &mut wrong.labels {
+                    *l = (*l + 1) % 10;
+                }
+                let split = RunData {
+                    train: data.train.subset(&[0]),
+                    val: Some(data.test.subset(&head)),
+                    test: wrong,
+                };
+                let s = finish_run(&cfg, &run, &split, &mut rcc_train::Quiet).unwrap();
                 assert_eq!(s.nnz, want);
                 assert!(s.gap_pts() <= 100.0 / 300.0 + 1e-9, "{}", s.gap_pts());
                 assert!(s.dense.pgd < s.dense.clean && s.dense.clean > 0.9);
@@ -431,7 +443,10 @@ mod tests {
                     report.contains("Per layer")
                         && report.contains("agree")
                         && report.contains("crafted on the teacher")
-                        && report.contains("| AutoAttack | Square-5000 |"),
+                        && report.contains("| AutoAttack | Square-5000 |")
+                        && report.contains("validation split (300 training images held out")
+                        && report.contains("first 300 validation images")
+                        && !report.contains("test images"),
                     "{report}"
                 );
                 let back = Summary::read(&dir).unwrap();

@@ -102,7 +102,7 @@ pub fn run(o: &Options) -> rcc_train::Result<Summary> {
     // 3. The protocol: FGSM, PGD-40, APGD-CE, the transfer check, AutoAttack and Square
     // on the dense model and its exported sparse model; report.md and summary.txt.
     println!("evaluating on {} test images", data.test.len());
-    finish_run(&cfg, &student, &data.test, &mut Print)
+    finish_run(&cfg, &student, &data, &mut Print)
 }
 
 fn main() {

@@ -2,9 +2,12 @@
 //! (dense, masked) model *and* of its exported sparse model, a batch-1 latency figure, and
 //! the run's `report.md` and `summary.txt`.
 //!
+//! - Every figure is taken on the run's final evaluation set: the whole test set, or the
+//!   validation split when the run holds one out (`val > 0`), so that settings chosen on
+//!   a run's figures never see the test set ([`eval_split`]).
 //! - Attacks (method.md sections 4 and 5): FGSM, PGD-40 from a random start with
 //!   [`RESTARTS`] restarts, and APGD-CE (100 steps, one run), at the dataset's eps, on the whole
-//!   test set. The sparse model (`model.sparse.safetensors`, read back through the
+//!   set. The sparse model (`model.sparse.safetensors`, read back through the
 //!   validating loader) is attacked through its own input gradients, with the same seed,
 //!   so the two evaluations see the same random starts and differ only by float summation
 //!   order: they must agree within [`AGREEMENT_PTS`] points, and the report says whether
@@ -13,13 +16,13 @@
 //!   model (one start), the black-box check for gradient masking (a transferred attack
 //!   that beats every white-box one means the white-box ones were blocked); the worst
 //!   case per image then covers it too.
-//! - On the first [`AA_IMAGES`] test images: AutoAttack (standard version: APGD-CE,
+//! - On the first [`AA_IMAGES`] images: AutoAttack (standard version: APGD-CE,
 //!   APGD-T, FAB-T and Square with 5,000 queries, in sequence) and, on its own, the
 //!   gradient-free Square Attack (5,000 queries), on the dense and on the sparse model.
 //!   The worst case over those images then includes them (`worst_aa`): the figure that
 //!   verdicts are taken on. Square beating the white-box gradient attacks by more than
 //!   [`SQUARE_MASKING_PTS`] on the same images also flags gradient masking.
-//! - An eps sweep of PGD-40 (step scaled with eps) on the first [`SWEEP_IMAGES`] test
+//! - An eps sweep of PGD-40 (step scaled with eps) on the first [`SWEEP_IMAGES`]
 //!   images, for the gradient-masking check: accuracy must fall as eps grows and reach
 //!   about 0 at large eps.
 //! - `summary.txt` holds the figures as `key = value` lines, for `cargo xtask sweep`.
@@ -28,7 +31,7 @@ use crate::metrics::TrainingFacts;
 use crate::protocol::{DatasetExamples, Protocol, Settings};
 use crate::report::{pct, report_md, Summary};
 use crate::run_dir::{write_atomic, RunDir};
-use crate::trainer::Observer;
+use crate::trainer::{Observer, RunData};
 use crate::{Error, Result, TrainConfig};
 use rcc_attack::{AttackResult, Classifier, Progress, Report};
 use rcc_data::Dataset;
@@ -55,19 +58,55 @@ const EVAL_BATCH: usize = 500;
 /// 5,000 queries per robust image are too many for the whole set in a pipeline run.
 pub const AA_IMAGES: usize = 1000;
 
-/// The number of AutoAttack images of a run with `test_limit` (0: the whole test set).
-pub fn aa_images(test_limit: usize) -> usize {
-    match test_limit {
+/// The split a run's final evaluation uses ([`RunData::final_eval`]): `"validation"` when
+/// the run holds out a validation split, so that settings chosen on its figures never
+/// see the test set; `"test"` otherwise.
+pub fn eval_split(cfg: &TrainConfig) -> &'static str {
+    if cfg.val > 0 {
+        "validation"
+    } else {
+        "test"
+    }
+}
+
+/// The size of the final evaluation's set when it is cut short (a validation split, or
+/// `test-limit`), 0 for the whole test set.
+fn eval_limit(cfg: &TrainConfig) -> usize {
+    if cfg.val > 0 {
+        cfg.val
+    } else {
+        cfg.test_limit
+    }
+}
+
+/// The number of AutoAttack images of the run `cfg`.
+pub fn aa_images(cfg: &TrainConfig) -> usize {
+    match eval_limit(cfg) {
         0 => AA_IMAGES,
         n => n.min(AA_IMAGES),
     }
 }
 
-/// The number of eps-sweep images of a run with `test_limit` (0: the whole test set).
-pub fn sweep_images(test_limit: usize) -> usize {
-    match test_limit {
+/// The number of eps-sweep images of the run `cfg`.
+pub fn sweep_images(cfg: &TrainConfig) -> usize {
+    match eval_limit(cfg) {
         0 => SWEEP_IMAGES,
         n => n.min(SWEEP_IMAGES),
+    }
+}
+
+/// The final evaluation's set in words, e.g. "full test set", "first 300 test images
+/// (test-limit)", "validation split (10000 training images held out, seed 1)".
+pub fn eval_set_words(cfg: &TrainConfig) -> String {
+    if cfg.val > 0 {
+        format!(
+            "validation split ({} training images held out, seed {})",
+            cfg.val, cfg.seed
+        )
+    } else if cfg.test_limit > 0 {
+        format!("first {} test images (test-limit)", cfg.test_limit)
+    } else {
+        "full test set".to_string()
     }
 }
 /// Points by which Square may beat the best white-box gradient attack (PGD-40, APGD-CE)
@@ -196,11 +235,27 @@ fn settings(protocol: Protocol, names: Vec<&'static str>) -> Settings {
     }
 }
 
-/// FGSM, PGD-40 with restarts and APGD-CE on all of `test`, then PGD-40 crafted on
+/// The images of a final evaluation and the split they come from (`"test"` or
+/// `"validation"`, see [`eval_split`]), which every progress line names.
+#[derive(Clone, Copy)]
+pub struct EvalSet<'a> {
+    pub images: &'a Dataset,
+    pub split: &'static str,
+}
+
+impl EvalSet<'_> {
+    /// The first `n` images (all of them if there are fewer).
+    fn head(&self, n: usize) -> Dataset {
+        self.images
+            .subset(&(0..n.min(self.images.len())).collect::<Vec<_>>())
+    }
+}
+
+/// FGSM, PGD-40 with restarts and APGD-CE on all of `set`, then PGD-40 crafted on
 /// `teacher` if given; progress goes to `obs` under `label`.
 pub fn evaluate_robust(
     model: &impl Classifier,
-    test: &Dataset,
+    set: EvalSet,
     protocol: Protocol,
     label: &str,
     teacher: Option<&Model>,
@@ -212,12 +267,13 @@ pub fn evaluate_robust(
     specs.extend(apgd.specs());
     let t0 = Instant::now();
     obs.note(&format!(
-        "evaluating the {label} model on {} test images",
-        test.len()
+        "evaluating the {label} model on {} {} images",
+        set.images.len(),
+        set.split
     ));
     let report = rcc_attack::evaluate_with_progress(
         model,
-        &DatasetExamples(test),
+        &DatasetExamples(set.images),
         &specs,
         EVAL_BATCH,
         EVAL_SEED,
@@ -232,7 +288,7 @@ pub fn evaluate_robust(
             let r = rcc_attack::evaluate_transfer(
                 t,
                 model,
-                &DatasetExamples(test),
+                &DatasetExamples(set.images),
                 &s.specs(),
                 EVAL_BATCH,
                 EVAL_SEED,
@@ -248,7 +304,7 @@ pub fn evaluate_robust(
     ))
 }
 
-/// AutoAttack and the gradient-free check on the first [`AA_IMAGES`] test images, into
+/// AutoAttack and the gradient-free check on the first [`AA_IMAGES`] images of `set`, into
 /// `acc` (the model's figures): AutoAttack's standard components after APGD-CE (APGD-T,
 /// FAB-T, Square-5000) each on every image, run on `engine` (the exported sparse model:
 /// the same network as the dense one, within the export's tolerance, and several times
@@ -259,18 +315,19 @@ pub fn evaluate_robust(
 /// more and finds at least as much); `worst_aa` adds every other attack of `verdicts`.
 pub fn autoattack_check(
     engine: &impl Classifier,
-    test: &Dataset,
+    set: EvalSet,
     protocol: Protocol,
     verdicts: &Verdicts,
     acc: &mut Accuracies,
     obs: &mut dyn Observer,
 ) -> Result<()> {
-    let m = AA_IMAGES.min(test.len());
-    let head = test.subset(&(0..m).collect::<Vec<_>>());
+    let head = set.head(AA_IMAGES);
+    let m = head.len();
     let aa = settings(protocol, vec!["autoattack"]).specs()[0];
     let specs = &aa.components()[1..];
     obs.note(&format!(
-        "AutoAttack's other components on the exported sparse model, first {m} test images"
+        "AutoAttack's other components on the exported sparse model, first {m} {} images",
+        set.split
     ));
     let r = rcc_attack::evaluate_with_progress(
         engine,
@@ -310,15 +367,15 @@ pub fn sweep_radii(eps: f32) -> Vec<f32> {
     radii
 }
 
-/// PGD-40 accuracy at each radius of [`sweep_radii`] on the first [`SWEEP_IMAGES`] test
-/// images: (eps, accuracy).
+/// PGD-40 accuracy at each radius of [`sweep_radii`] on the first [`SWEEP_IMAGES`]
+/// images of `set`: (eps, accuracy).
 pub fn eps_sweep(
     model: &impl Classifier,
-    test: &Dataset,
+    set: EvalSet,
     protocol: Protocol,
     obs: &mut dyn Observer,
 ) -> Result<Vec<(f32, f64)>> {
-    let sub = test.subset(&(0..SWEEP_IMAGES.min(test.len())).collect::<Vec<_>>());
+    let sub = set.head(SWEEP_IMAGES);
     let radii = sweep_radii(protocol.eps);
     let mut s = settings(protocol, vec!["pgd"]);
     s.restarts = 1;
@@ -361,15 +418,20 @@ pub fn latency_us(model: &SparseModel, test: &Dataset) -> Result<f64> {
 }
 
 /// Evaluates, exports and reports the run in `run` (which holds `model.safetensors`,
-/// `metrics.jsonl` and `config.txt`); writes `model.sparse.safetensors`, `report.md`
-/// and `summary.txt` there.
+/// `metrics.jsonl` and `config.txt`) on `data`'s final evaluation set (the validation
+/// split if the run has one, else the test set: [`RunData::final_eval`]); writes
+/// `model.sparse.safetensors`, `report.md` and `summary.txt` there.
 pub fn finish_run(
     cfg: &TrainConfig,
     run: &RunDir,
-    test: &Dataset,
+    data: &RunData,
     obs: &mut dyn Observer,
 ) -> Result<Summary> {
     let t0 = Instant::now();
+    let set = EvalSet {
+        images: data.final_eval(),
+        split: eval_split(cfg),
+    };
     let model_path = run.model();
     let model = Model::load(&model_path, Some(cfg.arch))?;
     let sparse_path = run.sparse_model();
@@ -390,31 +452,23 @@ pub fn finish_run(
     let teacher = cfg.load_teacher()?;
     let (mut dense, verdicts) = evaluate_robust(
         &model,
-        test,
+        set,
         protocol,
         "dense (masked)",
         teacher.as_ref(),
         obs,
     )?;
-    autoattack_check(&exported.model, test, protocol, &verdicts, &mut dense, obs)?;
+    autoattack_check(&exported.model, set, protocol, &verdicts, &mut dense, obs)?;
     let p = rcc_compress::Prunable::of(&model.net);
     let pruned = p.nnz(&model.params) < p.total();
     // An unpruned model (a teacher, a dense small net) gains nothing from the CSR
     // engine; its export is checked on clean accuracy only.
     let sparse = if pruned {
-        evaluate_robust(
-            &exported.model,
-            test,
-            protocol,
-            "exported sparse",
-            None,
-            obs,
-        )?
-        .0
+        evaluate_robust(&exported.model, set, protocol, "exported sparse", None, obs)?.0
     } else {
         let r = rcc_attack::evaluate(
             &exported.model,
-            &DatasetExamples(test),
+            &DatasetExamples(set.images),
             &[],
             EVAL_BATCH,
             EVAL_SEED,
@@ -431,11 +485,12 @@ pub fn finish_run(
         }
     };
     obs.note(&format!(
-        "eps sweep: PGD-40 on the first {} test images",
-        SWEEP_IMAGES.min(test.len())
+        "eps sweep: PGD-40 on the first {} {} images",
+        SWEEP_IMAGES.min(set.images.len()),
+        set.split
     ));
-    let sweep = eps_sweep(&model, test, protocol, obs)?;
-    let latency = latency_us(&exported.model, test)?;
+    let sweep = eps_sweep(&model, set, protocol, obs)?;
+    let latency = latency_us(&exported.model, set.images)?;
     let sm = &exported.model;
     let summary = Summary {
         dense,

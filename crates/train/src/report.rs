@@ -215,12 +215,10 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
         s.rate()
     );
     let _ = writeln!(r, "Run folder: `{}`.\n", run.display());
-    let test_set = match cfg.test_limit {
-        0 => "full test set".to_string(),
-        n => format!("first {n} test images (test-limit)"),
-    };
-    let aa_images = crate::evaluate::aa_images(cfg.test_limit);
-    let _ = writeln!(r, "## Accuracy (%, {test_set}, eps {})\n", protocol.eps);
+    let set = crate::evaluate::eval_set_words(cfg);
+    let split = crate::evaluate::eval_split(cfg);
+    let aa_images = crate::evaluate::aa_images(cfg);
+    let _ = writeln!(r, "## Accuracy (%, {set}, eps {})\n", protocol.eps);
     let _ = writeln!(
         r,
         "| model | natural | FGSM | PGD-{} x{RESTARTS} restarts | APGD-CE-{} | PGD-{} crafted on the teacher | worst case | eval s |",
@@ -245,7 +243,7 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     }
     let _ = writeln!(
         r,
-        "\n### AutoAttack and the gradient-free check (%, first {aa_images} test images)\n"
+        "\n### AutoAttack and the gradient-free check (%, first {aa_images} {split} images)\n"
     );
     let _ = writeln!(
         r,
@@ -280,9 +278,9 @@ pub fn report_md(cfg: &TrainConfig, run: &Path, s: &Summary, layers: &str) -> St
     );
     let _ = writeln!(
         r,
-        "## Eps sweep (PGD-{}, first {} test images, dense masked model)\n",
+        "## Eps sweep (PGD-{}, first {} {split} images, dense masked model)\n",
         protocol.steps,
-        crate::evaluate::sweep_images(cfg.test_limit)
+        crate::evaluate::sweep_images(cfg)
     );
     let _ = writeln!(
         r,

@@ -17,7 +17,7 @@ fn aa_images(results: &[(&Entry, Option<Summary>)]) -> usize {
     results
         .first()
         .map_or(crate::evaluate::AA_IMAGES, |(e, _)| {
-            crate::evaluate::aa_images(e.cfg.test_limit)
+            crate::evaluate::aa_images(&e.cfg)
         })
 }
 
@@ -322,7 +322,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
     let pipe = TrainConfig::pipeline();
     let _ = writeln!(
         r,
-        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on the adversarial batch (`--teacher-input {OURS_TEACHER_INPUT}`); below {LATE_WINDOW_BELOW_RATE}x the prox stays dense for the first {LATE_RAMP_START} of the pruning epochs then tightens over the next {LATE_RAMP} (`--ramp-start {LATE_RAMP_START} --ramp {LATE_RAMP}`), at higher rates it tightens from the start over the first {DEFAULT_RAMP} (method.md's default); both chosen on a validation split. The ablations keep ours' schedule. ADMM: `{ADMM}`. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: full test set, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
+        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on the adversarial batch (`--teacher-input {OURS_TEACHER_INPUT}`); below {LATE_WINDOW_BELOW_RATE}x the prox stays dense for the first {LATE_RAMP_START} of the pruning epochs then tightens over the next {LATE_RAMP} (`--ramp-start {LATE_RAMP_START} --ramp {LATE_RAMP}`), at higher rates it tightens from the start over the first {DEFAULT_RAMP} (method.md's default); both chosen on a validation split. The ablations keep ours' schedule. ADMM: `{ADMM}`. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: {}, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
         pipe.epochs,
         pipe.epochs - pipe.finetune,
         pipe.finetune,
@@ -330,6 +330,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         pipe.lr,
         pipe.batch,
         pipe.temperature,
+        results.first().map_or("full test set".into(), |(e, _)| crate::evaluate::eval_set_words(&e.cfg)),
         protocol.eps,
         protocol.steps,
         protocol.step_size,
@@ -380,7 +381,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             mib(s.facts.peak_rss)
         );
     }
-    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} test images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", aa_images(results));
+    let _ = writeln!(r, "\nThe worst case counts an image only if it survives every attack on the dense model: FGSM, PGD and APGD-CE, and PGD crafted on the teacher where that column has a figure (runs evaluated before the transfer check have none). On the first {} images, AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square-5000; an image counts only if it survives all four) and the gradient-free Square Attack on its own join it; the verdicts below are taken on that worst case where both runs have it (runs evaluated before AutoAttack existed have none: their verdicts say PGD).", aa_images(results));
     let masked: Vec<String> = results
         .iter()
         .filter(|(_, s)| {
@@ -517,7 +518,7 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         results
             .first()
             .map_or(crate::evaluate::SWEEP_IMAGES, |(e, _)| {
-                crate::evaluate::sweep_images(e.cfg.test_limit)
+                crate::evaluate::sweep_images(&e.cfg)
             })
     );
     if let Some((_, Some(s0))) = results.iter().find(|(_, s)| s.is_some()) {

@@ -99,6 +99,13 @@ impl RunData {
         }
         Ok(RunData { train, val, test })
     }
+
+    /// The set a finished run is evaluated on: the validation split if the run holds one
+    /// out (settings are chosen on its figures, and the test set stays unseen), else the
+    /// test set.
+    pub fn final_eval(&self) -> &Dataset {
+        self.val.as_ref().unwrap_or(&self.test)
+    }
 }
 
 /// What a finished (or stopped) run reports.

@@ -1,6 +1,6 @@
 //! `cargo xtask sweep --preset table2-w4|table2-w8|fashion-w4|tradeoff-w8|smoke [--out DIR]
 //! [--teacher FILE] [--only NAME,...] [--seeds 1,2,3] [--threads T] [--jobs J] [--data DIR]
-//! [--plan] [--report]`:
+//! [--val N] [--plan] [--report]`:
 //! one row of method.md's Table 2, every method side by side with the same budget.
 //!
 //! - `--seeds S,...` (default 1) runs every run but the teacher once per seed (folders
@@ -8,6 +8,11 @@
 //!   seed). The tables then show each cell's mean ± sample sd and its number of seeds,
 //!   and the ours-vs-ADMM verdict is taken on the means: a tie when the difference is
 //!   within the larger of the two sds ([`TIE_PTS`] when a cell has one seed).
+//! - `--val N` holds N training images out of every run (the teacher's too) and takes
+//!   every figure on them instead of the test set (default folder
+//!   `runs/sweep-PRESET-valN`): the sweep to choose settings on, seed 1 only (the split is
+//!   drawn with the run's seed). A `--teacher` given with it must have been trained
+//!   with the same `--val N --seed 1`, or it has seen the validation images.
 //! - Every run's evaluation includes AutoAttack and the gradient-free Square Attack on
 //!   the first 1,000 test images (`rcc_train::evaluate::autoattack_check`); the verdict uses
 //!   the worst case that includes them whenever every run of both cells has it.
@@ -152,7 +157,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let cli = Cli::parse(
         args,
         &[
-            "preset", "out", "teacher", "only", "threads", "data", "seeds", "jobs",
+            "preset", "out", "teacher", "only", "threads", "data", "seeds", "jobs", "val",
         ],
         &["plan", "report"],
     )?;
@@ -164,19 +169,35 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
             names.join(", ")
         )
     })?;
-    let dir = cli
-        .get("out")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("runs").join(format!("sweep-{name}")));
+    let val = cli.num::<usize>("val")?.unwrap_or(0);
+    let dir = cli.get("out").map(PathBuf::from).unwrap_or_else(|| {
+        let folder = match val {
+            0 => format!("sweep-{name}"),
+            n => format!("sweep-{name}-val{n}"),
+        };
+        workspace_root().join("runs").join(folder)
+    });
     let given_teacher = cli.get("teacher").map(PathBuf::from);
     let teacher = given_teacher
         .clone()
         .unwrap_or_else(|| dir.join("teacher").join("model.safetensors"));
     let seeds = parse_seeds(cli.get("seeds").unwrap_or("1"))?;
-    let mut list = entries_for_seeds(preset, &teacher, &seeds);
-    if given_teacher.is_some() {
-        list.retain(|e| e.role != Role::Teacher);
+    if val > 0 && seeds != [1] {
+        // The split is drawn with the run's seed: a student of another seed would hold
+        // out other images than its teacher (seed 1), which has trained on some of them.
+        return Err("--val: a validation sweep runs seed 1 only (the split is drawn with the run's seed, and the teacher's is 1)".into());
     }
+    let entries = || {
+        let mut list = entries_for_seeds(preset, &teacher, &seeds);
+        if given_teacher.is_some() {
+            list.retain(|e| e.role != Role::Teacher);
+        }
+        for e in &mut list {
+            e.cfg.val = val;
+        }
+        list
+    };
+    let mut list = entries();
     if let Some(only) = cli.get("only") {
         // A name selects that run; a cell's name (a run's name without `-sS`) selects it
         // at every seed.
@@ -297,10 +318,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
         });
         failed.extend(errors.into_inner().unwrap_or_default());
     }
-    let mut all = entries_for_seeds(preset, &teacher, &seeds);
-    if given_teacher.is_some() {
-        all.retain(|e| e.role != Role::Teacher);
-    }
+    let all = entries();
     let results = collect(&all, &dir)?;
     let shown = dir.strip_prefix(workspace_root()).unwrap_or(&dir);
     let md = results_md(preset, shown, &results);
