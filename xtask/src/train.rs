@@ -210,11 +210,12 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
 /// The run in one line, before it starts.
 fn describe(cfg: &TrainConfig, data: &RunData, threads: usize, out: &Path) -> String {
     format!(
-        "training {} on {} ({} train, {} test images), {} epochs, batch {}, {} lr {} ({}), adversarial {}, method {}{}, seed {}, {threads} threads -> {}",
+        "training {} on {} ({} train, {} {} images), {} epochs, batch {}, {} lr {} ({}), adversarial {}, method {}{}, seed {}, {threads} threads -> {}",
         cfg.arch,
         cfg.dataset,
         data.train.len(),
-        data.test.len(),
+        data.final_eval().len(),
+        rcc_train::evaluate::eval_split(cfg),
         cfg.epochs,
         cfg.batch,
         cfg.optimizer,
