@@ -726,6 +726,81 @@ pub fn results_svg(p: &Preset, results: &[(&Entry, Option<Summary>)]) -> String 
     s.finish()
 }
 
+/// A run trained by hand in a sweep's folder, not one of the preset's runs (e.g. from
+/// `configs/NAME.txt` with a flag changed): its folder name, settings and figures.
+pub struct Variant {
+    pub name: String,
+    pub cfg: TrainConfig,
+    pub summary: Summary,
+}
+
+/// The settings in which `a` differs from `b`, as `key = value` of `a` (a teacher's path
+/// shortened to its last two parts, which name the run it comes from).
+fn differing_settings(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
+    crate::config::KEYS
+        .iter()
+        .filter_map(|k| {
+            let (va, vb) = (a.get(k)?, b.get(k)?);
+            (va != vb).then(|| {
+                let shown = if *k == "teacher" {
+                    let parts: Vec<&str> = va.rsplit('/').take(2).collect();
+                    parts.into_iter().rev().collect::<Vec<_>>().join("/")
+                } else {
+                    va
+                };
+                format!("`{k} = {shown}`")
+            })
+        })
+        .collect()
+}
+
+/// `results.md`'s section on the by-hand variants: each beside the finished preset run
+/// whose settings it differs least from, with those settings, its figures and the change
+/// of the worst case (with AutoAttack and Square) against that run. Empty without variants.
+pub fn variants_md(results: &[(&Entry, Option<Summary>)], variants: &[Variant]) -> String {
+    let mut r = String::new();
+    if variants.is_empty() {
+        return r;
+    }
+    let _ = writeln!(
+        r,
+        "\n## Variants trained by hand in this folder (%, first {} images for the last three columns)\n",
+        aa_images(results)
+    );
+    let _ = writeln!(r, "| run | from | what differs | natural | PGD-40 | APGD-CE | AutoAttack | Square-5000 | worst case with both | change against `from` |");
+    let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|---|");
+    for v in variants {
+        let base = results
+            .iter()
+            .filter_map(|(e, s)| Some((e, s.as_ref()?, differing_settings(&v.cfg, &e.cfg))))
+            .min_by_key(|(_, _, d)| d.len());
+        let (from, what, change) = match base {
+            Some((e, s, d)) => (
+                e.name.as_str(),
+                d.join(", "),
+                format!(
+                    "{:+.2}",
+                    100.0 * (v.summary.dense.worst_aa - s.dense.worst_aa)
+                ),
+            ),
+            None => ("-", String::new(), "-".into()),
+        };
+        let a = &v.summary.dense;
+        let _ = writeln!(
+            r,
+            "| {} | {from} | {what} | {} | {} | {} | {} | {} | **{}** | {change} |",
+            v.name,
+            pct(a.clean),
+            pct(a.pgd),
+            pct(a.apgd),
+            pct(a.autoattack),
+            pct(a.square),
+            pct(a.worst_aa)
+        );
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -321,7 +321,8 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let all = entries();
     let results = collect(&all, &dir)?;
     let shown = dir.strip_prefix(workspace_root()).unwrap_or(&dir);
-    let md = results_md(preset, shown, &results);
+    let mut md = results_md(preset, shown, &results);
+    md.push_str(&variants_md(&results, &variants(&all, &dir)?));
     write_atomic(&dir.join("results.md"), md.as_bytes())?;
     write_atomic(&dir.join("results.csv"), results_csv(&results).as_bytes())?;
     write_atomic(
@@ -359,6 +360,34 @@ pub fn parse_seeds(list: &str) -> Result<Vec<u64>, String> {
         return Err("--seeds: no seed given (e.g. --seeds 1,2,3)".into());
     }
     Ok(out)
+}
+
+/// The finished runs in `dir` that are not among `all` (trained by hand, e.g. from
+/// `configs/NAME.txt` with a flag changed), in name order.
+pub fn variants(all: &[Entry], dir: &Path) -> Result<Vec<Variant>, String> {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return Ok(vec![]);
+    };
+    let mut names: Vec<String> = listing
+        .filter_map(|d| d.ok()?.file_name().into_string().ok())
+        .filter(|n| !all.iter().any(|e| &e.name == n))
+        .filter(|n| dir.join(n).join("summary.txt").is_file())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let run = dir.join(&name);
+            let mut cfg = TrainConfig::default();
+            cfg.apply_file(&run.join("config.txt"))?;
+            let path = run.join("summary.txt");
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let summary =
+                Summary::parse(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+            Ok(Variant { name, cfg, summary })
+        })
+        .collect()
 }
 
 /// Each entry with its summary, if it has one.

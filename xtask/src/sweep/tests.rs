@@ -456,3 +456,73 @@ fn the_mildest_rate_is_compared_with_the_dense_fine_tune() {
         "{md}"
     );
 }
+
+/// A run trained by hand in the sweep's folder is listed beside the preset run it
+/// differs least from, with the settings that differ and the change of the worst case.
+#[test]
+fn by_hand_variants_are_tabled_beside_their_preset_run() {
+    let dir = std::env::temp_dir().join(format!("rcc-sweep-variants-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let all = entries(&PRESETS[0], &dir.join("teacher").join("model.safetensors"));
+    let write = |name: &str, cfg: &TrainConfig, worst: f64| {
+        let run = dir.join(name);
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("config.txt"), cfg.to_text()).unwrap();
+        let mut s = Summary::default();
+        s.dense.worst_aa = worst;
+        std::fs::write(run.join("summary.txt"), s.to_text()).unwrap();
+    };
+    let (prox, admm) = (&all[4], &all[5]);
+    assert_eq!(
+        (prox.name.as_str(), admm.name.as_str()),
+        ("prox-r3.94", "admm-r3.94")
+    );
+    write(&prox.name, &prox.cfg, 0.845);
+    write(&admm.name, &admm.cfg, 0.839);
+    let mut v = prox.cfg.clone();
+    v.set("teacher", "/x/runs/s/finetune-dense/model.safetensors")
+        .unwrap();
+    write("prox-r3.94-teacher-ft", &v, 0.851);
+    // A folder without a summary (unfinished) is not a variant.
+    std::fs::create_dir_all(dir.join("unfinished")).unwrap();
+    let found = variants(&all, &dir).unwrap();
+    assert_eq!(found.len(), 1);
+    let results = collect(&all, &dir).unwrap();
+    let md = variants_md(&results, &found);
+    assert!(
+        md.contains(
+            "| prox-r3.94-teacher-ft | prox-r3.94 | `teacher = finetune-dense/model.safetensors` |"
+        ) && md.contains("| **85.10** | +0.60 |"),
+        "{md}"
+    );
+    assert_eq!(variants_md(&results, &[]), "");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--val N` gives every run (the teacher's too) the validation split, in its own
+/// folder by default, and refuses other seeds than 1.
+#[test]
+fn a_validation_sweep_holds_out_the_split_in_every_run() {
+    let dir = sweep_in_temp_dir("val", &["--only", "prox-r3.94", "--val", "5000", "--plan"]);
+    for name in ["teacher", "prox-r3.94"] {
+        let mut cfg = TrainConfig::default();
+        cfg.apply_file(&dir.join("configs").join(format!("{name}.txt")))
+            .unwrap();
+        assert_eq!(cfg.val, 5000, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    let args: Vec<String> = [
+        "--preset",
+        "table2-w4",
+        "--val",
+        "5000",
+        "--seeds",
+        "1,2",
+        "--plan",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let err = run(&args).unwrap_err();
+    assert!(err.contains("--val") && err.contains("seed 1"), "{err}");
+}
