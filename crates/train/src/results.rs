@@ -5,7 +5,8 @@ use crate::presets::*;
 use crate::protocol::Protocol;
 use crate::report::{pct, Summary};
 use crate::svg::{nice_step, Svg};
-use crate::verdict::{cell_stat, tie_band, verdict, Stat};
+use crate::verdict::{cell_stat, compare, verdict, Stat};
+use std::cmp::Ordering;
 use crate::{AdvTraining, TrainConfig};
 use rcc_compress::DEFAULT_RAMP;
 use rcc_nn::json::Json;
@@ -100,15 +101,11 @@ fn ceiling_lines(r: &mut String, p: &Preset, results: &[(&Entry, Option<Summary>
         let Some(st) = cell_stat(results, role, rate, pick) else {
             continue;
         };
-        let d = 100.0 * (st.mean - ceiling.mean);
-        let band = tie_band(&st, &ceiling);
-        // (The 1e-9 keeps a difference of exactly the band, as printed, a tie.)
-        let word = if d.abs() <= band + 1e-9 {
-            "reaches it (within"
-        } else if d > 0.0 {
-            "is above it (beyond"
-        } else {
-            "is below it (beyond"
+        let (d, band, side) = compare(&st, &ceiling);
+        let word = match side {
+            Ordering::Equal => "reaches it (within",
+            Ordering::Greater => "is above it (beyond",
+            Ordering::Less => "is below it (beyond",
         };
         lines.push(format!(
             "- {} at {rate}x: {} ({} seeds), {d:+.2} points: {word} {band:.2})",
@@ -488,24 +485,61 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
             );
         }
     }
-    // Ablations, beside ours (rows without ablations, such as w8, have no table).
-    if results
-        .iter()
-        .any(|(e, _)| matches!(e.role, Role::NoDistill | Role::NoAdv))
-    {
-        let _ = writeln!(r, "\n## Ablations of ours\n");
-        let _ = writeln!(r, "| run | natural | PGD-{} | APGD-CE |", protocol.steps);
-        let _ = writeln!(r, "|---|---|---|---|");
-        for (e, s) in results {
-            if let (Some(s), Role::Ours | Role::NoDistill | Role::NoAdv) = (s, e.role) {
+    // Ablations, beside ours (rows without ablations, such as w8, have no table): each
+    // cell over its seeds, and its difference from ours on the worst case with
+    // AutoAttack and Square, judged with the verdicts' tie band.
+    let mut rates: Vec<f64> = vec![];
+    for (e, _) in results {
+        if matches!(e.role, Role::NoDistill | Role::NoAdv) && !rates.contains(&e.rate) {
+            rates.push(e.rate);
+        }
+    }
+    if !rates.is_empty() {
+        let _ = writeln!(
+            r,
+            "\n## Ablations of ours (%, mean ± sd over seeds; the worst case on the first {} images)\n",
+            aa_images(results)
+        );
+        let _ = writeln!(
+            r,
+            "| cell | rate | seeds | natural | PGD-{} | APGD-CE | worst case with AutoAttack and Square | against ours on the worst case |",
+            protocol.steps
+        );
+        let _ = writeln!(r, "|---|---|---|---|---|---|---|---|");
+        for &rate in &rates {
+            let ours = cell_stat(results, Role::Ours, rate, |s| s.dense.worst_aa);
+            for role in [Role::Ours, Role::NoDistill, Role::NoAdv] {
+                let stat = |pick| cell_stat(results, role, rate, pick);
+                let (Some(nat), Some(pgd), Some(apgd)) = (
+                    stat(|s| s.dense.clean),
+                    stat(|s| s.dense.pgd),
+                    stat(|s| s.dense.apgd),
+                ) else {
+                    continue;
+                };
+                let worst = stat(|s| s.dense.worst_aa);
+                let against = match (role, &worst, &ours) {
+                    (Role::Ours, _, _) => String::new(),
+                    (_, Some(w), Some(o)) => {
+                        let (d, band, side) = compare(w, o);
+                        let word = match side {
+                            Ordering::Equal => "a tie",
+                            Ordering::Less => "below",
+                            Ordering::Greater => "above",
+                        };
+                        format!("{d:+.2}: {word} (band {band:.2})")
+                    }
+                    _ => "-".into(),
+                };
                 let _ = writeln!(
                     r,
-                    "| {} ({}) | {} | {} | {} |",
-                    e.name,
-                    e.role.label(),
-                    pct(s.dense.clean),
-                    pct(s.dense.pgd),
-                    pct(s.dense.apgd)
+                    "| {} | {rate:.2}x | {} | {} | {} | {} | **{}** | {against} |",
+                    role.label(),
+                    nat.n,
+                    nat.pct(),
+                    pgd.pct(),
+                    apgd.pct(),
+                    worst.map_or("-".into(), |w| w.pct())
                 );
             }
         }

@@ -51,6 +51,21 @@ pub fn tie_band(a: &Stat, b: &Stat) -> f64 {
     }
 }
 
+/// Cell `a` against cell `b`: the difference of their means in points, the tie band, and
+/// which side of the band the difference falls (`Equal`: a tie). A difference of exactly
+/// the band, as printed, is a tie (the 1e-9).
+pub fn compare(a: &Stat, b: &Stat) -> (f64, f64, std::cmp::Ordering) {
+    let (d, band) = (100.0 * (a.mean - b.mean), tie_band(a, b));
+    let side = if d > band + 1e-9 {
+        std::cmp::Ordering::Greater
+    } else if d < -band - 1e-9 {
+        std::cmp::Ordering::Less
+    } else {
+        std::cmp::Ordering::Equal
+    };
+    (d, band, side)
+}
+
 /// A figure of the cell `role` at `rate` over its seeds.
 pub fn cell_stat(
     results: &[(&Entry, Option<Summary>)],
@@ -92,8 +107,8 @@ pub fn verdict(
         cell_stat(results, Role::Ours, rate, pick)?,
         cell_stat(results, Role::Admm, rate, pick)?,
     );
-    let (dn, dp) = (100.0 * (on.mean - oa.mean), 100.0 * (ro.mean - ra.mean));
-    let band = tie_band(&ro, &ra);
+    let dn = 100.0 * (on.mean - oa.mean);
+    let (dp, band, side) = compare(&ro, &ra);
     let why = if ro.n > 1 && ra.n > 1 {
         format!("{band:.2} points, the larger seed sd")
     } else {
@@ -120,13 +135,10 @@ pub fn verdict(
     };
     let line = format!(
         "ours {} our ADMM on {on_what} ({dp:+.2} points{seeds}); natural {dn:+.2} points ({}).",
-        // (The 1e-9 keeps a difference of exactly the band, as printed, a tie.)
-        if dp > band + 1e-9 {
-            "beats".to_string()
-        } else if dp >= -band - 1e-9 {
-            format!("ties (within {why}) with")
-        } else {
-            "does NOT beat".to_string()
+        match side {
+            std::cmp::Ordering::Greater => "beats".to_string(),
+            std::cmp::Ordering::Equal => format!("ties (within {why}) with"),
+            std::cmp::Ordering::Less => "does NOT beat".to_string(),
         },
         if dn >= 0.0 {
             "not lower"

@@ -307,6 +307,32 @@ fn seeds_make_cells_with_mean_and_sd() {
         v.contains("ours beats our ADMM") && v.contains("+1.00"),
         "{v}"
     );
+    // The ablation table: each cell over its seeds against ours on the worst case, a
+    // tie within the larger sd.
+    let ablation_md = |no_distill: [f64; 3]| {
+        let mut results = vec![];
+        for (role, figs) in [
+            (Role::Ours, [0.84, 0.85, 0.86]),
+            (Role::NoDistill, no_distill),
+        ] {
+            for (e, w) in cell(role).into_iter().zip(figs) {
+                let mut s = Summary::default();
+                (s.dense.clean, s.dense.pgd, s.dense.apgd, s.dense.worst_aa) = (0.97, 0.9, 0.88, w);
+                results.push((e, Some(s)));
+            }
+        }
+        results_md(&PRESETS[0], Path::new("d"), &results)
+    };
+    let md = ablation_md([0.835, 0.84, 0.845]);
+    assert!(
+        md.contains("| ours without distillation (alpha 0) | 15.31x | 3 | 97.00 ± 0.00 | 90.00 ± 0.00 | 88.00 ± 0.00 | **84.00 ± 0.50** | -1.00: a tie (band 1.00) |"),
+        "{md}"
+    );
+    let md = ablation_md([0.80, 0.81, 0.82]);
+    assert!(
+        md.contains("| **81.00 ± 1.00** | -4.00: below (band 1.00) |"),
+        "{md}"
+    );
 }
 
 /// The verdict lines under the side-by-side table: the PGD-40 lead (a tie within
