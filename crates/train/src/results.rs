@@ -6,10 +6,10 @@ use crate::protocol::Protocol;
 use crate::report::{pct, Summary};
 use crate::svg::{nice_step, Svg};
 use crate::verdict::{cell_stat, compare, verdict, Stat};
-use std::cmp::Ordering;
 use crate::{AdvTraining, TrainConfig};
 use rcc_compress::DEFAULT_RAMP;
 use rcc_nn::json::Json;
+use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::path::Path;
 
