@@ -65,8 +65,9 @@ commands:
                                       and dense small nets; results.{md,csv,json,svg} in DIR
                                       (default runs/sweep-PRESET); rerun to resume;
                                       --plan lists the runs and where each stands, writes
-                                      their configs to DIR/configs/ and trains nothing; --val N runs the sweep on a validation split
-                                      (default DIR runs/sweep-PRESET-valN)
+                                      their configs to DIR/configs/ and trains nothing;
+                                      --val N runs it on a validation split (default
+                                      DIR runs/sweep-PRESET-valN)
   eval --model FILE [--dataset D] [--arch A]
        [--attack fgsm|pgd|pgd-l2|apgd-ce|apgd-dlr|all] [--eps E] [--eps-l2 E]
        [--steps N] [--step-size S] [--step-size-l2 S] [--restarts R] [--seed S] [--limit N] [--batch B] [--threads T] [--json]

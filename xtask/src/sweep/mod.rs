@@ -380,11 +380,7 @@ pub fn variants(all: &[Entry], dir: &Path) -> Result<Vec<Variant>, String> {
             let run = dir.join(&name);
             let mut cfg = TrainConfig::default();
             cfg.apply_file(&run.join("config.txt"))?;
-            let path = run.join("summary.txt");
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let summary =
-                Summary::parse(&text).map_err(|err| format!("{}: {err}", path.display()))?;
+            let summary = Summary::read(&run).map_err(|e| e.to_string())?;
             Ok(Variant { name, cfg, summary })
         })
         .collect()
