@@ -143,7 +143,7 @@ pub enum AdvTraining {
     /// TRADES (Zhang et al. 2019): the attack ascends the KL from the clean prediction
     /// (`rcc_attack::trades_pgd`) and the loss is `CE(clean) + BETA KL(clean || adv)`
     /// in place of the adversarial batch's cross-entropy: `trades:EPS:STEPS:STEP:BETA`
-    /// (their MNIST setting: `trades:0.3:40:0.01:6`).
+    /// (their MNIST setting, `train_trades_mnist.py`: `trades:0.3:40:0.01:1`).
     Trades {
         eps: f32,
         steps: usize,
