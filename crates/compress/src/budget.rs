@@ -12,8 +12,11 @@ pub enum Budget {
     /// Every tensor is pruned to (about) the same rate; the counts do not depend on the
     /// weights. Ye et al.'s ADMM baseline prunes this way.
     PerLayer,
-    /// One l0 ball over all pruned tensors: the largest magnitudes anywhere survive,
-    /// so the counts depend on the current weights.
+    /// One l0 ball over all pruned tensors: the largest magnitudes anywhere survive.
+    /// The counts depend on the weights they are computed from; the [`crate::Compressor`]
+    /// computes them once, from the model it starts from, and every prox step then meets
+    /// them per tensor (so runs from one teacher share one per-layer split whatever the
+    /// method).
     Global,
 }
 

@@ -23,8 +23,10 @@ fn aa_images(results: &[(&Entry, Option<Summary>)]) -> usize {
 }
 
 /// Which layers each method prunes hardest: each pruned cell's share of weights kept per
-/// tensor (mean over the seeds whose summaries record it). Under a global budget ours,
-/// ADMM and magnitude each choose their own per-layer split.
+/// tensor (mean over the seeds whose summaries record it), measured on the final models.
+/// A global budget's per-layer split is computed once from the model a run starts from
+/// (`Budget::Global`), so runs from one teacher share it whatever the method; the table
+/// says so when it finds every method of a rate equal.
 fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let pruned = |e: &Entry| matches!(e.role, Role::Ours | Role::Admm | Role::Magnitude);
     let Some(names) = results
@@ -42,6 +44,8 @@ fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let _ = writeln!(r, "| cell | method | seeds | {} |", names.join(" | "));
     let _ = writeln!(r, "|---|---|---|{}", "---|".repeat(names.len()));
     let mut done: Vec<&str> = vec![];
+    // (rate, the row's densities) of every cell written, to compare methods at a rate.
+    let mut rows: Vec<(f64, Vec<String>)> = vec![];
     for (e, _) in results.iter().filter(|(e, _)| pruned(e)) {
         if done.contains(&e.cell.as_str()) {
             continue;
@@ -74,6 +78,27 @@ fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
             e.role.label(),
             runs.len(),
             cols.join(" | ")
+        );
+        rows.push((e.rate, cols));
+    }
+    let mut rates: Vec<f64> = vec![];
+    for (rate, _) in &rows {
+        if !rates.contains(rate) {
+            rates.push(*rate);
+        }
+    }
+    let compared = rates
+        .iter()
+        .filter(|&&rate| rows.iter().filter(|(x, _)| *x == rate).count() > 1)
+        .count();
+    let same = rates.iter().all(|&rate| {
+        let mut at = rows.iter().filter(|(x, _)| *x == rate).map(|(_, c)| c);
+        at.next().is_none_or(|first| at.all(|c| c == first))
+    });
+    if compared > 0 && same {
+        let _ = writeln!(
+            r,
+            "\nAt every rate the methods keep the same share of each layer: a global budget's per-layer counts are taken once from the model a run starts from (the teacher), and every method then meets them exactly. A method's lead here does not come from choosing its own per-layer split."
         );
     }
 }
@@ -885,5 +910,58 @@ mod tests {
         // One bar: ours at 15.31x on the worst-case panel (ADMM's two equal seeds have
         // sd 0, the PGD and natural figures are equal over seeds).
         assert_eq!(svg.matches("<path ").count(), 1, "{svg}");
+    }
+
+    /// The density table averages each cell's seeds per tensor, and says that the methods
+    /// share one split only when every method of every rate has the same densities.
+    #[test]
+    fn the_density_table_says_when_the_methods_share_a_split() {
+        let all = entries_for_seeds(&PRESETS[0], Path::new("t"), &[1, 2]);
+        let with_layers = |layers: [(usize, usize); 2]| {
+            Some(Summary {
+                layers: vec![
+                    ("conv1.weight".into(), layers[0].0, layers[0].1),
+                    ("fc1.weight".into(), layers[1].0, layers[1].1),
+                ],
+                ..Summary::default()
+            })
+        };
+        let table = |admm_fc1: usize| {
+            let mut results = vec![];
+            for e in &all {
+                let at = (e.rate - 15.31).abs() < 1e-9;
+                match e.role {
+                    // Ours' seeds differ: the cell shows their mean.
+                    Role::Ours if at => {
+                        let c1 = [10, 30][e.cfg.seed as usize - 1];
+                        results.push((e, with_layers([(c1, 100), (5, 1000)])));
+                    }
+                    Role::Admm if at => {
+                        results.push((e, with_layers([(20, 100), (admm_fc1, 1000)])))
+                    }
+                    _ => results.push((e, None)),
+                }
+            }
+            let mut r = String::new();
+            layer_density_table(&mut r, &results);
+            r
+        };
+        let same = table(5);
+        assert!(same.contains("| conv1.weight | fc1.weight |"), "{same}");
+        assert!(
+            same.contains("| prox-r15.31 | ours: prox + distillation | 2 | 20.00 | 0.50 |"),
+            "{same}"
+        );
+        assert!(
+            same.contains("| admm-r15.31 | ADMM (Ye et al.) | 2 | 20.00 | 0.50 |"),
+            "{same}"
+        );
+        assert!(
+            same.contains("the methods keep the same share of each layer"),
+            "{same}"
+        );
+        let differ = table(6);
+        assert!(differ.contains("| 20.00 | 0.60 |"), "{differ}");
+        assert!(!differ.contains("the same share"), "{differ}");
     }
 }
