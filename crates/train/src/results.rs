@@ -44,8 +44,8 @@ fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
     let _ = writeln!(r, "| cell | method | seeds | {} |", names.join(" | "));
     let _ = writeln!(r, "|---|---|---|{}", "---|".repeat(names.len()));
     let mut done: Vec<&str> = vec![];
-    // (rate, the row's densities) of every cell written, to compare methods at a rate.
-    let mut rows: Vec<(f64, Vec<String>)> = vec![];
+    // (rate, the row's mean densities) of every cell written, to compare methods at a rate.
+    let mut rows: Vec<(f64, Vec<f64>)> = vec![];
     for (e, _) in results.iter().filter(|(e, _)| pruned(e)) {
         if done.contains(&e.cell.as_str()) {
             continue;
@@ -61,16 +61,15 @@ fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
         if runs.is_empty() {
             continue;
         }
-        let cols: Vec<String> = (0..names.len())
+        let means: Vec<f64> = (0..names.len())
             .map(|i| {
-                let mean = runs
-                    .iter()
+                runs.iter()
                     .map(|s| s.layers[i].1 as f64 / s.layers[i].2.max(1) as f64)
                     .sum::<f64>()
-                    / runs.len() as f64;
-                format!("{:.2}", 100.0 * mean)
+                    / runs.len() as f64
             })
             .collect();
+        let cols: Vec<String> = means.iter().map(|m| format!("{:.2}", 100.0 * m)).collect();
         let _ = writeln!(
             r,
             "| {} | {} | {} | {} |",
@@ -79,23 +78,13 @@ fn layer_density_table(r: &mut String, results: &[(&Entry, Option<Summary>)]) {
             runs.len(),
             cols.join(" | ")
         );
-        rows.push((e.rate, cols));
+        rows.push((e.rate, means));
     }
-    let mut rates: Vec<f64> = vec![];
-    for (rate, _) in &rows {
-        if !rates.contains(rate) {
-            rates.push(*rate);
-        }
-    }
-    let compared = rates
-        .iter()
-        .filter(|&&rate| rows.iter().filter(|(x, _)| *x == rate).count() > 1)
-        .count();
-    let same = rates.iter().all(|&rate| {
-        let mut at = rows.iter().filter(|(x, _)| *x == rate).map(|(_, c)| c);
-        at.next().is_none_or(|first| at.all(|c| c == first))
-    });
-    if compared > 0 && same {
+    // Exact comparison of the unrounded means: equal counts give equal ratios.
+    let first_at = |rate: f64| rows.iter().find(|(x, _)| *x == rate).map(|(_, m)| m);
+    let same = rows.iter().all(|(rate, m)| first_at(*rate) == Some(m));
+    let compared = (1..rows.len()).any(|i| rows[..i].iter().any(|(x, _)| *x == rows[i].0));
+    if compared && same {
         let _ = writeln!(
             r,
             "\nAt every rate the methods keep the same share of each layer: a global budget's per-layer counts are taken once from the model a run starts from (the teacher), and every method then meets them exactly. A method's lead here does not come from choosing its own per-layer split."
