@@ -22,7 +22,7 @@
 //! | [`apgd_targeted`] | l_inf | APGD-T: APGD on the targeted DLR loss over the top target classes |
 //! | [`fab_targeted`] | l_inf | FAB-T: minimal adversarial examples by boundary projections (Croce & Hein 2020) |
 //! | [`square_linf`] | l_inf | Square Attack: score-based random search, no gradients (Andriushchenko et al. 2020) |
-//! | [`trades_pgd`] | l_inf | TRADES's inner maximisation: PGD on the KL from the clean prediction (Zhang et al. 2019; training) |
+//! | [`trades_pgd`], [`trades_pgd_from`] | l_inf | TRADES's inner maximisation: PGD on the KL from the clean prediction (Zhang et al. 2019; training) |
 //!
 //! [`AttackSpec::AutoAttack`] runs AutoAttack (APGD-CE, APGD-T, FAB-T, Square in
 //! sequence, each on the points still robust), the RobustBench standard.
@@ -73,4 +73,4 @@ pub use fgsm::fgsm;
 pub use fgsm_rs::fgsm_rs;
 pub use pgd::{pgd, pgd_l2, pgd_linf, Outcome, PgdConfig};
 pub use square::{square_fraction, square_linf, SquareConfig};
-pub use trades::trades_pgd;
+pub use trades::{trades_pgd, trades_pgd_from};

@@ -8,7 +8,9 @@
 //!
 //! The model is in evaluation mode throughout, as in their code (`model.eval()` around
 //! the attack). One difference: the start is clamped to [0, 1] (their first forward pass
-//! sees pixels up to 0.001 outside it).
+//! sees pixels a few thousandths outside it: the noise is 0.001 N(0, 1)). [`trades_pgd_from`] runs the ascent from a given
+//! start; `tests/trades_reference.rs` checks it against PyTorch running their loop
+//! (`scripts/trades_reference.py`).
 
 use crate::ball::Norm;
 use crate::{Error, Result};
@@ -41,10 +43,46 @@ pub fn trades_pgd(
     step_size: f32,
     rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
-    let ok = |v: f32| v >= 0.0 && v.is_finite();
-    if !(ok(eps) && ok(step_size)) || x.shape().is_empty() || x.shape()[0] == 0 {
+    check(x, eps, step_size)?;
+    let per = x.numel() / x.shape()[0];
+    let clean = x.data();
+    let mut start: Vec<f32> = clean
+        .iter()
+        .map(|&v| {
+            let noise: f64 = StandardNormal.sample(&mut *rng);
+            v + 0.001 * noise as f32
+        })
+        .collect();
+    for (row, c) in start.chunks_mut(per).zip(clean.chunks(per)) {
+        Norm::Linf.project(row, c, eps);
+    }
+    trades_pgd_from(
+        model,
+        x,
+        Tensor::new(x.shape(), start)?,
+        eps,
+        steps,
+        step_size,
+    )
+}
+
+/// The ascent of [`trades_pgd`] from a given `start` (same shape as `x`), used as it is:
+/// not projected. [`trades_pgd`] passes TRADES's Gaussian start projected onto the ball
+/// and [0, 1]; an unprojected `x + 0.001 N(0, 1)` gives their reference loop exactly.
+/// Every step is projected onto the ball and clamped to [0, 1].
+pub fn trades_pgd_from(
+    model: &Model,
+    x: &Tensor,
+    start: Tensor,
+    eps: f32,
+    steps: usize,
+    step_size: f32,
+) -> Result<Tensor> {
+    check(x, eps, step_size)?;
+    if start.shape() != x.shape() {
         return Err(Error::Config(format!(
-            "TRADES needs eps >= 0, step size >= 0 and a non-empty batch, got eps {eps}, step {step_size}, batch {:?}",
+            "TRADES: a start of shape {:?} for a batch of shape {:?}",
+            start.shape(),
             x.shape()
         )));
     }
@@ -54,16 +92,7 @@ pub fn trades_pgd(
     let z = model.infer(x)?;
     let k = z.numel() / n;
     let p = softmax_rows(z.data(), k);
-    let mut cur: Vec<f32> = clean
-        .iter()
-        .map(|&v| {
-            let noise: f64 = StandardNormal.sample(&mut *rng);
-            v + 0.001 * noise as f32
-        })
-        .collect();
-    for (row, c) in cur.chunks_mut(per).zip(clean.chunks(per)) {
-        Norm::Linf.project(row, c, eps);
-    }
+    let mut cur = start.into_data();
     for _ in 0..steps {
         let xb = Tensor::new(x.shape(), cur)?;
         // d/dz' of sum_i KL(p_i || softmax(z'_i)) is softmax(z') - p, row by row.
@@ -82,6 +111,17 @@ pub fn trades_pgd(
         }
     }
     Ok(Tensor::new(x.shape(), cur)?)
+}
+
+fn check(x: &Tensor, eps: f32, step_size: f32) -> Result<()> {
+    let ok = |v: f32| v >= 0.0 && v.is_finite();
+    if !(ok(eps) && ok(step_size)) || x.shape().is_empty() || x.shape()[0] == 0 {
+        return Err(Error::Config(format!(
+            "TRADES needs eps >= 0, step size >= 0 and a non-empty batch, got eps {eps}, step {step_size}, batch {:?}",
+            x.shape()
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,5 +172,32 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
         assert_eq!(trades_pgd(&m, &x, 0.0, 3, 0.01, &mut rng).unwrap(), x);
         assert!(trades_pgd(&m, &x, -0.1, 3, 0.01, &mut rng).is_err());
+    }
+
+    /// `trades_pgd` is `trades_pgd_from` from `x + 0.001 N(0, 1)` projected onto the ball
+    /// and [0, 1], drawn from the same rng; a start of the wrong shape is an error.
+    #[test]
+    fn trades_pgd_is_the_ascent_from_its_projected_gaussian_start() {
+        let mut m = Model::new(Arch::LenetAdv(1), 5);
+        m.params.iter_mut().for_each(|w| *w *= 2.0);
+        let x = batch();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let got = trades_pgd(&m, &x, 0.3, 5, 0.075, &mut rng).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut start: Vec<f32> = x
+            .data()
+            .iter()
+            .map(|&v| {
+                let noise: f64 = StandardNormal.sample(&mut rng);
+                v + 0.001 * noise as f32
+            })
+            .collect();
+        for (row, c) in start.chunks_mut(784).zip(x.data().chunks(784)) {
+            Norm::Linf.project(row, c, 0.3);
+        }
+        let start = Tensor::new(x.shape(), start).unwrap();
+        assert_eq!(got, trades_pgd_from(&m, &x, start, 0.3, 5, 0.075).unwrap());
+        let short = Tensor::from_fn(&[3, 1, 28, 28], |_| 0.5);
+        assert!(trades_pgd_from(&m, &x, short, 0.3, 5, 0.075).is_err());
     }
 }
