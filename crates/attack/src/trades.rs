@@ -8,9 +8,9 @@
 //!
 //! The model is in evaluation mode throughout, as in their code (`model.eval()` around
 //! the attack). One difference: the start is clamped to [0, 1] (their first forward pass
-//! sees pixels a few thousandths outside it: the noise is 0.001 N(0, 1)). [`trades_pgd_from`] runs the ascent from a given
-//! start; `tests/trades_reference.rs` checks it against PyTorch running their loop
-//! (`scripts/trades_reference.py`).
+//! sees pixels a few thousandths outside it: the noise is 0.001 N(0, 1)).
+//! [`trades_pgd_from`] runs the ascent from a given start; `tests/trades_reference.rs`
+//! checks it against PyTorch running their loop (`scripts/trades_reference.py`).
 
 use crate::ball::Norm;
 use crate::{Error, Result};
