@@ -10,29 +10,13 @@ saves the state_dict as safetensors under PyTorch's names. `cargo xtask eval --a
 Needs torch, safetensors and numpy; uses the model definitions of
 ../shared/reference/make_reference.py and the MNIST files in datasets/.
 """
-import argparse, gzip, importlib.util, pathlib, sys
+import argparse
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-root = pathlib.Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("make_reference", root.parent / "shared/reference/make_reference.py")
-mr = importlib.util.module_from_spec(spec)
-sys.modules["make_reference"] = mr
-spec.loader.exec_module(mr)
-
-
-def idx(path, offset):
-    return np.frombuffer(gzip.open(path).read(), dtype=np.uint8, offset=offset)
-
-
-def load(split, data):
-    d = pathlib.Path(data) / "mnist"
-    x = idx(d / f"{split}-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
-    y = idx(d / f"{split}-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    return torch.from_numpy(x), torch.from_numpy(y)
+from torch_common import mnist, mr, root
 
 
 def main():
@@ -45,8 +29,8 @@ def main():
     torch.manual_seed(0)
     torch.set_num_threads(1)
     model = mr.build_model(a.arch)
-    xtr, ytr = load("train", a.data)
-    xte, yte = load("t10k", a.data)
+    xtr, ytr = mnist("train", a.data)
+    xte, yte = mnist("t10k", a.data)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     model.train()
     for _ in range(a.epochs):

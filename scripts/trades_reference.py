@@ -39,18 +39,13 @@ What the file holds (float32 unless noted; names of parameters are PyTorch's):
   grad.b1.<param>: at beta 1 for every parameter except fc1.weight (left out to keep the
   file small; beta 6 checks it, and beta 1 separates the CE part from the KL part).
 """
-import argparse, copy, gzip, importlib.util, json, pathlib, sys
+import argparse, copy, json, pathlib, sys
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-root = pathlib.Path(__file__).resolve().parent.parent
-spec = importlib.util.spec_from_file_location("make_reference", root.parent / "shared/reference/make_reference.py")
-mr = importlib.util.module_from_spec(spec)
-sys.modules["make_reference"] = mr
-spec.loader.exec_module(mr)
+from torch_common import mnist, mr, root
 
 ARCH = "lenet_adv:1"
 SEED = 0
@@ -61,17 +56,6 @@ BETAS = {"b1": 1.0, "b6": 6.0}
 B1_LEFT_OUT = {"fc1.weight"}
 OUT = root / "crates/attack/tests/data/trades_reference.safetensors"
 F32 = torch.float32
-
-
-def idx(path, offset):
-    return np.frombuffer(gzip.open(path).read(), dtype=np.uint8, offset=offset)
-
-
-def mnist(split, data):
-    d = pathlib.Path(data) / "mnist"
-    x = idx(d / f"{split}-images-idx3-ubyte.gz", 16).reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
-    y = idx(d / f"{split}-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    return torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
 
 
 def trained_model(data):
