@@ -428,6 +428,32 @@ impl Compressor {
         Ok(())
     }
 
+    /// How far W is from the budget's constraint set S while the main phase runs:
+    /// ||W - Proj_S(W)|| / ||W|| over the pruned tensors, the share of their l2 norm that
+    /// the projection (ADMM's hard pruning, the prox's final step) would remove now. It
+    /// says how much of the way ADMM's pull rho (W - Z + U) has moved W towards S before
+    /// the hard prune, and how close the prox's schedule has brought W to the final
+    /// budget. `None` once the mask is frozen, for methods that do not prune, and for an
+    /// all-zero W. Diagnostic only: W is not changed (the projection runs on a copy).
+    pub fn off_budget(&self, params: &[f32]) -> Option<f64> {
+        if self.mask.is_some() || !self.method.prunes() {
+            return None;
+        }
+        let (mut removed, mut total) = (0.0f64, 0.0f64);
+        let mut kept = Vec::new();
+        for (g, &k) in self.prunable.groups.iter().zip(&self.keep) {
+            let w = &params[g.range.clone()];
+            kept.clear();
+            kept.extend_from_slice(w);
+            keep_top_k(&mut kept, k);
+            for (&w, &p) in w.iter().zip(&kept) {
+                total += (w as f64).powi(2);
+                removed += ((w - p) as f64).powi(2);
+            }
+        }
+        (total > 0.0).then(|| (removed / total).sqrt())
+    }
+
     /// W = the top `keep` of each pruned tensor (the l0 projection; ADMM's hard pruning).
     fn project(&self, params: &mut [f32]) {
         for (g, &k) in self.prunable.groups.iter().zip(&self.keep) {
@@ -576,6 +602,45 @@ mod tests {
         c.end_epoch(&mut p, 1).unwrap();
         assert_eq!(c.prunable().nnz(&p), c.keep().iter().sum::<usize>());
         assert_eq!(c.phase(main), "debias");
+    }
+
+    /// `off_budget` is the relative l2 norm outside each tensor's top k, checked against
+    /// a sort: 0 on a W already in S, unchanged by scaling W, and gone with the mask.
+    #[test]
+    fn off_budget_is_the_norm_the_projection_would_remove() {
+        let m = Model::new(Arch::LenetAdv(1), 3);
+        let mut c = prox(Regularizer::L0, &m, 4.0, 2, 10);
+        let mut p = m.params.clone();
+        c.start(&mut p, 0, None).unwrap();
+        let (mut removed, mut total) = (0.0f64, 0.0f64);
+        for (g, &k) in c.prunable().groups.iter().zip(c.keep()) {
+            let mut sq: Vec<f64> = p[g.range.clone()]
+                .iter()
+                .map(|&w| (w as f64).powi(2))
+                .collect();
+            sq.sort_by(|a, b| b.total_cmp(a));
+            total += sq.iter().sum::<f64>();
+            removed += sq[k..].iter().sum::<f64>();
+        }
+        let want = (removed / total).sqrt();
+        let got = c.off_budget(&p).unwrap();
+        assert!(
+            want > 0.1 && (got - want).abs() < 1e-12 * want,
+            "{got} vs {want}"
+        );
+        let doubled: Vec<f32> = p.iter().map(|w| 2.0 * w).collect();
+        assert!((c.off_budget(&doubled).unwrap() - got).abs() < 1e-12);
+        let mut inside = p.clone();
+        for (g, &k) in c.prunable().groups.iter().zip(c.keep()) {
+            keep_top_k(&mut inside[g.range.clone()], k);
+        }
+        assert_eq!(c.off_budget(&inside), Some(0.0));
+        let zeros = vec![0.0; p.len()];
+        assert_eq!(c.off_budget(&zeros), None);
+        c.end_epoch(&mut p, 0).unwrap();
+        assert!(c.off_budget(&p).is_some());
+        c.end_epoch(&mut p, 1).unwrap();
+        assert_eq!(c.off_budget(&p), None, "the mask is frozen");
     }
 
     /// ADMM whose update interval leaves no update in its phase is refused, not run.

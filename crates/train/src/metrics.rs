@@ -30,6 +30,10 @@ pub struct CompressMetrics {
     pub rate: f64,
     pub nnz: usize,
     pub prunable: usize,
+    /// While the main phase runs, ||W - Proj_S(W)|| / ||W|| over the pruned tensors
+    /// before the epoch's end (`Compressor::off_budget`): the share of their norm the
+    /// hard prune would remove. `None` once the mask is frozen.
+    pub off_budget: Option<f64>,
     /// The whole training state as counted (parameters, gradients, optimiser, masks,
     /// ADMM's Z and U, teacher).
     pub state: StateBytes,
@@ -98,6 +102,9 @@ impl EpochMetrics {
             m.push(("rate".into(), fixed(c.rate, 6)));
             m.push(("nnz".into(), bytes(c.nnz)));
             m.push(("prunable".into(), bytes(c.prunable)));
+            if let Some(off) = c.off_budget {
+                m.push(("off_budget".into(), fixed(off, 6)));
+            }
             m.push((
                 "state_bytes".into(),
                 Json::obj([
@@ -147,6 +154,7 @@ impl EpochMetrics {
                 rate: num(&["rate"]),
                 nnz: count(&["nnz"]),
                 prunable: count(&["prunable"]),
+                off_budget: lookup(&doc, &["off_budget"]),
                 state: StateBytes {
                     params: st("params"),
                     grads: st("grads"),
@@ -270,6 +278,7 @@ mod tests {
                 rate: 16.0,
                 nnz: 100,
                 prunable: 1600,
+                off_budget: None,
                 state: StateBytes {
                     params: 8,
                     grads: 8,
@@ -304,6 +313,15 @@ mod tests {
         let line = unmeasured.to_json();
         assert!(!line.contains("compressor_heap"), "{line}");
         assert_eq!(EpochMetrics::from_json(&line).unwrap(), unmeasured);
+        // The distance to the budget is written while the main phase runs.
+        let mut pruning = sample();
+        pruning.compress.as_mut().unwrap().off_budget = Some(0.125);
+        let line = pruning.to_json();
+        assert!(
+            line.contains("\"prunable\":1600,\"off_budget\":0.125000,"),
+            "{line}"
+        );
+        assert_eq!(EpochMetrics::from_json(&line).unwrap(), pruning);
     }
 
     #[test]

@@ -511,6 +511,9 @@ pub fn train(
         if let Some(c) = &mut compressor {
             // ADMM's Z and U exist until the end of its phase: read their size first.
             let admm_bytes = c.state_bytes().1;
+            // Measured before the epoch's end, which may hard-prune (outside the heap
+            // count: it is a diagnostic, not the method's state).
+            let off_budget = c.off_budget(&model.params);
             heap.measure(|| c.end_epoch(&mut model.params, epoch))?;
             let p = c.prunable();
             compress = Some(CompressMetrics {
@@ -518,6 +521,7 @@ pub fn train(
                 rate: p.rate(&model.params),
                 nnz: p.nnz(&model.params),
                 prunable: p.total(),
+                off_budget,
                 state: StateBytes {
                     params: 4 * model.params.len(),
                     grads: 4 * grads.len(),
