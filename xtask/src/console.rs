@@ -175,11 +175,11 @@ impl Observer for Console {
                 c.prunable,
                 c.state.total()
             );
-            if let Some(off) = c.off_budget {
-                extra += &format!(", {:.1}% of the norm off budget", 100.0 * off);
-            }
             if let Some((held, peak)) = c.heap {
                 extra += &format!(" (compressor: {held} B held, {peak} B at most)");
+            }
+            if let Some(off) = c.off_budget {
+                extra += &format!(", {:.1}% of the norm off budget", 100.0 * off);
             }
             extra += &format!(
                 ", peak RSS {:.1} MiB",

@@ -439,14 +439,12 @@ impl Compressor {
         if self.mask.is_some() || !self.method.prunes() {
             return None;
         }
+        // The hard prune itself, on a copy: "would remove" is then exactly what it removes.
+        let mut kept = params.to_vec();
+        self.project(&mut kept);
         let (mut removed, mut total) = (0.0f64, 0.0f64);
-        let mut kept = Vec::new();
-        for (g, &k) in self.prunable.groups.iter().zip(&self.keep) {
-            let w = &params[g.range.clone()];
-            kept.clear();
-            kept.extend_from_slice(w);
-            keep_top_k(&mut kept, k);
-            for (&w, &p) in w.iter().zip(&kept) {
+        for g in &self.prunable.groups {
+            for (&w, &p) in params[g.range.clone()].iter().zip(&kept[g.range.clone()]) {
                 total += (w as f64).powi(2);
                 removed += ((w - p) as f64).powi(2);
             }
