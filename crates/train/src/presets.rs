@@ -15,6 +15,14 @@ pub const TEACHER_EPOCHS: usize = 20;
 /// ADMM as Ye et al. set it (rho 1e-3, x1.3 per update), with an update every epoch:
 /// their 4-epoch interval would give only one update in our 4 pruning epochs.
 pub const ADMM: &str = "admm:0.001:1";
+/// ADMM with rho 0.01 (x1.3 per update, an update every epoch): Ye et al.'s rho 1e-3
+/// was set for SGD, and under our Adam it barely pulls the weights towards the budget
+/// (at w8 60.8x the rho-1e-3 model falls to 72.6% clean at the hard prune, rho 0.01 to
+/// 91.9). Of rho 1e-3, 1e-2 and 1e-1 at w8 60.8x (seed 1, worst case 62.7, 69.5, 65.7),
+/// 1e-2 was best; it was chosen on the *test* set, which can only flatter the baseline.
+/// Presets with [`Preset::admm_tuned`] run it beside Ye's setting, and their verdicts
+/// compare ours with both (`docs/tradeoff-w8.md`, "ADMM's rho under Adam").
+pub const ADMM_TUNED: &str = "admm:0.01:1";
 
 /// Ours in a sweep: the teacher sees the student's adversarial batch, and the l0 prox's
 /// window (method.md section 2) is set from the target rate by [`ours_window`]. Both
@@ -82,6 +90,9 @@ pub struct Preset {
     /// (epochs, attack, optimiser; no pruning, no distillation): what the budget alone
     /// gives, the ceiling that the mild rates reach (issue 24's ~4x question).
     pub dense_finetune: bool,
+    /// Whether the row also runs ADMM with the rho tuned under Adam ([`ADMM_TUNED`],
+    /// runs `admm-rho0.01-rRATE`) beside Ye et al.'s ([`ADMM`]).
+    pub admm_tuned: bool,
     /// Whether the row also runs the ablations of ours. The w8 row does not: each of its
     /// runs costs about twice a w4 run (measured: 13 to 14 min against 6 to 7 on 2 cores,
     /// training and evaluation), and the w4 and Fashion-MNIST rows already show what
@@ -112,6 +123,7 @@ pub const PRESETS: [Preset; 5] = [
         orientation: &[],
         dense_small: true,
         dense_finetune: true,
+        admm_tuned: false,
         ablations: true,
         smoke: false,
     },
@@ -125,6 +137,7 @@ pub const PRESETS: [Preset; 5] = [
         orientation: &[],
         dense_small: true,
         dense_finetune: false,
+        admm_tuned: false,
         ablations: false,
         smoke: false,
     },
@@ -147,6 +160,7 @@ pub const PRESETS: [Preset; 5] = [
         )],
         dense_small: false,
         dense_finetune: true,
+        admm_tuned: true,
         ablations: false,
         smoke: false,
     },
@@ -160,6 +174,7 @@ pub const PRESETS: [Preset; 5] = [
         orientation: &[],
         dense_small: true,
         dense_finetune: false,
+        admm_tuned: false,
         ablations: true,
         smoke: false,
     },
@@ -173,6 +188,7 @@ pub const PRESETS: [Preset; 5] = [
         orientation: &[],
         dense_small: true,
         dense_finetune: false,
+        admm_tuned: false,
         ablations: false,
         smoke: true,
     },
@@ -207,6 +223,7 @@ pub enum Role {
     Teacher,
     Ours,
     Admm,
+    AdmmTuned,
     Magnitude,
     NoDistill,
     NoAdv,
@@ -220,6 +237,7 @@ impl Role {
             Role::Teacher => "dense teacher (adversarial training)",
             Role::Ours => "ours: prox + distillation",
             Role::Admm => "ADMM (Ye et al.)",
+            Role::AdmmTuned => "ADMM, rho 0.01 (tuned under Adam)",
             Role::Magnitude => "magnitude + adv. fine-tuning",
             Role::NoDistill => "ours without distillation (alpha 0)",
             Role::NoAdv => "ours without adversarial examples",
@@ -331,6 +349,15 @@ pub fn entries(p: &Preset, teacher: &Path) -> Vec<Entry> {
             rate,
             cfg: compress(ADMM, rate, 0.0),
         });
+        if p.admm_tuned {
+            out.push(Entry {
+                name: format!("admm-rho0.01-r{rate}"),
+                cell: String::new(),
+                role: Role::AdmmTuned,
+                rate,
+                cfg: compress(ADMM_TUNED, rate, 0.0),
+            });
+        }
         out.push(Entry {
             name: format!("magnitude-r{rate}"),
             cell: String::new(),

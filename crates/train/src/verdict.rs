@@ -81,8 +81,17 @@ pub fn cell_stat(
     Stat::of(&v)
 }
 
-/// Ours against our ADMM at `rate`, on the means over their seeds: the verdict line and
-/// the natural / robust differences for the table; `None` unless both cells have runs.
+/// How a verdict names an ADMM baseline.
+pub fn admm_name(admm: Role) -> &'static str {
+    match admm {
+        Role::AdmmTuned => "our ADMM at rho 0.01",
+        _ => "our ADMM",
+    }
+}
+
+/// Ours against our ADMM (`admm`: Ye et al.'s setting, or the rho tuned under Adam) at
+/// `rate`, on the means over their seeds: the verdict line and the natural / robust
+/// differences for the table; `None` unless both cells have runs.
 /// The robust figure is the worst case with AutoAttack and Square when every run of both
 /// cells has it, else PGD-40. A tie is a difference within the larger of the two
 /// standard deviations, or within [`TIE_PTS`] when a cell has one seed.
@@ -90,11 +99,12 @@ pub fn verdict(
     results: &[(&Entry, Option<Summary>)],
     rate: f64,
     steps: usize,
+    admm: Role,
 ) -> Option<(String, String)> {
     let nat = |role| cell_stat(results, role, rate, |s| s.dense.clean);
     let with_aa = results
         .iter()
-        .filter(|(e, _)| matches!(e.role, Role::Ours | Role::Admm) && (e.rate - rate).abs() < 1e-9)
+        .filter(|(e, _)| (e.role == Role::Ours || e.role == admm) && (e.rate - rate).abs() < 1e-9)
         .filter_map(|(_, s)| s.as_ref())
         .all(|s| s.dense.worst_aa.is_finite());
     let pick: fn(&Summary) -> f64 = if with_aa {
@@ -102,10 +112,10 @@ pub fn verdict(
     } else {
         |s| s.dense.pgd
     };
-    let (on, oa) = (nat(Role::Ours)?, nat(Role::Admm)?);
+    let (on, oa) = (nat(Role::Ours)?, nat(admm)?);
     let (ro, ra) = (
         cell_stat(results, Role::Ours, rate, pick)?,
-        cell_stat(results, Role::Admm, rate, pick)?,
+        cell_stat(results, admm, rate, pick)?,
     );
     let dn = 100.0 * (on.mean - oa.mean);
     let (dp, band, side) = compare(&ro, &ra);
@@ -134,12 +144,13 @@ pub fn verdict(
         String::new()
     };
     let line = format!(
-        "ours {} our ADMM on {on_what} ({dp:+.2} points{seeds}); natural {dn:+.2} points ({}).",
+        "ours {} {} on {on_what} ({dp:+.2} points{seeds}); natural {dn:+.2} points ({}).",
         match side {
             std::cmp::Ordering::Greater => "beats".to_string(),
             std::cmp::Ordering::Equal => format!("ties (within {why}) with"),
             std::cmp::Ordering::Less => "does NOT beat".to_string(),
         },
+        admm_name(admm),
         if dn >= 0.0 {
             "not lower"
         } else if dn >= -0.5 {
