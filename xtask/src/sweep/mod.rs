@@ -20,7 +20,8 @@
 //! - One robust dense teacher (`teacher/`, [`TEACHER_EPOCHS`] epochs of PGD-10 training),
 //!   then at each compression rate of the row (the parameter counts of the narrower
 //!   widths, e.g. 15.31x and 3.94x for w4): ours (`prox`, l0 prox with distillation),
-//!   `admm` (Ye et al.) and `magnitude`, all with [`TrainConfig::pipeline`]'s recipe
+//!   `admm` (Ye et al.; in `tradeoff-w8` also with the rho tuned under Adam,
+//!   `admm-rho0.01-rRATE`, [`ADMM_TUNED`]) and `magnitude`, all with [`TrainConfig::pipeline`]'s recipe
 //!   (PGD-10 examples, 4 + 2 epochs, Adam 5e-4, global budget); the ablations of ours at
 //!   every rate (`--alpha 0`, `--adv none`; w4 rows only, see [`Preset::ablations`]); and
 //!   the dense small nets trained adversarially from scratch with the teacher's recipe.
