@@ -1,6 +1,7 @@
 //! The experiments of method.md's Table 2: a preset per row (dataset, teacher width, the
 //! narrower widths that set the rates), and the runs each expands to (the teacher, ours,
-//! our ADMM and magnitude at every rate, the ablations of ours, the dense small nets),
+//! our ADMM (with Ye et al.'s rho, and in `tradeoff-w8` also with the rho tuned under
+//! Adam) and magnitude at every rate, the ablations of ours, the dense small nets),
 //! each with its settings. `cargo xtask sweep` runs them.
 
 use crate::report::Summary;

@@ -1,5 +1,5 @@
-//! The sweep's results: per-cell statistics over seeds, the ours-vs-ADMM verdicts, and
-//! `results.md`, `.csv`, `.json` and `.svg`.
+//! The sweep's results: per-cell statistics over seeds, the verdicts of ours against each
+//! ADMM setting, and `results.md`, `.csv`, `.json` and `.svg`.
 
 use crate::presets::*;
 use crate::protocol::Protocol;
@@ -336,9 +336,14 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
         );
     }
     let pipe = TrainConfig::pipeline();
+    let tuned_admm = if p.admm_tuned {
+        format!(" (Ye et al.'s rho) and `{ADMM_TUNED}` (rho tuned under Adam)")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         r,
-        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on the adversarial batch (`--teacher-input {OURS_TEACHER_INPUT}`); below {LATE_WINDOW_BELOW_RATE}x the prox stays dense for the first {LATE_RAMP_START} of the pruning epochs then tightens over the next {LATE_RAMP} (`--ramp-start {LATE_RAMP_START} --ramp {LATE_RAMP}`), at higher rates it tightens from the start over the first {DEFAULT_RAMP} (method.md's default); both chosen on a validation split. The ablations keep ours' schedule. ADMM: `{ADMM}`. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: {}, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
+        "Budget, the same for every compression method: start from the teacher, {} epochs ({} of pruning / ADMM, then {} of debiasing / masked retraining), {} examples, Adam lr {} cosine, batch {}, global budget, seed 1. Ours: distillation a = 0.5, t = {}, teacher on the adversarial batch (`--teacher-input {OURS_TEACHER_INPUT}`); below {LATE_WINDOW_BELOW_RATE}x the prox stays dense for the first {LATE_RAMP_START} of the pruning epochs then tightens over the next {LATE_RAMP} (`--ramp-start {LATE_RAMP_START} --ramp {LATE_RAMP}`), at higher rates it tightens from the start over the first {DEFAULT_RAMP} (method.md's default); both chosen on a validation split. The ablations keep ours' schedule. ADMM: `{ADMM}`{tuned_admm}. Teacher and dense small nets: {TEACHER_EPOCHS} epochs from scratch, Adam 1e-3, eps ramped over 3 epochs. Evaluation: {}, eps {}, FGSM, PGD-{} (step {}) with {} restarts, APGD-CE-{}; robust accuracy counts an image only if it is right clean and attacked. Run folder: `{}`; command: `cargo xtask sweep --preset {}`.\n",
         pipe.epochs,
         pipe.epochs - pipe.finetune,
         pipe.finetune,

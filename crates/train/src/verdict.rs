@@ -1,6 +1,7 @@
-//! The verdict of a sweep row: ours against our ADMM at one rate, on the means over their
-//! seeds, with the spread stated. The robust figure is the worst case per image over every
-//! attack, AutoAttack and the gradient-free Square included, when both cells have it.
+//! The verdict of a sweep row: ours against our ADMM (each ADMM setting the preset runs)
+//! at one rate, on the means over their seeds, with the spread stated. The robust figure
+//! is the worst case per image over every attack, AutoAttack and the gradient-free Square
+//! included, when both cells have it.
 
 use crate::presets::{Entry, Role, TIE_PTS};
 use crate::report::Summary;
@@ -84,8 +85,9 @@ pub fn cell_stat(
 /// How a verdict names an ADMM baseline.
 pub fn admm_name(admm: Role) -> &'static str {
     match admm {
+        Role::Admm => "our ADMM",
         Role::AdmmTuned => "our ADMM at rho 0.01",
-        _ => "our ADMM",
+        other => other.label(),
     }
 }
 
@@ -134,10 +136,11 @@ pub fn verdict(
     };
     let seeds = if ro.n > 1 || ra.n > 1 {
         format!(
-            ", means of {} and {} seeds: ours {}, ADMM {}",
+            ", means of {} and {} seeds: ours {}, {} {}",
             ro.n,
             ra.n,
             ro.pct(),
+            admm_name(admm),
             ra.pct()
         )
     } else {

@@ -293,7 +293,7 @@ fn seeds_make_cells_with_mean_and_sd() {
     let v = line(&md);
     assert!(
         v.contains("ours ties (within 1.00 points, the larger seed sd)")
-            && v.contains("means of 3 and 3 seeds: ours 85.00 ± 1.00, ADMM 84.00 ± 0.50")
+            && v.contains("means of 3 and 3 seeds: ours 85.00 ± 1.00, our ADMM 84.00 ± 0.50")
             && v.contains("AutoAttack and Square"),
         "{v}"
     );
@@ -467,21 +467,36 @@ fn the_tradeoff_preset_adds_extreme_rates_and_layer_densities() {
 }
 
 /// With the tuned ADMM beside Ye's, each rate has a verdict against each, and the table a
-/// column and a difference for each: ours can beat Ye's setting and only tie the tuned one.
+/// column and a difference for each, in that order: ours can beat Ye's setting and only
+/// tie the tuned one. Every row of the side-by-side table has the header's column count,
+/// with the tuned column and without it.
 #[test]
 fn the_tuned_admm_gets_its_own_column_and_verdict() {
     let p = PRESETS.iter().find(|p| p.name == "tradeoff-w8").unwrap();
     let all = entries_for_seeds(p, Path::new("t"), &[1, 2]);
     let mut results = vec![];
-    for e in all.iter().filter(|e| (e.rate - 15.65).abs() < 1e-9) {
-        let w = match (e.role, e.cfg.seed) {
-            (Role::Ours, s) => [0.887, 0.891][s as usize - 1],
-            (Role::Admm, s) => [0.857, 0.854][s as usize - 1],
-            (Role::AdmmTuned, s) => [0.876, 0.888][s as usize - 1],
-            _ => continue,
+    for e in &all {
+        // (natural, PGD-40, worst case) per role and seed; each role its own figures, so
+        // that swapped columns or differences show.
+        let (clean, pgd, w) = match (e.role, e.cfg.seed) {
+            (Role::Teacher, _) => (0.989, 0.944, 0.897),
+            (Role::DenseFinetune, 1) => (0.990, 0.948, 0.895),
+            (Role::Ours, s) if (e.rate - 15.65).abs() < 1e-9 => {
+                (0.988, 0.952, [0.887, 0.891][s as usize - 1])
+            }
+            (Role::Admm, s) if (e.rate - 15.65).abs() < 1e-9 => {
+                (0.986, 0.939, [0.857, 0.854][s as usize - 1])
+            }
+            (Role::AdmmTuned, s) if (e.rate - 15.65).abs() < 1e-9 => {
+                (0.987, 0.946, [0.876, 0.888][s as usize - 1])
+            }
+            _ => {
+                results.push((e, None));
+                continue;
+            }
         };
         let mut s = Summary::default();
-        (s.dense.clean, s.dense.pgd, s.dense.worst_aa) = (0.985, 0.95, w);
+        (s.dense.clean, s.dense.pgd, s.dense.worst_aa) = (clean, pgd, w);
         results.push((e, Some(s)));
     }
     let md = results_md(p, Path::new("d"), &results);
@@ -489,17 +504,48 @@ fn the_tuned_admm_gets_its_own_column_and_verdict() {
     assert_eq!(lines.len(), 2, "{md}");
     assert!(
         lines[0].starts_with("- ->2 (15.65x): ours beats our ADMM on the worst case")
+            && lines[0].contains("ours 88.90 ± 0.28, our ADMM 85.55 ± 0.21); natural +0.20")
             && lines[1].starts_with(
                 "- ->2 (15.65x): ours ties (within 0.85 points, the larger seed sd) with our ADMM at rho 0.01 on the worst case"
-            ),
+            )
+            && lines[1].contains("ours 88.90 ± 0.28, our ADMM at rho 0.01 88.20 ± 0.85); natural +0.10"),
         "{md}"
     );
     assert!(
         md.contains("| our ADMM | ADMM, rho 0.01 (tuned under Adam) | ours: prox + distillation |")
-            && md.contains("| ->2 | 15.65x | 98.31 / 93.93 | 98.50 ± 0.00 / 95.00 ± 0.00 | 98.50 ± 0.00 / 95.00 ± 0.00 | **98.50 ± 0.00 / 95.00 ± 0.00** | - | - | +0.00 / +3.35; +0.00 / +0.70 |")
-            && md.contains("| admm-rho0.01-r15.65 | ADMM, rho 0.01 (tuned under Adam) | 2 |"),
+            && md.contains("| ->2 | 15.65x | 98.31 / 93.93 | 98.60 ± 0.00 / 93.90 ± 0.00 | 98.70 ± 0.00 / 94.60 ± 0.00 | **98.80 ± 0.00 / 95.20 ± 0.00** | - | - | +0.20 / +3.35; +0.10 / +0.70 |")
+            && md.contains("| admm-rho0.01-r15.65 | ADMM, rho 0.01 (tuned under Adam) | 2 |")
+            && md.contains("ADMM: `admm:0.001:1` (Ye et al.'s rho) and `admm:0.01:1` (rho tuned under Adam)."),
         "{md}"
     );
+    // Column counts of the side-by-side table, for this preset (9 columns) and for one
+    // without the tuned ADMM (8).
+    let table_widths = |md: &str| -> Vec<usize> {
+        md.lines()
+            .skip_while(|l| !l.starts_with("## Natural / PGD-40"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.matches('|').count() - 1)
+            .collect()
+    };
+    let widths = table_widths(&md);
+    assert_eq!(widths.len(), 2 + 2 + 5 + 1, "{md}");
+    assert!(widths.iter().all(|&w| w == 9), "{widths:?}\n{md}");
+    let w4 = &PRESETS[0];
+    assert!(!w4.admm_tuned);
+    let w4_all = entries(w4, Path::new("t"));
+    let w4_results: Vec<_> = w4_all
+        .iter()
+        .map(|e| {
+            let mut s = Summary::default();
+            (s.dense.clean, s.dense.pgd) = (0.98, 0.9);
+            (e, Some(s))
+        })
+        .collect();
+    let w4_md = results_md(w4, Path::new("d"), &w4_results);
+    let widths = table_widths(&w4_md);
+    assert_eq!(widths.len(), 2 + 2 + 2, "{w4_md}");
+    assert!(widths.iter().all(|&w| w == 8), "{widths:?}\n{w4_md}");
 }
 
 /// The ceiling lines: each method at the mildest rate against the teacher fine-tuned
