@@ -852,9 +852,10 @@ fn differing_settings(a: &TrainConfig, b: &TrainConfig) -> Vec<String> {
         .collect()
 }
 
-/// `results.md`'s section on the by-hand variants: each beside the finished preset run
-/// whose settings it differs least from, with those settings, its figures and the change
-/// of the worst case (with AutoAttack and Square) against that run. Empty without variants.
+/// `results.md`'s section on the by-hand variants: each beside the finished preset runs
+/// whose settings it differs least from (all of them when several tie), with those
+/// settings, its figures and the change of the worst case (with AutoAttack and Square)
+/// against each. Empty without variants.
 pub fn variants_md(results: &[(&Entry, Option<Summary>)], variants: &[Variant]) -> String {
     let mut r = String::new();
     if variants.is_empty() {
@@ -868,20 +869,50 @@ pub fn variants_md(results: &[(&Entry, Option<Summary>)], variants: &[Variant]) 
     let _ = writeln!(r, "| run | from | what differs | natural | PGD-40 | APGD-CE | AutoAttack | Square-5000 | worst case with both | change against `from` |");
     let _ = writeln!(r, "|---|---|---|---|---|---|---|---|---|---|");
     for v in variants {
-        let base = results
+        // Every finished preset run at the fewest differing settings, a run of the same
+        // method before one of another (an ADMM rho differs from magnitude's runs in one
+        // setting too): a variant of a setting two preset cells differ in (a third ADMM
+        // rho) is as close to both, and is shown against each.
+        let kind = |c: &TrainConfig| {
+            c.method
+                .map(|m| m.to_string().split(':').next().map(String::from))
+        };
+        let diffs: Vec<_> = results
             .iter()
-            .filter_map(|(e, s)| Some((e, s.as_ref()?, differing_settings(&v.cfg, &e.cfg))))
-            .min_by_key(|(_, _, d)| d.len());
-        let (from, what, change) = match base {
-            Some((e, s, d)) => (
-                e.name.as_str(),
+            .filter_map(|(e, s)| {
+                let d = differing_settings(&v.cfg, &e.cfg);
+                let key = (d.len(), kind(&v.cfg) != kind(&e.cfg));
+                Some((e, s.as_ref()?, d, key))
+            })
+            .collect();
+        let fewest = diffs.iter().map(|(.., key)| *key).min();
+        let bases: Vec<_> = diffs
+            .iter()
+            .filter(|(.., key)| Some(*key) == fewest)
+            .map(|(e, s, d, _)| (e, s, d))
+            .collect();
+        let (from, what, change) = match bases.first() {
+            Some((_, _, d)) => (
+                bases
+                    .iter()
+                    .map(|(e, ..)| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                // The variant's own values of the differing settings: the same against
+                // each base when they differ in the same keys.
                 d.join(", "),
-                format!(
-                    "{:+.2}",
-                    100.0 * (v.summary.dense.worst_aa - s.dense.worst_aa)
-                ),
+                bases
+                    .iter()
+                    .map(|(_, s, _)| {
+                        format!(
+                            "{:+.2}",
+                            100.0 * (v.summary.dense.worst_aa - s.dense.worst_aa)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" / "),
             ),
-            None => ("-", String::new(), "-".into()),
+            None => ("-".into(), String::new(), "-".into()),
         };
         let a = &v.summary.dense;
         let _ = writeln!(

@@ -631,6 +631,40 @@ fn by_hand_variants_are_tabled_beside_their_preset_run() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A variant as close to two preset runs (a third ADMM rho beside tradeoff-w8's two) is
+/// shown against both, and not against magnitude, which differs in one setting too but is
+/// another method.
+#[test]
+fn a_variant_between_two_preset_runs_is_shown_against_both() {
+    let p = PRESETS.iter().find(|p| p.name == "tradeoff-w8").unwrap();
+    let all = entries(p, Path::new("t"));
+    let find = |n: &str| all.iter().find(|e| e.name == n).unwrap();
+    let with_worst = |w: f64| {
+        let mut s = Summary::default();
+        s.dense.worst_aa = w;
+        Some(s)
+    };
+    let results = vec![
+        (find("admm-r60.8"), with_worst(0.627)),
+        (find("admm-rho0.01-r60.8"), with_worst(0.695)),
+        (find("magnitude-r60.8"), with_worst(0.779)),
+    ];
+    let mut cfg = find("admm-r60.8").cfg.clone();
+    cfg.set("method", "admm:0.1:1").unwrap();
+    let variant = Variant {
+        name: "admm-rho0.1-r60.8".into(),
+        cfg,
+        summary: with_worst(0.657).unwrap(),
+    };
+    let md = variants_md(&results, &[variant]);
+    assert!(
+        md.contains(
+            "| admm-rho0.1-r60.8 | admm-r60.8 / admm-rho0.01-r60.8 | `method = admm:0.1:1` |"
+        ) && md.contains("| +3.00 / -3.80 |"),
+        "{md}"
+    );
+}
+
 /// `--val N` gives every run (the teacher's too) the validation split, in its own
 /// folder by default, and refuses other seeds than 1.
 #[test]
