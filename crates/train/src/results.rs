@@ -431,11 +431,12 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
     } else {
         vec![Role::Admm]
     };
-    let tuned_col = if p.admm_tuned {
-        format!(" {} |", Role::AdmmTuned.label())
-    } else {
-        String::new()
-    };
+    // The columns after "our ADMM": one per further ADMM setting.
+    let more_admms = &admms[1..];
+    let tuned_col: String = more_admms
+        .iter()
+        .map(|a| format!(" {} |", a.label()))
+        .collect();
     let diff_col = admms
         .iter()
         .map(|&a| format!("ours - {}", admm_name(a)))
@@ -445,10 +446,10 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
     let _ = writeln!(
         r,
         "|---|---|---|---|{}---|---|---|---|",
-        "---|".repeat(admms.len() - 1)
+        "---|".repeat(more_admms.len())
     );
-    // The empty cells of a row that has no figure in the tuned ADMM's column.
-    let tuned_blank = if p.admm_tuned { " |" } else { "" };
+    // The empty cells of a row that has no figure in those columns.
+    let tuned_blank = " |".repeat(more_admms.len());
     // Each cell as natural / PGD-40 over its seeds (mean ± sd where there are several).
     let np = |role: Role, rate: f64| {
         let nat = cell_stat(results, role, rate, |s| s.dense.clean);
@@ -499,11 +500,10 @@ pub fn results_md(p: &Preset, dir: &Path, results: &[(&Entry, Option<Summary>)])
                 None => "-".into(),
             })
             .collect();
-        let tuned = if p.admm_tuned {
-            format!(" {} |", np(Role::AdmmTuned, rate))
-        } else {
-            String::new()
-        };
+        let tuned: String = more_admms
+            .iter()
+            .map(|&a| format!(" {} |", np(a, rate)))
+            .collect();
         let _ = writeln!(
             r,
             "| {column} | {rate}x | {publ} | {} |{tuned} **{}** | {} | {} | {} |",
@@ -873,10 +873,7 @@ pub fn variants_md(results: &[(&Entry, Option<Summary>)], variants: &[Variant]) 
         // method before one of another (an ADMM rho differs from magnitude's runs in one
         // setting too): a variant of a setting two preset cells differ in (a third ADMM
         // rho) is as close to both, and is shown against each.
-        let kind = |c: &TrainConfig| {
-            c.method
-                .map(|m| m.to_string().split(':').next().map(String::from))
-        };
+        let kind = |c: &TrainConfig| c.method.as_ref().map(std::mem::discriminant);
         let diffs: Vec<_> = results
             .iter()
             .filter_map(|(e, s)| {
