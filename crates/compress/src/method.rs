@@ -320,7 +320,7 @@ impl Compressor {
         &mut self,
         params: &mut [f32],
         epoch: usize,
-        admm_state: Option<(Vec<f32>, Vec<f32>, f32)>,
+        admm_state: Option<(&[f32], &[f32], f32)>,
     ) -> Result<()> {
         let frozen = matches!(self.method, Method::Magnitude) || epoch >= self.main_epochs;
         if !self.method.prunes() {
@@ -343,7 +343,10 @@ impl Compressor {
                         got: z.len().min(u.len()),
                     });
                 }
-                (admm.z, admm.u, admm.rho) = (z, u, r);
+                // Copied into the buffers Admm::new made: no second Z and U at once.
+                admm.z.copy_from_slice(z);
+                admm.u.copy_from_slice(u);
+                admm.rho = r;
             }
             self.admm = Some(admm);
         }

@@ -104,11 +104,18 @@ pub fn metadata(path: &Path) -> Result<std::collections::BTreeMap<String, String
 
 /// The `extra.NAME` state of a checkpoint written by [`save_with`], if present.
 pub fn load_extra(path: &Path, name: &str) -> Result<Option<Vec<f32>>> {
-    let st = SafeTensors::read(path)?;
+    Ok(extra(&SafeTensors::read(path)?, path, name)?.map(<[f32]>::to_vec))
+}
+
+/// [`load_extra`] of a checkpoint already parsed (`path` only names it in errors),
+/// borrowed from it: a resume reads the file once for the model, the optimiser and every
+/// extra, and copies an extra straight into the state it restores.
+pub fn extra<'a>(st: &'a SafeTensors, path: &Path, name: &str) -> Result<Option<&'a [f32]>> {
     let key = format!("extra.{name}");
     match st.get(&key) {
         None => Ok(None),
-        Some(_) => Ok(Some(st.f32_any(&key, path)?.1)),
+        // save_with writes every extra as one f32 vector; its length is the caller's to check.
+        Some(e) => Ok(Some(st.expect_f32(&key, &e.shape, path)?)),
     }
 }
 

@@ -19,6 +19,7 @@ use rand::SeedableRng;
 use rcc_attack::PgdConfig;
 use rcc_compress::{Compressor, Method, StateBytes};
 use rcc_data::{epoch_order, Dataset, Split};
+use rcc_nn::safetensors::SafeTensors;
 use rcc_nn::{checkpoint, Model};
 use std::path::Path;
 use std::time::Instant;
@@ -311,14 +312,19 @@ pub fn train(
     // The checkpoint resumed from: the last one, or the one before if the last does not
     // load (a corrupted file; a kill never leaves a partial one, see `save` below).
     let mut from = ckpt.clone();
+    // The checkpoint file, read once: the model, the optimiser and the position come from
+    // it here, a resumed ADMM's Z and U below. Dropped once the compressor has its state.
+    let mut resumed_file = None;
     if resume {
         let prev = run.previous_checkpoint();
         let load = |path: &Path, model: &mut Model, opt: &mut rcc_nn::optim::Optimizer| {
-            let done = checkpoint::load(path, model, opt)?;
-            let pos = Position::from_metadata(&checkpoint::metadata(path)?, path)?;
-            Ok::<_, Error>((done, pos))
+            let file = SafeTensors::read(path)?;
+            let done = checkpoint::restore(&file, path, model, opt)?;
+            let pos = Position::from_metadata(&file.metadata, path)?;
+            Ok::<_, Error>((done, pos, file))
         };
-        (start, position) = match load(&ckpt, &mut model, &mut opt) {
+        let file;
+        (start, position, file) = match load(&ckpt, &mut model, &mut opt) {
             Ok(r) => r,
             Err(e) if prev.exists() => {
                 obs.note(&format!(
@@ -334,6 +340,7 @@ pub fn train(
             }
             Err(e) => return Err(e.context("cannot resume")),
         };
+        resumed_file = Some(file);
         run.keep_metrics(start)?;
         obs.note(&match position {
             Some(p) => format!(
@@ -354,11 +361,13 @@ pub fn train(
     }
     if let Some(c) = &mut compressor {
         heap.measure(|| -> Result<()> {
-            // A resumed ADMM run's Z, U and rho, read inside the measurement so that the
-            // compressor's memory counts them.
+            // A resumed ADMM run's Z, U and rho, copied from the checkpoint read above into
+            // the state the compressor allocates here, so that the measurement counts
+            // that state once and not the file (reading the file in here, once per
+            // tensor, put twice its size into the measured peak).
             let mut admm_state = None;
-            if resume && matches!(c.method(), Method::Admm { .. }) {
-                let extra = |name| checkpoint::load_extra(&from, name);
+            if let (Some(file), Method::Admm { .. }) = (&resumed_file, c.method()) {
+                let extra = |name| checkpoint::extra(file, &from, name);
                 if let (Some(z), Some(u), Some(r)) =
                     (extra("admm.z")?, extra("admm.u")?, extra("admm.rho")?)
                 {
@@ -368,6 +377,7 @@ pub fn train(
             Ok(c.start(&mut model.params, start, admm_state)?)
         })?;
     }
+    drop(resumed_file);
     let mut test_acc = f64::NAN;
     let end = match stop {
         Stop::AfterEpochs(e) => (start + e).min(cfg.epochs),
