@@ -315,7 +315,8 @@ impl Compressor {
     /// Sets up the state for a run that starts (or resumes) at epoch `epoch`: magnitude
     /// pruning prunes and freezes at once; ADMM starts with Z = Proj(W), U = 0; a run
     /// resumed past the main phase recovers its frozen mask from the zero pattern.
-    /// `admm_state` is the checkpointed (z, u, rho) of a resumed ADMM run.
+    /// `admm_state` is the checkpointed (z, u, rho) of a resumed ADMM run, copied into the
+    /// state made here; z and u must have its length, else [`Error::Length`].
     pub fn start(
         &mut self,
         params: &mut [f32],
@@ -336,12 +337,17 @@ impl Compressor {
         if let Method::Admm { rho, .. } = self.method {
             let mut admm = Admm::new(params, &self.prunable, &self.keep, rho)?;
             if let Some((z, u, r)) = admm_state {
-                if z.len() != admm.z.len() || u.len() != admm.u.len() {
-                    return Err(Error::Length {
-                        what: "checkpointed ADMM state",
-                        expected: admm.z.len(),
-                        got: z.len().min(u.len()),
-                    });
+                for (what, got, expected) in [
+                    ("checkpointed ADMM Z", z.len(), admm.z.len()),
+                    ("checkpointed ADMM U", u.len(), admm.u.len()),
+                ] {
+                    if got != expected {
+                        return Err(Error::Length {
+                            what,
+                            expected,
+                            got,
+                        });
+                    }
                 }
                 // Copied into the buffers Admm::new made: no second Z and U at once.
                 admm.z.copy_from_slice(z);

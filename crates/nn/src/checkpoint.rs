@@ -27,7 +27,7 @@ pub fn save(
 }
 
 /// As [`save`], plus `extra` named f32 state (a compression method's, e.g. ADMM's Z and
-/// U), stored as `extra.NAME` and read back with [`load_extra`].
+/// U), stored as `extra.NAME` and read back with [`extra`].
 pub fn save_with(
     path: &Path,
     model: &Model,
@@ -97,19 +97,10 @@ pub fn restore(
     Ok(epochs_done)
 }
 
-/// The metadata of a checkpoint (the caller's entries of [`save_with`] and the format's).
-pub fn metadata(path: &Path) -> Result<std::collections::BTreeMap<String, String>> {
-    Ok(SafeTensors::read(path)?.metadata)
-}
-
-/// The `extra.NAME` state of a checkpoint written by [`save_with`], if present.
-pub fn load_extra(path: &Path, name: &str) -> Result<Option<Vec<f32>>> {
-    Ok(extra(&SafeTensors::read(path)?, path, name)?.map(<[f32]>::to_vec))
-}
-
-/// [`load_extra`] of a checkpoint already parsed (`path` only names it in errors),
-/// borrowed from it: a resume reads the file once for the model, the optimiser and every
-/// extra, and copies an extra straight into the state it restores.
+/// The `extra.NAME` state of a checkpoint written by [`save_with`], if present, borrowed
+/// from the parsed file (`path` only names it in errors): a resume reads the file once
+/// for the model ([`restore`]), the optimiser, its metadata and every extra, and copies
+/// an extra straight into the state it restores.
 pub fn extra<'a>(st: &'a SafeTensors, path: &Path, name: &str) -> Result<Option<&'a [f32]>> {
     let key = format!("extra.{name}");
     match st.get(&key) {

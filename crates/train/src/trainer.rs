@@ -340,7 +340,8 @@ pub fn train(
             }
             Err(e) => return Err(e.context("cannot resume")),
         };
-        resumed_file = Some(file);
+        // Kept for ADMM's Z and U only: any other method needs nothing more from it.
+        resumed_file = matches!(cfg.method, Some(Method::Admm { .. })).then_some(file);
         run.keep_metrics(start)?;
         obs.note(&match position {
             Some(p) => format!(
@@ -374,7 +375,14 @@ pub fn train(
                     admm_state = Some((z, u, r.first().copied().unwrap_or(0.0)));
                 }
             }
-            Ok(c.start(&mut model.params, start, admm_state)?)
+            c.start(&mut model.params, start, admm_state).map_err(|e| {
+                let e = Error::from(e);
+                if resume {
+                    e.context(format!("cannot resume from {}", from.display()))
+                } else {
+                    e
+                }
+            })
         })?;
     }
     drop(resumed_file);
