@@ -369,10 +369,19 @@ pub fn train(
             let mut admm_state = None;
             if let (Some(file), Method::Admm { .. }) = (&resumed_file, c.method()) {
                 let extra = |name| checkpoint::extra(file, &from, name);
-                if let (Some(z), Some(u), Some(r)) =
-                    (extra("admm.z")?, extra("admm.u")?, extra("admm.rho")?)
-                {
-                    admm_state = Some((z, u, r.first().copied().unwrap_or(0.0)));
+                match (extra("admm.z")?, extra("admm.u")?, extra("admm.rho")?) {
+                    (Some(z), Some(u), Some(&[rho])) => admm_state = Some((z, u, rho)),
+                    // Saved after the main phase: the mask comes from the zero pattern.
+                    (None, None, None) => {}
+                    _ => {
+                        return Err(Error::File {
+                            path: from.clone(),
+                            problem: "extra.admm.z, extra.admm.u, extra.admm.rho: ADMM's \
+                                      state is incomplete; expected all three (rho as one \
+                                      value) or none"
+                                .into(),
+                        })
+                    }
                 }
             }
             c.start(&mut model.params, start, admm_state).map_err(|e| {

@@ -127,6 +127,66 @@ fn resumed_compression_runs_are_bit_identical() {
     }
 }
 
+/// A checkpoint whose ADMM state is incomplete or the wrong size is refused with an error
+/// that names the checkpoint and the tensor, instead of restarting ADMM from a fresh Z
+/// and U (a silently different run) or panicking.
+#[test]
+fn a_checkpoint_with_bad_admm_state_is_refused() {
+    let data = RunData {
+        train: synthetic(100, 3),
+        val: None,
+        test: synthetic(50, 4),
+    };
+    let cfg = TrainConfig {
+        epochs: 3,
+        finetune: 1,
+        method: Some(Method::parse("admm:0.01:1").unwrap()),
+        rate: 4.0,
+        ..small_config()
+    };
+    let cases: [(&str, fn(&mut rcc_nn::safetensors::SafeTensors), &str); 3] = [
+        (
+            "no-u",
+            |st| st.entries.retain(|e| e.name != "extra.admm.u"),
+            "ADMM's state is incomplete",
+        ),
+        (
+            "no-rho-value",
+            |st| {
+                st.entries.retain(|e| e.name != "extra.admm.rho");
+                st.push_f32("extra.admm.rho", &[0], vec![]).unwrap();
+            },
+            "ADMM's state is incomplete",
+        ),
+        (
+            "short-z",
+            |st| {
+                st.entries.retain(|e| e.name != "extra.admm.z");
+                st.push_f32("extra.admm.z", &[3], vec![0.0; 3]).unwrap();
+            },
+            "checkpointed ADMM Z",
+        ),
+    ];
+    for (name, damage, expected) in cases {
+        let dir = temp_run(&format!("bad-admm-{name}"));
+        run_training(&cfg, &data, &dir, false, Some(1)).unwrap();
+        let ckpt = dir.join("checkpoint.safetensors");
+        let mut st = rcc_nn::safetensors::SafeTensors::read(&ckpt).unwrap();
+        assert!(
+            st.get("extra.admm.z").is_some(),
+            "{name}: no ADMM state saved"
+        );
+        damage(&mut st);
+        st.write(&ckpt).unwrap();
+        let e = run_training(&cfg, &data, &dir, true, None)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: resumed from a damaged ADMM state"))
+            .to_string();
+        assert!(e.contains(expected), "{name}: {e}");
+        assert!(e.contains("checkpoint.safetensors"), "{name}: {e}");
+    }
+}
+
 /// A teacher on adversarial inputs without adversarial examples is refused, not
 /// silently given the clean batch.
 #[test]
