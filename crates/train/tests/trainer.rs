@@ -7,6 +7,7 @@ use rand::SeedableRng;
 use rcc_compress::{Budget, Method};
 use rcc_data::{Dataset, DatasetKind};
 use rcc_nn::optim::LrSchedule;
+use rcc_nn::safetensors::SafeTensors;
 use rcc_nn::{checkpoint, Arch, Model};
 use rcc_train::{
     train, AdvTraining, OptimizerKind, Quiet, RunData, RunDir, Stop, TeacherInput, TrainConfig,
@@ -144,7 +145,9 @@ fn a_checkpoint_with_bad_admm_state_is_refused() {
         rate: 4.0,
         ..small_config()
     };
-    let cases: [(&str, fn(&mut rcc_nn::safetensors::SafeTensors), &str); 3] = [
+    // A case: its name, what it does to the checkpoint, what the error must say.
+    type Damage = fn(&mut SafeTensors);
+    let cases: [(&str, Damage, &str); 3] = [
         (
             "no-u",
             |st| st.entries.retain(|e| e.name != "extra.admm.u"),
@@ -171,7 +174,7 @@ fn a_checkpoint_with_bad_admm_state_is_refused() {
         let dir = temp_run(&format!("bad-admm-{name}"));
         run_training(&cfg, &data, &dir, false, Some(1)).unwrap();
         let ckpt = dir.join("checkpoint.safetensors");
-        let mut st = rcc_nn::safetensors::SafeTensors::read(&ckpt).unwrap();
+        let mut st = SafeTensors::read(&ckpt).unwrap();
         assert!(
             st.get("extra.admm.z").is_some(),
             "{name}: no ADMM state saved"
