@@ -251,6 +251,14 @@ mod tests {
     use rcc_train::metrics::read_metrics;
     use rcc_train::report::Summary;
 
+    /// Quiet, but with the counting allocator's figures.
+    struct Counted;
+    impl rcc_train::Observer for Counted {
+        fn heap_counter(&self) -> Option<rcc_train::HeapCounter> {
+            Some(crate::heap::COUNTER)
+        }
+    }
+
     fn temp_run(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rcc-train-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -340,13 +348,6 @@ mod tests {
         } else {
             workspace_root().join("../shared/datasets")
         };
-        // Quiet, but with the counting allocator's figures.
-        struct Counted;
-        impl rcc_train::Observer for Counted {
-            fn heap_counter(&self) -> Option<rcc_train::HeapCounter> {
-                Some(crate::heap::COUNTER)
-            }
-        }
         let run_training = |cfg: &TrainConfig, data: &RunData, dir: &Path| {
             train(
                 cfg,
@@ -462,12 +463,6 @@ mod tests {
     /// against 6.7 MB for three resumed w8 runs of the tradeoff sweep.)
     #[test]
     fn a_resumed_admm_run_measures_only_its_z_and_u() {
-        struct Counted;
-        impl rcc_train::Observer for Counted {
-            fn heap_counter(&self) -> Option<rcc_train::HeapCounter> {
-                Some(crate::heap::COUNTER)
-            }
-        }
         // Random images: only the memory figures matter here.
         let images = |n: usize, seed: u8| rcc_data::Dataset {
             kind: DatasetKind::Mnist,
